@@ -1,0 +1,317 @@
+//! Backend connections to MySQL, on mysql_async, multiplexed across sessions.
+//!
+//! Policy: a session borrows a connection per statement and gives it back
+//! after, unless the session holds state that lives on it (then the session
+//! keeps it "pinned", see `classify::effects` and `Session`). One pool per
+//! (user, CLIENT_FOUND_ROWS), because grants and affected-row semantics differ;
+//! `pool_max` bounds the total over all pools (an idle connection of another
+//! user is closed to make room before anyone waits). Each connection records
+//! the tracked session state applied to it (`Applied`); `sync` re-applies the
+//! borrowing session's state with at most one `SET` and one `USE`. Server-side
+//! prepared statements are cached per connection keyed by (database, SQL), so
+//! a statement prepared by one session is never reused under another
+//! database. A connection whose pinned state may linger is reset
+//! (COM_RESET_CONNECTION) before it returns to the pool.
+
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Statement};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::BackendConfig;
+pub use state::{Applied, SessionVars};
+
+/// Errors of the backend layer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to the MySQL backend at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: mysql_async::Error,
+    },
+    #[error("timed out after {0:?} connecting to the MySQL backend at {1}")]
+    ConnectTimeout(Duration, String),
+    #[error("all {0} backend connections are busy (backend.pool_max); waited {1:?}")]
+    PoolExhausted(usize, Duration),
+    #[error(transparent)]
+    Mysql(#[from] mysql_async::Error),
+}
+
+/// Which pool a connection belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub user: String,
+    pub found_rows: bool,
+}
+
+/// A borrowed backend connection.
+pub struct BackendConn {
+    pub conn: Conn,
+    pub applied: Applied,
+    /// Set when session state may linger (pinned state): reset before reuse.
+    pub dirty: bool,
+    key: PoolKey,
+    stmts: HashMap<(Option<String>, Vec<u8>), Statement>,
+    idle_since: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+const STMT_CACHE_MAX: usize = 512;
+/// Idle connections older than this are pinged before use.
+const PING_AFTER: Duration = Duration::from_secs(30);
+
+pub struct Backend {
+    cfg: BackendConfig,
+    idle: Mutex<HashMap<PoolKey, Vec<BackendConn>>>,
+    permits: Arc<Semaphore>,
+    returned: Notify,
+    server_version: Mutex<Option<String>>,
+}
+
+impl Backend {
+    pub fn new(cfg: BackendConfig) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(cfg.pool_max)),
+            cfg,
+            idle: Mutex::new(HashMap::new()),
+            returned: Notify::new(),
+            server_version: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &BackendConfig {
+        &self.cfg
+    }
+
+    pub fn addr(&self) -> String {
+        match &self.cfg.socket {
+            Some(s) => s.display().to_string(),
+            None => format!("{}:{}", self.cfg.host, self.cfg.port),
+        }
+    }
+
+    fn opts(&self, user: &str, password: &str, found_rows: bool) -> OptsBuilder {
+        let b = OptsBuilder::default()
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .client_found_rows(found_rows)
+            .tcp_nodelay(true);
+        match &self.cfg.socket {
+            Some(s) => b.socket(Some(s.display().to_string())),
+            None => b.ip_or_hostname(self.cfg.host.clone()).tcp_port(self.cfg.port),
+        }
+    }
+
+    async fn connect_raw(&self, opts: OptsBuilder) -> Result<Conn, BackendError> {
+        match tokio::time::timeout(self.cfg.connect_timeout, Conn::new(opts)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(source)) => Err(BackendError::Connect {
+                addr: self.addr(),
+                source,
+            }),
+            Err(_) => Err(BackendError::ConnectTimeout(
+                self.cfg.connect_timeout,
+                self.addr(),
+            )),
+        }
+    }
+
+    /// The backend's version string, probed once with the proxy's own account.
+    pub async fn server_version(&self) -> Result<String, BackendError> {
+        if let Some(v) = self.server_version.lock().unwrap().clone() {
+            return Ok(v);
+        }
+        let opts = self.opts(&self.cfg.user, &self.cfg.password, false);
+        let mut conn = self.connect_raw(opts).await?;
+        let v: Option<String> = conn.query_first("SELECT VERSION()").await?;
+        let _ = conn.disconnect().await;
+        let v = v.unwrap_or_default();
+        // MariaDB reports "10.11.x-MariaDB"; its own handshake prefixes
+        // "5.5.5-" so that old clients parse a 5.x version. Do the same.
+        let v = if v.contains("MariaDB") && !v.starts_with("5.5.5-") {
+            format!("5.5.5-{v}")
+        } else {
+            v
+        };
+        *self.server_version.lock().unwrap() = Some(v.clone());
+        Ok(v)
+    }
+
+    /// Checks a connection out for `key`, preferring one already on `db`.
+    pub async fn acquire(
+        &self,
+        key: &PoolKey,
+        password: &str,
+        db: Option<&str>,
+    ) -> Result<BackendConn, BackendError> {
+        let start = Instant::now();
+        loop {
+            while let Some(mut c) = self.take_idle(key, db) {
+                if c.idle_since.elapsed() < PING_AFTER || c.conn.ping().await.is_ok() {
+                    return Ok(c);
+                }
+            }
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                let opts = self.opts(&key.user, password, key.found_rows);
+                let conn = self.connect_raw(opts).await?;
+                return Ok(BackendConn {
+                    conn,
+                    applied: Applied::fresh(),
+                    dirty: false,
+                    key: key.clone(),
+                    stmts: HashMap::new(),
+                    idle_since: Instant::now(),
+                    _permit: permit,
+                });
+            }
+            if self.evict_other(key) {
+                continue;
+            }
+            let waited = start.elapsed();
+            if waited >= self.cfg.acquire_timeout {
+                return Err(BackendError::PoolExhausted(self.cfg.pool_max, waited));
+            }
+            let tick = (self.cfg.acquire_timeout - waited).min(Duration::from_millis(50));
+            let _ = tokio::time::timeout(tick, self.returned.notified()).await;
+        }
+    }
+
+    fn take_idle(&self, key: &PoolKey, db: Option<&str>) -> Option<BackendConn> {
+        let mut idle = self.idle.lock().unwrap();
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        list.retain(|c| now.duration_since(c.idle_since) < self.cfg.idle_timeout);
+        let same_db = list
+            .iter()
+            .rposition(|c| c.applied.db.as_ref().map(|d| d.as_deref()) == Some(db));
+        match same_db {
+            Some(i) => Some(list.swap_remove(i)),
+            None => list.pop(),
+        }
+    }
+
+    /// Closes one idle connection of another pool; true if one was closed.
+    fn evict_other(&self, key: &PoolKey) -> bool {
+        let mut idle = self.idle.lock().unwrap();
+        for (k, list) in idle.iter_mut() {
+            if k != key {
+                if let Some(c) = list.pop() {
+                    drop(c);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Returns a connection to its pool (resetting it first if dirty).
+    pub fn release(self: &Arc<Self>, mut c: BackendConn) {
+        if c.conn.is_disconnected() {
+            self.returned.notify_one();
+            return;
+        }
+        if c.dirty {
+            let this = self.clone();
+            tokio::spawn(async move {
+                if c.reset().await.is_ok() {
+                    this.put_idle(c);
+                } else {
+                    this.returned.notify_one();
+                }
+            });
+        } else {
+            self.put_idle(c);
+        }
+    }
+
+    fn put_idle(&self, mut c: BackendConn) {
+        c.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap();
+        idle.entry(c.key.clone()).or_default().push(c);
+        drop(idle);
+        self.returned.notify_one();
+    }
+
+    /// Best-effort `KILL <thread>` with the proxy's own account (used when a
+    /// statement exceeded `query_timeout`, so the server stops working on it).
+    pub async fn kill(&self, thread: u32) {
+        let opts = self.opts(&self.cfg.user, &self.cfg.password, false);
+        if let Ok(mut c) = self.connect_raw(opts).await {
+            let _ = c.query_drop(format!("KILL {thread}")).await;
+            let _ = c.disconnect().await;
+        }
+    }
+
+    /// Backend connections open now (borrowed or idle).
+    pub fn open_connections(&self) -> usize {
+        self.cfg.pool_max - self.permits.available_permits()
+    }
+
+    /// Closes every idle connection (used at shutdown).
+    pub fn close_idle(&self) {
+        self.idle.lock().unwrap().clear();
+    }
+}
+
+impl BackendConn {
+    /// COM_RESET_CONNECTION: drops temporary tables, user variables, locks,
+    /// prepared statements and rolls back; tracked state becomes unknown.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.conn.reset().await?;
+        self.stmts.clear();
+        self.applied = Applied::unknown();
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Makes the connection's tracked state equal to the session's.
+    pub async fn sync(&mut self, want: &SessionVars, needs_insert_id: bool) -> Result<(), BackendError> {
+        if let Some(db_change) = state::db_change(&self.applied, want) {
+            match db_change {
+                Some(db) => {
+                    self.conn.query_drop(format!("USE {}", state::quote_ident(&db))).await?;
+                }
+                None => {
+                    // MySQL cannot leave a database; re-login without one.
+                    let opts = mysql_async::ChangeUserOpts::default().with_db_name(None);
+                    self.conn.change_user(opts).await?;
+                    self.stmts.clear();
+                    self.applied = Applied::unknown();
+                }
+            }
+            self.applied.db = Some(want.db.clone());
+        }
+        if let Some(sql) = state::set_statement(&self.applied, want, needs_insert_id) {
+            self.conn.query_drop(sql).await?;
+            self.applied.assume(want, needs_insert_id);
+        }
+        Ok(())
+    }
+
+    /// A server-side statement for `sql` under `db`, prepared on first use.
+    pub async fn statement(&mut self, db: Option<&str>, sql: &[u8]) -> Result<Statement, BackendError> {
+        let key = (db.map(str::to_owned), sql.to_vec());
+        if let Some(s) = self.stmts.get(&key) {
+            return Ok(s.clone());
+        }
+        if self.stmts.len() >= STMT_CACHE_MAX {
+            for (_, s) in self.stmts.drain() {
+                let _ = self.conn.close(s).await;
+            }
+        }
+        let s = self.conn.prep(sql).await?;
+        self.stmts.insert(key, s.clone());
+        Ok(s)
+    }
+
+    pub fn key(&self) -> &PoolKey {
+        &self.key
+    }
+}

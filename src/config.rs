@@ -1,0 +1,299 @@
+//! The `Config` tree read from `proxy.toml`.
+//!
+//! Policy: every key has a documented default in the shipped `proxy.toml`;
+//! unknown keys are errors (collected with `serde_ignored`, so *every* unknown
+//! key is named in one run rather than only the first, which is what
+//! `#[serde(deny_unknown_fields)]` would give); `validate` reports every
+//! semantic problem by its dotted key path. Durations are humantime strings
+//! (`"5s"`, `"250ms"`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors of the configuration layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub backend: BackendConfig,
+    /// Accounts the proxy authenticates clients with. Backend connections are
+    /// opened as the same user, so MySQL's own grants apply.
+    pub users: Vec<UserConfig>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    pub listen: String,
+    /// Client connections accepted at once; more get error 1040.
+    pub max_connections: usize,
+    /// How long a graceful shutdown waits for sessions to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Server version advertised before the backend has been reached once
+    /// (afterwards the backend's own version string is advertised).
+    pub fallback_server_version: String,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse clients that do not upgrade to TLS.
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BackendConfig {
+    pub host: String,
+    pub port: u16,
+    /// Unix socket path; when set it is used instead of host/port.
+    pub socket: Option<PathBuf>,
+    /// The proxy's own account (server version probe, health checks).
+    pub user: String,
+    pub password: String,
+    /// Most backend connections open at once, over all users.
+    pub pool_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a statement waits for a free backend connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest wait for the first response to a statement; `0s` = no limit.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Idle backend connections older than this are closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6033".into(),
+            max_connections: 4096,
+            shutdown_timeout: Duration::from_secs(30),
+            fallback_server_version: "5.5.5-10.11.0-MariaDB-sqlcache".into(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            socket: None,
+            user: "root".into(),
+            password: String::new(),
+            pool_max: 64,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+            query_timeout: Duration::ZERO,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())?.validate(&path.display().to_string())
+    }
+
+    /// Parses TOML text; unknown keys are reported all at once.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+            .map_err(|e| ConfigError::Parse {
+                path: origin.into(),
+                message: e.to_string(),
+            })?;
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: origin.into(),
+                problems: unknown.iter().map(|k| format!("unknown key `{k}`")).collect(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Checks semantic constraints, naming every bad key.
+    pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid {
+                path: origin.into(),
+                problems,
+            })
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.proxy.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "proxy.listen: `{}` is not an address:port",
+                self.proxy.listen
+            ));
+        }
+        if self.proxy.max_connections == 0 {
+            p.push("proxy.max_connections: must be at least 1".into());
+        }
+        if let Some(tls) = &self.proxy.tls {
+            for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !path.is_file() {
+                    p.push(format!(
+                        "proxy.tls.{key}: `{}` is not a readable file",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if self.backend.socket.is_none() && self.backend.host.is_empty() {
+            p.push("backend.host: empty (set host or socket)".into());
+        }
+        if self.backend.pool_max == 0 {
+            p.push("backend.pool_max: must be at least 1".into());
+        }
+        if self.backend.connect_timeout.is_zero() {
+            p.push("backend.connect_timeout: must be above 0".into());
+        }
+        if self.users.is_empty() {
+            p.push("users: at least one [[users]] entry is needed".into());
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() {
+                p.push(format!("users[{i}].name: empty"));
+            }
+            if self.users[..i].iter().any(|o| o.name == u.name) {
+                p.push(format!("users[{i}].name: `{}` listed twice", u.name));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push(format!("log.level: `{}`: {e}", self.log.level));
+        }
+        p
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_proxy_toml_parses_and_validates() {
+        let text = include_str!("../proxy.toml");
+        let c = Config::parse(text, "proxy.toml")
+            .unwrap()
+            .validate("proxy.toml")
+            .unwrap();
+        assert_eq!(c.proxy.listen, "127.0.0.1:6033");
+        assert_eq!(c.backend.host, "127.0.0.1");
+        assert_eq!(c.backend.port, 3306);
+        assert_eq!(c.backend.user, "root");
+        assert_eq!(c.users.len(), 1);
+        assert_eq!(c.users[0].name, "root");
+        assert_eq!(c.users[0].password, "");
+    }
+
+    #[test]
+    fn every_unknown_key_is_named() {
+        let err = Config::parse(
+            "[proxy]\nlisten='127.0.0.1:1'\nlisen=1\n[backend]\nprot=1\n[[users]]\nname='a'\npw='x'\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("proxy.lisen"), "{err}");
+        assert!(err.contains("backend.prot"), "{err}");
+        assert!(err.contains("users.0.pw") || err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let c = Config::parse(
+            "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n",
+            "t",
+        )
+        .unwrap();
+        let err = c.validate("t").unwrap_err().to_string();
+        for key in [
+            "proxy.listen",
+            "proxy.max_connections",
+            "backend.pool_max",
+            "users:",
+        ] {
+            assert!(err.contains(key), "{key} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let c = Config::parse("[backend]\nconnect_timeout='250ms'\n", "t").unwrap();
+        assert_eq!(c.backend.connect_timeout, Duration::from_millis(250));
+    }
+}

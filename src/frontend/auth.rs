@@ -1,0 +1,248 @@
+//! Connection phase: handshake v10, optional TLS upgrade, authentication.
+//!
+//! Policy: the proxy is the server for its clients. It advertises the
+//! backend's version string (clients pick collations and features from it),
+//! a fresh random 20-byte scramble and a unique connection id, and verifies
+//! `mysql_native_password` against `[[users]]`. A client that starts with
+//! another plugin (MySQL 8's `caching_sha2_password`) is switched to
+//! `mysql_native_password` with an AuthSwitchRequest. Failures answer error
+//! 1045 / 28000 like MySQL does, with no hint of which part was wrong.
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest};
+use mysql_common::proto::MySerialize;
+use rand::Rng;
+
+use super::packet::{PacketConn, ProtoError};
+use super::stream::ClientStream;
+use super::wire;
+use crate::config::Config;
+
+pub const NATIVE: &[u8] = b"mysql_native_password";
+
+/// Capabilities the proxy offers (TLS added when configured).
+pub fn server_capabilities(tls: bool) -> CapabilityFlags {
+    let mut c = CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_FOUND_ROWS
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_INTERACTIVE
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_CONNECT_ATTRS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+    if tls {
+        c |= CapabilityFlags::CLIENT_SSL;
+    }
+    c
+}
+
+/// A fresh scramble: 20 printable bytes (some clients treat it as a C string).
+pub fn new_scramble() -> [u8; 20] {
+    let mut rng = rand::thread_rng();
+    let mut s = [0u8; 20];
+    for b in &mut s {
+        *b = rng.gen_range(0x21..0x7F);
+    }
+    s
+}
+
+/// What the client asked for at login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    pub db: Option<String>,
+    pub collation: u8,
+    pub caps: CapabilityFlags,
+}
+
+/// Result of checking a client's credentials.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    Accept,
+    /// The client used another plugin: switch it to mysql_native_password.
+    Switch,
+    Deny,
+}
+
+/// Pure check of one auth response against the configured password.
+pub fn check(plugin: Option<&[u8]>, response: &[u8], scramble: &[u8; 20], password: Option<&str>) -> AuthDecision {
+    let Some(password) = password else {
+        return AuthDecision::Deny;
+    };
+    let native = plugin.is_none_or(|p| p == NATIVE);
+    if password.is_empty() && response.is_empty() {
+        return AuthDecision::Accept;
+    }
+    if !native {
+        return AuthDecision::Switch;
+    }
+    match mysql_common::scramble::scramble_native(scramble, password.as_bytes()) {
+        Some(want) if constant_time_eq(&want, response) => AuthDecision::Accept,
+        _ => AuthDecision::Deny,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn access_denied(buf: &mut Vec<u8>, user: &str, used_password: bool) {
+    let msg = format!(
+        "Access denied for user '{user}'@'sqlcache' (using password: {})",
+        if used_password { "YES" } else { "NO" }
+    );
+    wire::err(buf, 1045, "28000", &msg);
+}
+
+/// Runs the connection phase up to (not including) the final OK.
+pub async fn handshake(
+    mut conn: PacketConn<ClientStream>,
+    cfg: &Config,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    server_version: &str,
+    conn_id: u32,
+) -> Result<(PacketConn<ClientStream>, Login, [u8; 20]), ProtoError> {
+    let scramble = new_scramble();
+    let caps = server_capabilities(tls.is_some());
+    // Part 2 of the scramble is sent NUL-terminated (13 bytes), as servers do.
+    let mut part2 = scramble[8..].to_vec();
+    part2.push(0);
+    let hs = HandshakePacket::new(
+        10,
+        server_version.as_bytes(),
+        conn_id,
+        scramble[..8].try_into().expect("8 bytes"),
+        Some(part2),
+        caps,
+        45, // utf8mb4_general_ci
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        Some(NATIVE),
+    );
+    let mut payload = Vec::with_capacity(128);
+    hs.serialize(&mut payload);
+    conn.write_packet(&payload);
+    conn.flush().await?;
+
+    let mut pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
+    let first_caps = pkt
+        .get(..4)
+        .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
+    if first_caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32 {
+        let acceptor = tls.ok_or_else(|| ProtoError::Tls("client asked for TLS, none configured".into()))?;
+        ParseBuf(&pkt)
+            .parse::<SslRequest>(())
+            .map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        let seq = conn.seq();
+        let max = cfg_max_packet();
+        let ClientStream::Plain(tcp) = conn.into_stream()? else {
+            return Err(ProtoError::Tls("TLS requested twice".into()));
+        };
+        let tls_stream = acceptor.accept(tcp).await.map_err(|e| ProtoError::Tls(e.to_string()))?;
+        conn = PacketConn::new(ClientStream::Tls(Box::new(tls_stream)), max);
+        conn.set_seq(seq);
+        pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
+    }
+    let require_tls = cfg.proxy.tls.as_ref().is_some_and(|t| t.required);
+    let resp = ParseBuf(&pkt)
+        .parse::<HandshakeResponse>(())
+        .map_err(|e| ProtoError::Malformed(format!("handshake response: {e}")))?;
+    let user = String::from_utf8_lossy(resp.user()).into_owned();
+    let client_caps = resp.capabilities();
+    if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+        let mut b = Vec::new();
+        wire::err(&mut b, 1251, "08004", "Client does not support the 4.1 protocol; upgrade the client");
+        conn.write_packet(&b);
+        conn.flush().await?;
+        return Err(ProtoError::Malformed("pre-4.1 client".into()));
+    }
+    if require_tls && !conn_is_tls(&conn) {
+        let mut b = Vec::new();
+        wire::err(&mut b, 3159, "HY000", "Connections using insecure transport are prohibited (proxy.tls.required)");
+        conn.write_packet(&b);
+        conn.flush().await?;
+        return Err(ProtoError::Tls("client did not use TLS".into()));
+    }
+    let password = cfg.user(&user).map(|u| u.password.clone());
+    let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec());
+    let mut response = resp.scramble_buf().to_vec();
+    let mut decision = check(plugin.as_deref(), &response, &scramble, password.as_deref());
+    if decision == AuthDecision::Switch {
+        let mut data = scramble.to_vec();
+        data.push(0);
+        let mut b = Vec::new();
+        AuthSwitchRequest::new(NATIVE, data).serialize(&mut b);
+        conn.write_packet(&b);
+        conn.flush().await?;
+        response = conn.read_packet().await?.ok_or(ProtoError::Closed)?.to_vec();
+        decision = check(None, &response, &scramble, password.as_deref());
+    }
+    if decision != AuthDecision::Accept {
+        let mut b = Vec::new();
+        access_denied(&mut b, &user, !response.is_empty());
+        conn.write_packet(&b);
+        conn.flush().await?;
+        return Err(ProtoError::Malformed(format!("access denied for {user}")));
+    }
+    let login = Login {
+        user,
+        password: password.unwrap_or_default(),
+        db: resp
+            .db_name()
+            .filter(|d| !d.is_empty() && client_caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB))
+            .map(|d| String::from_utf8_lossy(d).into_owned()),
+        collation: resp.collation(),
+        caps: client_caps & caps,
+    };
+    Ok((conn, login, scramble))
+}
+
+fn conn_is_tls(c: &PacketConn<ClientStream>) -> bool {
+    c.stream_ref().is_tls()
+}
+
+/// Largest client packet accepted (MySQL's own hard limit).
+pub fn cfg_max_packet() -> usize {
+    1 << 30
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_password_is_verified() {
+        let s = new_scramble();
+        let good = mysql_common::scramble::scramble_native(&s, b"pw").unwrap();
+        assert_eq!(check(Some(NATIVE), &good, &s, Some("pw")), AuthDecision::Accept);
+        assert_eq!(check(None, &good, &s, Some("pw")), AuthDecision::Accept);
+        assert_eq!(check(Some(NATIVE), &good, &s, Some("other")), AuthDecision::Deny);
+        assert_eq!(check(Some(NATIVE), b"", &s, Some("pw")), AuthDecision::Deny);
+        assert_eq!(check(Some(NATIVE), &good, &s, None), AuthDecision::Deny);
+    }
+
+    #[test]
+    fn empty_password_and_other_plugins() {
+        let s = new_scramble();
+        assert_eq!(check(Some(b"caching_sha2_password"), b"", &s, Some("")), AuthDecision::Accept);
+        assert_eq!(check(Some(NATIVE), b"x", &s, Some("")), AuthDecision::Deny);
+        assert_eq!(check(Some(b"caching_sha2_password"), &[1; 32], &s, Some("pw")), AuthDecision::Switch);
+        assert_eq!(check(Some(b"caching_sha2_password"), &[1; 32], &s, None), AuthDecision::Deny);
+    }
+
+    #[test]
+    fn scramble_is_printable_and_fresh() {
+        let a = new_scramble();
+        assert!(a.iter().all(|b| (0x21..0x7F).contains(b)));
+        assert_ne!(a, new_scramble());
+    }
+}

@@ -1,0 +1,169 @@
+//! Relays a mysql_async query result to the client.
+//!
+//! Policy: column definitions are relayed verbatim; rows are re-encoded from
+//! the decoded values (text: length-encoded strings as received; binary: by
+//! column type) and streamed — the buffer is flushed every few hundred KiB, so
+//! a result of any size passes in bounded memory. Every result of a multi-
+//! result response (multi-statements, CALL) is relayed with
+//! SERVER_MORE_RESULTS_EXISTS on all but the last. The last packet carries the
+//! server's own final status flags; earlier ones carry the flags known before
+//! the statement (mysql_async does not expose the intermediate ones). A
+//! server error inside the stream is relayed in place and ends the response.
+
+use mysql_async::prelude::Protocol;
+use mysql_async::{Conn, QueryResult};
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::packet::{PacketConn, ProtoError};
+use super::wire;
+
+/// How a relayed response ended.
+pub enum Outcome {
+    Done,
+    /// A server error was relayed to the client (the connection is fine).
+    ServerError,
+    /// The backend failed mid-response (i/o, protocol): the connection is lost.
+    Lost(mysql_async::Error),
+}
+
+pub enum End {
+    Ok { affected: u64, insert_id: u64, warnings: u16, info: Vec<u8> },
+    Rows { warnings: u16 },
+}
+
+pub struct Relay<'c, S> {
+    pub out: &'c mut PacketConn<S>,
+    pub caps: CapabilityFlags,
+    pub binary: bool,
+    /// Flags known before the statement (used for intermediate packets).
+    pub status: StatusFlags,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
+    fn deprecate_eof(&self) -> bool {
+        self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+    }
+
+    /// Relays every result but the last packet, which the caller writes with
+    /// `write_end` once the server's final status flags are readable.
+    /// Returns the outcome, the last insert id seen and that last packet.
+    pub async fn run<P: Protocol>(
+        &mut self,
+        mut qr: QueryResult<'_, '_, P>,
+    ) -> Result<(Outcome, u64, Option<End>), ProtoError> {
+        let mut last_insert_id = 0;
+        let mut pending: Option<End> = None;
+        loop {
+            let Some(cols) = qr.columns() else {
+                // No pending result: either done, or a server error is queued.
+                match qr.next().await {
+                    Ok(_) => break,
+                    Err(e) => return self.fail(e, pending.take(), last_insert_id).await,
+                }
+            };
+            if let Some(end) = pending.take() {
+                self.write_end(end, self.status | StatusFlags::SERVER_MORE_RESULTS_EXISTS);
+            }
+            if cols.is_empty() {
+                let insert_id = qr.last_insert_id().unwrap_or(0);
+                if insert_id != 0 {
+                    last_insert_id = insert_id;
+                }
+                pending = Some(End::Ok {
+                    affected: qr.affected_rows(),
+                    insert_id,
+                    warnings: qr.warnings(),
+                    info: qr.info().as_bytes().to_vec(),
+                });
+                if let Err(e) = qr.next().await {
+                    return self.fail(e, pending.take(), last_insert_id).await;
+                }
+                continue;
+            }
+            self.write_columns(&cols);
+            loop {
+                match qr.next().await {
+                    Ok(Some(row)) => {
+                        let m = self.out.begin();
+                        let values = row.unwrap_raw();
+                        if self.binary {
+                            wire::binary_row(self.out.buf(), &cols, &values);
+                        } else {
+                            wire::text_row(self.out.buf(), &values);
+                        }
+                        self.out.finish(m);
+                        self.out.flush_if_full().await?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.fail(e, None, last_insert_id).await,
+                }
+            }
+            pending = Some(End::Rows {
+                warnings: qr.warnings(),
+            });
+        }
+        Ok((Outcome::Done, last_insert_id, pending))
+    }
+
+    async fn fail(
+        &mut self,
+        e: mysql_async::Error,
+        pending: Option<End>,
+        last_insert_id: u64,
+    ) -> Result<(Outcome, u64, Option<End>), ProtoError> {
+        if let Some(end) = pending {
+            self.write_end(end, self.status | StatusFlags::SERVER_MORE_RESULTS_EXISTS);
+        }
+        match e {
+            mysql_async::Error::Server(se) => {
+                let m = self.out.begin();
+                wire::err(self.out.buf(), se.code, &se.state, &se.message);
+                self.out.finish(m);
+                Ok((Outcome::ServerError, last_insert_id, None))
+            }
+            other => Ok((Outcome::Lost(other), last_insert_id, None)),
+        }
+    }
+
+    fn write_columns(&mut self, cols: &[mysql_common::packets::Column]) {
+        let m = self.out.begin();
+        wire::put_lenenc_int(self.out.buf(), cols.len() as u64);
+        self.out.finish(m);
+        for c in cols {
+            let m = self.out.begin();
+            wire::column(self.out.buf(), c);
+            self.out.finish(m);
+        }
+        if !self.deprecate_eof() {
+            let m = self.out.begin();
+            wire::eof(self.out.buf(), 0, self.status);
+            self.out.finish(m);
+        }
+    }
+
+    pub fn write_end(&mut self, end: End, status: StatusFlags) {
+        let m = self.out.begin();
+        match end {
+            End::Ok {
+                affected,
+                insert_id,
+                warnings,
+                info,
+            } => wire::ok(self.out.buf(), 0x00, affected, insert_id, status, warnings, &info),
+            End::Rows { warnings } if self.deprecate_eof() => {
+                wire::ok(self.out.buf(), 0xFE, 0, 0, status, warnings, b"")
+            }
+            End::Rows { warnings } => wire::eof(self.out.buf(), warnings, status),
+        }
+        self.out.finish(m);
+    }
+}
+
+/// The server's final status flags after a response, without MORE_RESULTS.
+pub fn final_status(conn: &Conn, fallback: StatusFlags) -> StatusFlags {
+    conn.last_ok_packet()
+        .map(|ok| ok.status_flags())
+        .unwrap_or(fallback)
+        - StatusFlags::SERVER_MORE_RESULTS_EXISTS
+}

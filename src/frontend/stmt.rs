@@ -1,0 +1,370 @@
+//! Prepared statements (COM_STMT_*) and COM_CHANGE_USER parsing.
+//!
+//! Policy: a client statement id is the proxy's own; it maps to the SQL text,
+//! not to a backend statement, so it survives multiplexing: each execution
+//! prepares the SQL on whichever backend connection runs it (cached per
+//! connection and database by `BackendConn::statement`). Parameter types sent
+//! with `new_params_bound` are remembered for later executions that omit
+//! them; an execution with no types ever sent is an error, never a guess.
+//! Long data (COM_STMT_SEND_LONG_DATA) is accumulated here and sent with the
+//! execution. Cursors (COM_STMT_FETCH) are not supported: a cursor request
+//! is answered with the whole result, as servers do for non-cursor results.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Params;
+use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::Column;
+use mysql_common::value::{BinValue, Value, ValueDeserializer};
+
+use super::relay::{self, Outcome, Relay};
+use super::session::{Session, SessionError};
+use super::wire::{self, Reader};
+
+pub struct PreparedStmt {
+    pub sql: Vec<u8>,
+    pub num_params: u16,
+    pub columns: Arc<[Column]>,
+    pub param_types: Option<Vec<(ColumnType, ColumnFlags)>>,
+    pub long_data: HashMap<u16, Vec<u8>>,
+}
+
+/// A parsed COM_STMT_EXECUTE.
+#[derive(Debug, PartialEq)]
+pub struct Execute {
+    pub stmt_id: u32,
+    pub params: Vec<Value>,
+    /// Types sent with this execution (new_params_bound = 1).
+    pub new_types: Option<Vec<(ColumnType, ColumnFlags)>>,
+}
+
+/// Parses COM_STMT_EXECUTE; `lookup` gives (num_params, remembered types,
+/// long-data indexes) for a statement id.
+pub fn parse_execute(
+    body: &[u8],
+    stmt: &PreparedStmt,
+) -> Result<Execute, &'static str> {
+    let mut r = Reader::new(body);
+    let stmt_id = r.u32().ok_or("short packet")?;
+    let _flags = r.u8().ok_or("short packet")?;
+    let _iterations = r.u32().ok_or("short packet")?;
+    let n = stmt.num_params as usize;
+    if n == 0 {
+        return Ok(Execute { stmt_id, params: vec![], new_types: None });
+    }
+    let bitmap = r.take(n.div_ceil(8)).ok_or("short null bitmap")?;
+    let bound = r.u8().ok_or("short packet")?;
+    let new_types = if bound == 1 {
+        let raw = r.take(2 * n).ok_or("short parameter types")?;
+        let types = raw
+            .chunks(2)
+            .map(|c| wire::param_type(c[0], c[1]).ok_or("unknown parameter type"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(types)
+    } else {
+        None
+    };
+    let types = new_types
+        .as_ref()
+        .or(stmt.param_types.as_ref())
+        .ok_or("parameter types were never sent")?;
+    let mut pb = ParseBuf(r.rest());
+    let mut params = Vec::with_capacity(n);
+    for (i, &(ty, flags)) in types.iter().enumerate() {
+        let is_null = bitmap[i / 8] & (1 << (i % 8)) != 0;
+        if let Some(data) = stmt.long_data.get(&(i as u16)) {
+            params.push(Value::Bytes(data.clone()));
+        } else if is_null || ty == ColumnType::MYSQL_TYPE_NULL {
+            params.push(Value::NULL);
+        } else {
+            let v: ValueDeserializer<BinValue> = pb
+                .parse((ty, flags))
+                .map_err(|_| "truncated parameter value")?;
+            params.push(v.0);
+        }
+    }
+    Ok(Execute { stmt_id, params, new_types })
+}
+
+/// A parsed COM_CHANGE_USER.
+pub struct ChangeUser {
+    pub user: String,
+    pub auth: Vec<u8>,
+    pub db: Option<String>,
+    pub collation: Option<u8>,
+    pub plugin: Option<Vec<u8>>,
+}
+
+pub fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
+    let mut r = Reader::new(body);
+    let user = String::from_utf8_lossy(r.cstr()).into_owned();
+    let auth = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let n = r.u8()? as usize;
+        r.take(n)?.to_vec()
+    } else {
+        r.cstr().to_vec()
+    };
+    let db = r.cstr();
+    let db = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
+    let collation = if r.is_empty() { None } else { r.u16().map(|c| c as u8) };
+    let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
+        Some(r.cstr().to_vec())
+    } else {
+        None
+    };
+    Some(ChangeUser { user, auth, db, collation, plugin })
+}
+
+impl Session {
+    pub(super) async fn com_stmt_prepare(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        let mut c = match self.acquire(false).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.reply_backend_error(&e);
+                return Ok(());
+            }
+        };
+        let prepared = c.statement(self.vars.db.as_deref(), sql).await;
+        let status = relay::final_status(&c.conn, self.status);
+        let stmt = match prepared {
+            Ok(s) => s,
+            Err(crate::backend::BackendError::Mysql(mysql_async::Error::Server(se))) => {
+                self.settle(c, status);
+                self.reply_err(se.code, &se.state, &se.message);
+                return Ok(());
+            }
+            Err(crate::backend::BackendError::Mysql(e)) => return self.lost(c, &e),
+            Err(e) => {
+                self.settle(c, status);
+                self.reply_backend_error(&e);
+                return Ok(());
+            }
+        };
+        self.settle(c, status);
+        let id = self.next_stmt;
+        self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
+        let columns = stmt.columns();
+        let params = stmt.params().to_vec();
+        let m = self.conn.begin();
+        let b = self.conn.buf();
+        b.push(0x00);
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&(columns.len() as u16).to_le_bytes());
+        b.extend_from_slice(&stmt.num_params().to_le_bytes());
+        b.push(0x00);
+        b.extend_from_slice(&0u16.to_le_bytes());
+        self.conn.finish(m);
+        for defs in [&params[..], &columns[..]] {
+            if defs.is_empty() {
+                continue;
+            }
+            for col in defs {
+                let m = self.conn.begin();
+                wire::column(self.conn.buf(), col);
+                self.conn.finish(m);
+            }
+            if !self.deprecate_eof() {
+                let status = self.status;
+                let m = self.conn.begin();
+                wire::eof(self.conn.buf(), 0, status);
+                self.conn.finish(m);
+            }
+        }
+        self.stmts.insert(
+            id,
+            PreparedStmt {
+                sql: sql.to_vec(),
+                num_params: stmt.num_params(),
+                columns,
+                param_types: None,
+                long_data: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn com_stmt_execute(&mut self, body: &[u8]) -> Result<(), SessionError> {
+        let Some(id) = Reader::new(body).u32() else {
+            self.reply_err(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute");
+            return Ok(());
+        };
+        let Some(stmt) = self.stmts.get_mut(&id) else {
+            self.reply_err(1243, "HY000", &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"));
+            return Ok(());
+        };
+        let exec = match parse_execute(body, stmt) {
+            Ok(e) => e,
+            Err(why) => {
+                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {why}"));
+                return Ok(());
+            }
+        };
+        if exec.new_types.is_some() {
+            stmt.param_types = exec.new_types;
+        }
+        stmt.long_data.clear();
+        let sql = stmt.sql.clone();
+        let mut c = match self.acquire(false).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.reply_backend_error(&e);
+                return Ok(());
+            }
+        };
+        let backend_stmt = match c.statement(self.vars.db.as_deref(), &sql).await {
+            Ok(s) => s,
+            Err(crate::backend::BackendError::Mysql(mysql_async::Error::Server(se))) => {
+                let status = relay::final_status(&c.conn, self.status);
+                self.settle(c, status);
+                self.reply_err(se.code, &se.state, &se.message);
+                return Ok(());
+            }
+            Err(crate::backend::BackendError::Mysql(e)) => return self.lost(c, &e),
+            Err(e) => {
+                self.settle(c, self.status);
+                self.reply_backend_error(&e);
+                return Ok(());
+            }
+        };
+        let params = if exec.params.is_empty() {
+            Params::Empty
+        } else {
+            Params::Positional(exec.params)
+        };
+        let qr = match c.conn.exec_iter(&backend_stmt, params).await {
+            Ok(qr) => qr,
+            Err(mysql_async::Error::Server(se)) => {
+                let status = relay::final_status(&c.conn, self.status);
+                self.settle(c, status);
+                self.reply_err(se.code, &se.state, &se.message);
+                return Ok(());
+            }
+            Err(mysql_async::Error::Driver(d)) => {
+                self.settle(c, self.status);
+                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {d}"));
+                return Ok(());
+            }
+            Err(e) => return self.lost(c, &e),
+        };
+        let mut r = Relay {
+            out: &mut self.conn,
+            caps: self.login.caps,
+            binary: true,
+            status: self.status,
+        };
+        let (outcome, insert_id, last) = r.run(qr).await?;
+        let status = relay::final_status(&c.conn, self.status);
+        if let Some(end) = last {
+            r.write_end(end, status);
+        }
+        if let Outcome::Lost(e) = outcome {
+            return self.lost(c, &e);
+        }
+        if insert_id != 0 {
+            self.vars.last_insert_id = insert_id;
+            c.applied.last_insert_id = Some(insert_id);
+        }
+        self.settle(c, status);
+        Ok(())
+    }
+
+    pub(super) fn com_stmt_send_long_data(&mut self, body: &[u8]) {
+        let mut r = Reader::new(body);
+        let (Some(id), Some(param)) = (r.u32(), r.u16()) else {
+            return;
+        };
+        if let Some(s) = self.stmts.get_mut(&id) {
+            if param < s.num_params {
+                s.long_data.entry(param).or_default().extend_from_slice(r.rest());
+            }
+        }
+    }
+
+    pub(super) fn com_stmt_close(&mut self, body: &[u8]) {
+        if let Some(id) = Reader::new(body).u32() {
+            self.stmts.remove(&id);
+        }
+    }
+
+    pub(super) fn com_stmt_reset(&mut self, body: &[u8]) {
+        let id = Reader::new(body).u32().unwrap_or(0);
+        match self.stmts.get_mut(&id) {
+            Some(s) => {
+                s.long_data.clear();
+                self.reply_ok(0, 0, b"");
+            }
+            None => self.reply_err(1243, "HY000", &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_reset")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(n: u16) -> PreparedStmt {
+        PreparedStmt {
+            sql: b"select ?".to_vec(),
+            num_params: n,
+            columns: Arc::from(Vec::new()),
+            param_types: None,
+            long_data: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn execute_with_types_values_and_nulls() {
+        // id=1, flags=0, iter=1, bitmap: param 1 NULL, bound=1,
+        // types: LONGLONG unsigned, VAR_STRING; value: u64 max.
+        let mut b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0b10, 1, 8, 0x80, 253, 0];
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        let e = parse_execute(&b, &stmt(2)).unwrap();
+        assert_eq!(e.params, vec![Value::UInt(u64::MAX), Value::NULL]);
+        assert!(e.new_types.is_some());
+    }
+
+    #[test]
+    fn execute_without_types_is_an_error_not_a_panic() {
+        let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        assert!(parse_execute(&b, &stmt(1)).is_err());
+        // Truncated everywhere: never a panic.
+        let full = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 8, 0, 1, 2];
+        for i in 0..full.len() {
+            let _ = parse_execute(&full[..i], &stmt(1));
+        }
+    }
+
+    #[test]
+    fn remembered_types_and_long_data_are_used() {
+        let mut s = stmt(2);
+        s.param_types = Some(vec![
+            (ColumnType::MYSQL_TYPE_BLOB, ColumnFlags::empty()),
+            (ColumnType::MYSQL_TYPE_TINY, ColumnFlags::empty()),
+        ]);
+        s.long_data.insert(0, b"big".to_vec());
+        let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0xFF];
+        let e = parse_execute(&b, &s).unwrap();
+        assert_eq!(e.params, vec![Value::Bytes(b"big".to_vec()), Value::Int(-1)]);
+    }
+
+    #[test]
+    fn change_user_layout() {
+        let caps = CapabilityFlags::CLIENT_SECURE_CONNECTION | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+        let mut b = b"bob\0".to_vec();
+        b.push(3);
+        b.extend_from_slice(b"abc");
+        b.extend_from_slice(b"db1\0");
+        b.extend_from_slice(&45u16.to_le_bytes());
+        b.extend_from_slice(b"mysql_native_password\0");
+        let c = parse_change_user(&b, caps).unwrap();
+        assert_eq!(c.user, "bob");
+        assert_eq!(c.auth, b"abc");
+        assert_eq!(c.db.as_deref(), Some("db1"));
+        assert_eq!(c.collation, Some(45));
+        assert_eq!(c.plugin.as_deref(), Some(&b"mysql_native_password"[..]));
+        assert!(parse_change_user(b"bob\0\x09ab", caps).is_none());
+    }
+}

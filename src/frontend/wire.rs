@@ -1,0 +1,247 @@
+//! Payload encoders and decoders for the packets the proxy writes itself.
+//!
+//! Policy: the proxy writes OK / ERR / EOF packets, result-set framing and row
+//! encodings itself (byte layouts from the MySQL client/server protocol);
+//! column definitions come verbatim from the backend through `mysql_common`'s
+//! `Column` serializer. Binary-protocol values are encoded by *column type*,
+//! not by the decoded `Value` variant, because `mysql_common` widens every
+//! integer to 64 bits when decoding.
+
+use mysql_common::constants::{ColumnFlags, ColumnType, StatusFlags};
+use mysql_common::packets::Column;
+use mysql_common::proto::MySerialize;
+use mysql_common::value::Value;
+
+pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=250 => buf.push(v as u8),
+        251..=0xFFFF => {
+            buf.push(0xFC);
+            buf.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        0x1_0000..=0xFF_FFFF => {
+            buf.push(0xFD);
+            buf.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+        }
+        _ => {
+            buf.push(0xFE);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+pub fn put_lenenc_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    put_lenenc_int(buf, b.len() as u64);
+    buf.extend_from_slice(b);
+}
+
+/// OK packet body. `header` is 0x00, or 0xFE when it ends a result set under
+/// CLIENT_DEPRECATE_EOF.
+pub fn ok(
+    buf: &mut Vec<u8>,
+    header: u8,
+    affected: u64,
+    last_insert_id: u64,
+    status: StatusFlags,
+    warnings: u16,
+    info: &[u8],
+) {
+    buf.push(header);
+    put_lenenc_int(buf, affected);
+    put_lenenc_int(buf, last_insert_id);
+    buf.extend_from_slice(&status.bits().to_le_bytes());
+    buf.extend_from_slice(&warnings.to_le_bytes());
+    buf.extend_from_slice(info);
+}
+
+/// Legacy EOF packet body.
+pub fn eof(buf: &mut Vec<u8>, warnings: u16, status: StatusFlags) {
+    buf.push(0xFE);
+    buf.extend_from_slice(&warnings.to_le_bytes());
+    buf.extend_from_slice(&status.bits().to_le_bytes());
+}
+
+/// ERR packet body (CLIENT_PROTOCOL_41 layout with SQLSTATE).
+pub fn err(buf: &mut Vec<u8>, code: u16, state: &str, msg: &str) {
+    buf.push(0xFF);
+    buf.extend_from_slice(&code.to_le_bytes());
+    buf.push(b'#');
+    let st = state.as_bytes();
+    let mut five = *b"HY000";
+    if st.len() == 5 {
+        five.copy_from_slice(st);
+    }
+    buf.extend_from_slice(&five);
+    buf.extend_from_slice(msg.as_bytes());
+}
+
+pub fn column(buf: &mut Vec<u8>, col: &Column) {
+    col.serialize(buf);
+}
+
+/// A text-protocol row: each value a length-encoded string, NULL as 0xFB.
+pub fn text_row(buf: &mut Vec<u8>, values: &[Option<Value>]) {
+    for v in values {
+        match v {
+            None | Some(Value::NULL) => buf.push(0xFB),
+            Some(Value::Bytes(b)) => put_lenenc_bytes(buf, b),
+            // Text results only decode to bytes; anything else is rendered.
+            Some(other) => put_lenenc_bytes(buf, other.as_sql(false).trim_matches('\'').as_bytes()),
+        }
+    }
+}
+
+/// A binary-protocol row: 0x00, NULL bitmap (offset 2), then values by type.
+pub fn binary_row(buf: &mut Vec<u8>, columns: &[Column], values: &[Option<Value>]) {
+    buf.push(0x00);
+    let bitmap_at = buf.len();
+    buf.resize(bitmap_at + (columns.len() + 7 + 2) / 8, 0);
+    for (i, (col, v)) in columns.iter().zip(values).enumerate() {
+        match v {
+            None | Some(Value::NULL) => {
+                let bit = i + 2;
+                buf[bitmap_at + bit / 8] |= 1 << (bit % 8);
+            }
+            Some(v) => binary_value(buf, col.column_type(), v),
+        }
+    }
+}
+
+/// Encodes one non-NULL value for a column of type `ty`.
+pub fn binary_value(buf: &mut Vec<u8>, ty: ColumnType, v: &Value) {
+    use ColumnType::*;
+    let int = match v {
+        Value::Int(x) => Some(*x as u64),
+        Value::UInt(x) => Some(*x),
+        _ => None,
+    };
+    match (ty, int) {
+        (MYSQL_TYPE_TINY, Some(x)) => buf.push(x as u8),
+        (MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR, Some(x)) => {
+            buf.extend_from_slice(&(x as u16).to_le_bytes())
+        }
+        (MYSQL_TYPE_LONG | MYSQL_TYPE_INT24, Some(x)) => {
+            buf.extend_from_slice(&(x as u32).to_le_bytes())
+        }
+        (MYSQL_TYPE_LONGLONG, Some(x)) => buf.extend_from_slice(&x.to_le_bytes()),
+        _ => v.serialize(buf),
+    }
+}
+
+/// Binary-protocol parameter types sent by a client (`type`, `flags` bytes).
+pub fn param_type(type_byte: u8, flag_byte: u8) -> Option<(ColumnType, ColumnFlags)> {
+    let ty = ColumnType::try_from(type_byte).ok()?;
+    let flags = if flag_byte & 0x80 != 0 {
+        ColumnFlags::UNSIGNED_FLAG
+    } else {
+        ColumnFlags::empty()
+    };
+    Some((ty, flags))
+}
+
+/// A cursor over a client payload; every read is bounds-checked.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Some(a)
+    }
+
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    pub fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A NUL-terminated string (the NUL is consumed); the rest if no NUL.
+    pub fn cstr(&mut self) -> &'a [u8] {
+        match self.buf.iter().position(|&b| b == 0) {
+            Some(i) => {
+                let s = &self.buf[..i];
+                self.buf = &self.buf[i + 1..];
+                s
+            }
+            None => std::mem::take(&mut self.buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_boundaries() {
+        let cases: [(u64, &[u8]); 5] = [
+            (250, &[250]),
+            (251, &[0xFC, 251, 0]),
+            (0xFFFF, &[0xFC, 0xFF, 0xFF]),
+            (0x10000, &[0xFD, 0, 0, 1]),
+            (0x1000000, &[0xFE, 0, 0, 0, 1, 0, 0, 0, 0]),
+        ];
+        for (v, want) in cases {
+            let mut b = Vec::new();
+            put_lenenc_int(&mut b, v);
+            assert_eq!(b, want, "{v}");
+        }
+    }
+
+    #[test]
+    fn binary_integers_are_encoded_at_column_width() {
+        let cases: [(ColumnType, Value, &[u8]); 5] = [
+            (ColumnType::MYSQL_TYPE_TINY, Value::Int(-1), &[0xFF]),
+            (ColumnType::MYSQL_TYPE_SHORT, Value::Int(2), &[2, 0]),
+            (ColumnType::MYSQL_TYPE_YEAR, Value::Int(2024), &[0xE8, 0x07]),
+            (ColumnType::MYSQL_TYPE_LONG, Value::Int(4294967295), &[0xFF; 4]),
+            (ColumnType::MYSQL_TYPE_LONGLONG, Value::UInt(u64::MAX), &[0xFF; 8]),
+        ];
+        for (ty, v, want) in cases {
+            let mut b = Vec::new();
+            binary_value(&mut b, ty, &v);
+            assert_eq!(b, want, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn err_packet_layout() {
+        let mut b = Vec::new();
+        err(&mut b, 1045, "28000", "denied");
+        assert_eq!(&b[..9], &[0xFF, 0x15, 0x04, b'#', b'2', b'8', b'0', b'0', b'0']);
+        assert_eq!(&b[9..], b"denied");
+    }
+
+    #[test]
+    fn reader_never_reads_past_the_end() {
+        let mut r = Reader::new(&[1, 2, 3]);
+        assert_eq!(r.u16(), Some(0x0201));
+        assert_eq!(r.u32(), None);
+        assert_eq!(r.u8(), Some(3));
+        assert_eq!(r.u8(), None);
+        assert_eq!(Reader::new(b"ab\0cd").cstr(), b"ab");
+    }
+}

@@ -1,0 +1,24 @@
+//! sqlcache — a SQL-aware caching proxy for MySQL/MariaDB.
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the `Config` tree read from `proxy.toml`, validation |
+//! | [`frontend`] | the client-facing MySQL protocol (packets, handshake/auth, sessions, prepared statements, result relay) |
+//! | [`classify`] | pure functions over SQL text: lexer, session-state effects (later: cacheability verdicts) |
+//! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state |
+//! | [`telemetry`] | tracing setup (text or JSON) |
+//!
+//! Data takes one path: `frontend` reads a command, `classify` says what it
+//! does, `backend` runs it on a connection, `frontend::relay` streams the
+//! answer back. `classify` never sees packets, so it is unit-testable.
+
+pub mod backend;
+pub mod classify;
+pub mod config;
+pub mod frontend;
+pub mod telemetry;
+
+pub use config::Config;
+pub use frontend::Proxy;
