@@ -51,7 +51,11 @@ pub fn ok(
     put_lenenc_int(buf, last_insert_id);
     buf.extend_from_slice(&status.bits().to_le_bytes());
     buf.extend_from_slice(&warnings.to_le_bytes());
-    buf.extend_from_slice(info);
+    // MySQL and MariaDB servers send the info text length-encoded, and only
+    // when there is one; libmysqlclient/libmariadb read it that way.
+    if !info.is_empty() {
+        put_lenenc_bytes(buf, info);
+    }
 }
 
 /// Legacy EOF packet body.
@@ -75,8 +79,26 @@ pub fn err(buf: &mut Vec<u8>, code: u16, state: &str, msg: &str) {
     buf.extend_from_slice(msg.as_bytes());
 }
 
+/// A column definition (Protocol::ColumnDefinition41).
+///
+/// Written field by field from `Column`'s getters: mysql_common 0.37.3's own
+/// `MySerialize for Column` writes column_length before character_set (its
+/// deserializer reads them in the right order), which clients decode as a
+/// wrong charset — PyMySQL then fails to decode binary strings.
 pub fn column(buf: &mut Vec<u8>, col: &Column) {
-    col.serialize(buf);
+    put_lenenc_bytes(buf, b"def");
+    put_lenenc_bytes(buf, col.schema_ref());
+    put_lenenc_bytes(buf, col.table_ref());
+    put_lenenc_bytes(buf, col.org_table_ref());
+    put_lenenc_bytes(buf, col.name_ref());
+    put_lenenc_bytes(buf, col.org_name_ref());
+    buf.push(0x0C);
+    buf.extend_from_slice(&col.character_set().to_le_bytes());
+    buf.extend_from_slice(&col.column_length().to_le_bytes());
+    buf.push(col.column_type() as u8);
+    buf.extend_from_slice(&col.flags().bits().to_le_bytes());
+    buf.push(col.decimals());
+    buf.extend_from_slice(&[0, 0]);
 }
 
 /// A text-protocol row: each value a length-encoded string, NULL as 0xFB.
@@ -225,6 +247,21 @@ mod tests {
             binary_value(&mut b, ty, &v);
             assert_eq!(b, want, "{ty:?}");
         }
+    }
+
+    #[test]
+    fn column_definition_layout_matches_the_protocol() {
+        let col = Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
+            .with_name(b"c")
+            .with_character_set(45)
+            .with_column_length(16);
+        let mut b = Vec::new();
+        column(&mut b, &col);
+        // def, 4 empty names, "c", 0x0c, charset 45, length 16, type 253.
+        let want: &[u8] = &[
+            3, b'd', b'e', b'f', 0, 0, 0, 1, b'c', 0, 0x0C, 45, 0, 16, 0, 0, 0, 253, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(b, want);
     }
 
     #[test]

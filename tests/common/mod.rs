@@ -1,0 +1,228 @@
+//! Shared test rig: a private MariaDB per test binary and the real
+//! `sqlcache` binary per test.
+//!
+//! The MariaDB is installed into a temp dir (`mariadb-install-db
+//! --no-defaults`) and started with `mariadbd --no-defaults` on a free
+//! loopback port with the binlog settings the change-feed work needs. A
+//! watchdog shell stops it and removes its directory when the test process
+//! exits. Nothing here touches a MariaDB on 3306. If the server cannot start,
+//! the test panics with the reason (it never skips).
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub struct MariaDb {
+    pub port: u16,
+    pub socket: PathBuf,
+    pub dir: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > timeout {
+            let tail = log
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            panic!("{what} did not listen on 127.0.0.1:{port} within {timeout:?}\n{tail}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The private MariaDB shared by the tests of this binary.
+pub fn mariadb() -> &'static MariaDb {
+    static DB: OnceLock<MariaDb> = OnceLock::new();
+    DB.get_or_init(|| MariaDb::start(&[]))
+}
+
+impl MariaDb {
+    /// Installs and starts a private server; `extra` are mariadbd options.
+    pub fn start(extra: &[&str]) -> MariaDb {
+        let dir = std::env::temp_dir().join(format!("sqlcache-mariadb-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let install = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--user=root")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mariadb-install-db (apt-get install mariadb-server): {e}"));
+        assert!(
+            install.status.success(),
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&install.stdout),
+            String::from_utf8_lossy(&install.stderr)
+        );
+        let port = free_port();
+        let socket = dir.join("mysqld.sock");
+        let log = dir.join("error.log");
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            format!("--datadir={}", data.display()),
+            format!("--socket={}", socket.display()),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--skip-name-resolve".into(),
+            format!("--log-bin={}", dir.join("binlog").display()),
+            "--binlog-format=ROW".into(),
+            "--binlog-row-image=FULL".into(),
+            "--binlog-row-metadata=FULL".into(),
+            "--server-id=1".into(),
+            format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+            format!("--log-error={}", log.display()),
+            "--innodb-buffer-pool-size=64M".into(),
+            "--innodb-log-file-size=16M".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+            "--user=root".into(),
+            // Debian's packaged defaults, which --no-defaults drops.
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+            "--max-allowed-packet=64M".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // Watchdog: stop the server and remove its files when this process ends.
+        let script = format!(
+            "mariadbd {} & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; wait $pid; rm -rf '{}'",
+            quoted.join(" "),
+            std::process::id(),
+            dir.display()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mariadbd: {e}"));
+        wait_port(port, Duration::from_secs(60), "private mariadbd", Some(&log));
+        let db = MariaDb { port, socket, dir };
+        // Let root in over TCP from 127.0.0.1 (skip-name-resolve: no 'localhost').
+        db.sql_socket(
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; \
+             GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; \
+             CREATE DATABASE IF NOT EXISTS test; FLUSH PRIVILEGES;",
+        );
+        db
+    }
+
+    /// Runs SQL as root over the Unix socket with the mariadb CLI.
+    pub fn sql_socket(&self, sql: &str) -> String {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "--batch"])
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg("-e")
+            .arg(sql)
+            .output()
+            .expect("mariadb CLI");
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// The real `sqlcache` binary, killed on drop.
+pub struct Proxy {
+    pub port: u16,
+    pub child: Child,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `db`; `extra` is appended to the config
+    /// (it may add keys to `[backend]`, which is the last table before users).
+    pub fn start(db: &MariaDb, backend_extra: &str, users: &str) -> Proxy {
+        let port = free_port();
+        let dir = tempdir();
+        let config = dir.join("proxy.toml");
+        let users = if users.is_empty() { "[[users]]\nname = \"root\"\npassword = \"\"\n" } else { users };
+        std::fs::write(
+            &config,
+            format!(
+                "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"3s\"\n\n[backend]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\npassword = \"\"\n{backend_extra}\n{users}\n[log]\nlevel = \"info\"\n",
+                db.port
+            ),
+        )
+        .unwrap();
+        let log = dir.join("proxy.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sqlcache"))
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(dir.join("proxy.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start sqlcache");
+        wait_port(port, Duration::from_secs(20), "sqlcache", Some(&log));
+        Proxy { port, child, log, config }
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// True while the proxy process is alive.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tempdir() -> PathBuf {
+    let d = tempfile::Builder::new().prefix("sqlcache-test-").tempdir().unwrap();
+    d.keep()
+}
+
+/// mysql_async options for a port (no socket switching, so a test talking to
+/// the proxy really talks to the proxy unless the proxy leaks the socket).
+pub fn opts(port: u16, db: &str) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("root"))
+        .pass(Some(""))
+        .db_name(Some(db))
+        .into()
+}
+
+/// Runs the `mariadb` CLI in batch mode against a port.
+pub fn cli(port: u16, db: &str, sql: &str, extra: &[&str]) -> std::process::Output {
+    Command::new("mariadb")
+        .args(["--no-defaults", "-h127.0.0.1", "-uroot", "--batch", "--protocol=TCP"])
+        .arg(format!("-P{port}"))
+        .args(extra)
+        .arg(db)
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .expect("mariadb CLI")
+}
