@@ -107,9 +107,15 @@ pub fn analyze(sql: &str) -> Effects {
         .split(|t| *t == Token::Semicolon)
         .filter(|s| !s.is_empty())
         .collect();
-    for t in &toks {
+    // Reading an unset user variable gives NULL on any connection, so only
+    // assignments pin: `@v := …`, `… INTO @v` (and `SET @v`, in set_item).
+    let mut into = false;
+    for (i, t) in toks.iter().enumerate() {
+        let assigns = matches!(toks.get(i + 1..i + 3), Some([Token::Punct(':'), Token::Punct('=')]));
         match t {
-            Token::UserVar(_) => pin(&mut fx, PinReason::UserVariable),
+            Token::UserVar(_) if assigns || into => pin(&mut fx, PinReason::UserVariable),
+            Token::UserVar(_) | Token::Punct(',') => {}
+            Token::Word(w) if w.eq_ignore_ascii_case("INTO") => into = true,
             Token::Word(w) if w.eq_ignore_ascii_case("GET_LOCK") => pin(&mut fx, PinReason::NamedLock),
             Token::Word(w) if w.eq_ignore_ascii_case("SQL_CALC_FOUND_ROWS") => {
                 pin(&mut fx, PinReason::FoundRows)
@@ -125,6 +131,9 @@ pub fn analyze(sql: &str) -> Effects {
                 }
             }
             _ => {}
+        }
+        if !matches!(t, Token::UserVar(_) | Token::Punct(',') | Token::Word(_)) || is_kw(Some(t), "FROM") {
+            into = false;
         }
     }
     fx.statements = stmts.len();
@@ -303,7 +312,10 @@ mod tests {
             ("SELECT 1", None),
             ("select * from t where a = '@x'", None),
             ("SET @a = 1", Some(UserVariable)),
-            ("SELECT @a", Some(UserVariable)),
+            ("SELECT @a", None),
+            ("SELECT @a := 1", Some(UserVariable)),
+            ("SELECT a, b INTO @x, @y FROM t", Some(UserVariable)),
+            ("SELECT * FROM t WHERE a = @x", None),
             ("SELECT 1 INTO @v", Some(UserVariable)),
             ("CREATE TEMPORARY TABLE t (a int)", Some(TemporaryTable)),
             ("create or replace temporary table t (a int)", Some(TemporaryTable)),

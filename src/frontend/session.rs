@@ -47,11 +47,17 @@ pub struct SessionHandle {
 }
 
 /// Why a session keeps its backend connection after a statement.
+///
+/// `autocommit = 0` alone does not hold a connection: it is tracked state,
+/// re-applied on whichever connection runs the next statement. The server
+/// reports SERVER_STATUS_IN_TRANS as soon as that mode has opened a
+/// transaction, and from then on the connection is held (`Transaction`).
+/// PyMySQL, JDBC and most ORMs run with autocommit off; pinning on the mode
+/// alone would give every such client a MySQL connection of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
     Release,
     Transaction,
-    AutocommitOff,
     LockTables,
     Pinned(PinReason),
 }
@@ -62,8 +68,6 @@ pub fn hold(status: StatusFlags, lock_tables: bool, pin: Option<PinReason>) -> H
         Hold::Pinned(r)
     } else if status.contains(StatusFlags::SERVER_STATUS_IN_TRANS) {
         Hold::Transaction
-    } else if !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
-        Hold::AutocommitOff
     } else if lock_tables {
         Hold::LockTables
     } else {
@@ -263,7 +267,9 @@ impl Session {
             & (StatusFlags::SERVER_STATUS_IN_TRANS
                 | StatusFlags::SERVER_STATUS_AUTOCOMMIT
                 | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY);
-        match hold(self.status, self.lock_tables, self.pin) {
+        let decision = hold(self.status, self.lock_tables, self.pin);
+        debug!(?decision, backend_thread = c.conn.id(), "settle");
+        match decision {
             Hold::Release => {
                 self.handle.backend_thread.store(0, Ordering::Relaxed);
                 self.shared.backend.release(c);
@@ -655,7 +661,8 @@ mod tests {
         let tx = StatusFlags::SERVER_STATUS_IN_TRANS;
         assert_eq!(hold(ac, false, None), Hold::Release);
         assert_eq!(hold(ac | tx, false, None), Hold::Transaction);
-        assert_eq!(hold(StatusFlags::empty(), false, None), Hold::AutocommitOff);
+        assert_eq!(hold(StatusFlags::empty(), false, None), Hold::Release);
+        assert_eq!(hold(tx, false, None), Hold::Transaction);
         assert_eq!(hold(ac, true, None), Hold::LockTables);
         assert_eq!(
             hold(ac, false, Some(PinReason::TemporaryTable)),
