@@ -169,7 +169,10 @@ impl Config {
         if !unknown.is_empty() {
             return Err(ConfigError::Invalid {
                 path: origin.into(),
-                problems: unknown.iter().map(|k| format!("unknown key `{k}`")).collect(),
+                problems: unknown
+                    .iter()
+                    .map(|k| format!("unknown key `{k}`"))
+                    .collect(),
             });
         }
         Ok(config)

@@ -7,7 +7,11 @@ use clap::Parser;
 use sqlcache::{Config, Proxy};
 
 #[derive(Parser)]
-#[command(name = "sqlcache", version, about = "SQL-aware caching proxy for MySQL/MariaDB")]
+#[command(
+    name = "sqlcache",
+    version,
+    about = "SQL-aware caching proxy for MySQL/MariaDB"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, short, env = "SQLCACHE_CONFIG", default_value = "proxy.toml")]
@@ -66,7 +70,10 @@ async fn shutdown_signal() {
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct given.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);

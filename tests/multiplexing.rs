@@ -9,7 +9,10 @@ use mysql_async::Conn;
 
 async fn status(db: &MariaDb, var: &str) -> u64 {
     let mut c = Conn::new(opts(db.port, "test")).await.unwrap();
-    let row: Option<(String, u64)> = c.query_first(format!("SHOW GLOBAL STATUS LIKE '{var}'")).await.unwrap();
+    let row: Option<(String, u64)> = c
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{var}'"))
+        .await
+        .unwrap();
     row.unwrap().1
 }
 
@@ -20,7 +23,10 @@ async fn two_thousand_idle_clients_share_a_small_pool() {
     let db = mariadb();
     let max: u64 = {
         let mut c = Conn::new(opts(db.port, "test")).await.unwrap();
-        c.query_first("SELECT @@max_connections").await.unwrap().unwrap()
+        c.query_first("SELECT @@max_connections")
+            .await
+            .unwrap()
+            .unwrap()
     };
     assert_eq!(max, 151);
     let proxy = Proxy::start(db, "pool_max = 20\nacquire_timeout = \"60s\"", "");
@@ -28,12 +34,9 @@ async fn two_thousand_idle_clients_share_a_small_pool() {
     for i in 0..2000u32 {
         let port = proxy.port;
         tasks.push(tokio::spawn(async move {
-            let mut c = loop {
-                match Conn::new(opts(port, "test")).await {
-                    Ok(c) => break c,
-                    Err(e) => panic!("client {i} could not connect: {e}"),
-                }
-            };
+            let mut c = Conn::new(opts(port, "test"))
+                .await
+                .unwrap_or_else(|e| panic!("client {i} could not connect: {e}"));
             let v: u32 = c.query_first(format!("SELECT {i}")).await.unwrap().unwrap();
             assert_eq!(v, i);
             c
@@ -45,9 +48,16 @@ async fn two_thousand_idle_clients_share_a_small_pool() {
     }
     // All 2,000 are connected at once and idle; each can still run a query.
     let peak = status(db, "Max_used_connections").await;
-    assert!(peak <= 40, "MariaDB saw {peak} connections for 2,000 clients");
+    assert!(
+        peak <= 40,
+        "MariaDB saw {peak} connections for 2,000 clients"
+    );
     for (i, c) in clients.iter_mut().enumerate().step_by(97) {
-        let v: usize = c.query_first(format!("SELECT {i} + 0")).await.unwrap().unwrap();
+        let v: usize = c
+            .query_first(format!("SELECT {i} + 0"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v, i);
     }
     let threads = status(db, "Threads_connected").await;
@@ -58,7 +68,10 @@ async fn two_thousand_idle_clients_share_a_small_pool() {
 }
 
 async fn scalar(c: &mut Conn, q: &str) -> Option<String> {
-    c.query_first::<Option<String>, _>(q).await.unwrap().flatten()
+    c.query_first::<Option<String>, _>(q)
+        .await
+        .unwrap()
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,17 +89,50 @@ async fn session_state_survives_interleaving_on_shared_connections() {
     a.query_drop("USE mux_a").await.unwrap();
     b.query_drop("USE mux_b").await.unwrap();
     a.query_drop("SET NAMES latin1").await.unwrap();
-    b.query_drop("SET sql_mode = 'ANSI_QUOTES', time_zone = '+03:00'").await.unwrap();
+    b.query_drop("SET sql_mode = 'ANSI_QUOTES', time_zone = '+03:00'")
+        .await
+        .unwrap();
     for _ in 0..3 {
-        assert_eq!(scalar(&mut a, "SELECT DATABASE()").await.as_deref(), Some("mux_a"));
-        assert_eq!(scalar(&mut b, "SELECT DATABASE()").await.as_deref(), Some("mux_b"));
-        assert_eq!(scalar(&mut c, "SELECT DATABASE()").await.as_deref(), Some("test"));
-        assert_eq!(scalar(&mut a, "SELECT @@character_set_client").await.as_deref(), Some("latin1"));
-        assert_eq!(scalar(&mut c, "SELECT @@character_set_client").await.as_deref(), Some("utf8mb4"));
-        assert_eq!(scalar(&mut b, "SELECT @@sql_mode").await.as_deref(), Some("ANSI_QUOTES"));
-        assert_ne!(scalar(&mut c, "SELECT @@sql_mode").await.as_deref(), Some("ANSI_QUOTES"));
-        assert_eq!(scalar(&mut b, "SELECT @@time_zone").await.as_deref(), Some("+03:00"));
-        assert_eq!(scalar(&mut a, "SELECT @@time_zone").await.as_deref(), Some("SYSTEM"));
+        assert_eq!(
+            scalar(&mut a, "SELECT DATABASE()").await.as_deref(),
+            Some("mux_a")
+        );
+        assert_eq!(
+            scalar(&mut b, "SELECT DATABASE()").await.as_deref(),
+            Some("mux_b")
+        );
+        assert_eq!(
+            scalar(&mut c, "SELECT DATABASE()").await.as_deref(),
+            Some("test")
+        );
+        assert_eq!(
+            scalar(&mut a, "SELECT @@character_set_client")
+                .await
+                .as_deref(),
+            Some("latin1")
+        );
+        assert_eq!(
+            scalar(&mut c, "SELECT @@character_set_client")
+                .await
+                .as_deref(),
+            Some("utf8mb4")
+        );
+        assert_eq!(
+            scalar(&mut b, "SELECT @@sql_mode").await.as_deref(),
+            Some("ANSI_QUOTES")
+        );
+        assert_ne!(
+            scalar(&mut c, "SELECT @@sql_mode").await.as_deref(),
+            Some("ANSI_QUOTES")
+        );
+        assert_eq!(
+            scalar(&mut b, "SELECT @@time_zone").await.as_deref(),
+            Some("+03:00")
+        );
+        assert_eq!(
+            scalar(&mut a, "SELECT @@time_zone").await.as_deref(),
+            Some("SYSTEM")
+        );
     }
     a.query_drop("USE test").await.unwrap();
     b.query_drop("USE test").await.unwrap();
@@ -95,26 +141,56 @@ async fn session_state_survives_interleaving_on_shared_connections() {
     // session keeps seeing its own.
     a.query_drop("BEGIN").await.unwrap();
     a.query_drop("INSERT INTO mux_t VALUES (1)").await.unwrap();
-    assert_eq!(scalar(&mut b, "SELECT COUNT(*) FROM mux_t").await.as_deref(), Some("0"));
-    assert_eq!(scalar(&mut a, "SELECT COUNT(*) FROM mux_t").await.as_deref(), Some("1"));
+    assert_eq!(
+        scalar(&mut b, "SELECT COUNT(*) FROM mux_t")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        scalar(&mut a, "SELECT COUNT(*) FROM mux_t")
+            .await
+            .as_deref(),
+        Some("1")
+    );
     a.query_drop("ROLLBACK").await.unwrap();
-    assert_eq!(scalar(&mut a, "SELECT COUNT(*) FROM mux_t").await.as_deref(), Some("0"));
+    assert_eq!(
+        scalar(&mut a, "SELECT COUNT(*) FROM mux_t")
+            .await
+            .as_deref(),
+        Some("0")
+    );
     // autocommit = 0 pins too, until COMMIT makes it visible.
     b.query_drop("SET autocommit = 0").await.unwrap();
     b.query_drop("INSERT INTO mux_t VALUES (2)").await.unwrap();
-    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM mux_t").await.as_deref(), Some("0"));
+    assert_eq!(
+        scalar(&mut c, "SELECT COUNT(*) FROM mux_t")
+            .await
+            .as_deref(),
+        Some("0")
+    );
     b.query_drop("COMMIT").await.unwrap();
-    assert_eq!(scalar(&mut c, "SELECT COUNT(*) FROM mux_t").await.as_deref(), Some("1"));
+    assert_eq!(
+        scalar(&mut c, "SELECT COUNT(*) FROM mux_t")
+            .await
+            .as_deref(),
+        Some("1")
+    );
     b.query_drop("SET autocommit = 1").await.unwrap();
 
     // User variables and temporary tables stay with their session.
     a.query_drop("SET @v = 'mine'").await.unwrap();
-    a.query_drop("CREATE TEMPORARY TABLE tmp_a (x INT)").await.unwrap();
+    a.query_drop("CREATE TEMPORARY TABLE tmp_a (x INT)")
+        .await
+        .unwrap();
     a.query_drop("INSERT INTO tmp_a VALUES (5)").await.unwrap();
     assert_eq!(scalar(&mut c, "SELECT @v").await, None);
     assert!(c.query_drop("SELECT * FROM tmp_a").await.is_err());
     assert_eq!(scalar(&mut a, "SELECT @v").await.as_deref(), Some("mine"));
-    assert_eq!(scalar(&mut a, "SELECT x FROM tmp_a").await.as_deref(), Some("5"));
+    assert_eq!(
+        scalar(&mut a, "SELECT x FROM tmp_a").await.as_deref(),
+        Some("5")
+    );
     // a holds one connection; b and c share the other.
     for _ in 0..5 {
         assert_eq!(scalar(&mut b, "SELECT 'b'").await.as_deref(), Some("b"));
@@ -125,14 +201,26 @@ async fn session_state_survives_interleaving_on_shared_connections() {
     assert_eq!(scalar(&mut a, "SELECT @v").await, None);
     assert!(a.query_drop("SELECT * FROM tmp_a").await.is_err());
     // LAST_INSERT_ID follows the session across connections.
-    db.sql_socket("CREATE TABLE IF NOT EXISTS test.mux_ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)");
-    b.query_drop("INSERT INTO mux_ai (v) VALUES (1)").await.unwrap();
+    db.sql_socket(
+        "CREATE TABLE IF NOT EXISTS test.mux_ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    );
+    b.query_drop("INSERT INTO mux_ai (v) VALUES (1)")
+        .await
+        .unwrap();
     let b_id = b.last_insert_id().unwrap();
-    c.query_drop("INSERT INTO mux_ai (v) VALUES (2)").await.unwrap();
+    c.query_drop("INSERT INTO mux_ai (v) VALUES (2)")
+        .await
+        .unwrap();
     let c_id = c.last_insert_id().unwrap();
     assert_ne!(b_id, c_id);
-    assert_eq!(scalar(&mut b, "SELECT LAST_INSERT_ID()").await, Some(b_id.to_string()));
-    assert_eq!(scalar(&mut c, "SELECT LAST_INSERT_ID()").await, Some(c_id.to_string()));
+    assert_eq!(
+        scalar(&mut b, "SELECT LAST_INSERT_ID()").await,
+        Some(b_id.to_string())
+    );
+    assert_eq!(
+        scalar(&mut c, "SELECT LAST_INSERT_ID()").await,
+        Some(c_id.to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,18 +259,32 @@ async fn change_user_authenticates_and_resets() {
         .with_pass(Some("secret".into()))
         .with_db_name(Some("test".into()));
     c.change_user(ok).await.unwrap();
-    let who: String = c.query_first("SELECT CURRENT_USER()").await.unwrap().unwrap();
+    let who: String = c
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(who, "alice@127.0.0.1");
     let x: Option<Option<i32>> = c.query_first("SELECT @x").await.unwrap();
-    assert_eq!(x, Some(None), "user variables must not survive COM_CHANGE_USER");
+    assert_eq!(
+        x,
+        Some(None),
+        "user variables must not survive COM_CHANGE_USER"
+    );
     // MySQL's grants apply to the proxied user.
-    assert!(c.query_drop("CREATE TABLE test.alice_no (a INT)").await.is_err());
+    assert!(c
+        .query_drop("CREATE TABLE test.alice_no (a INT)")
+        .await
+        .is_err());
     // A wrong password is refused, and the proxy keeps serving others.
     let bad = mysql_async::ChangeUserOpts::default()
         .with_user(Some("root".into()))
         .with_pass(Some("wrong".into()));
     let err = c.change_user(bad).await.unwrap_err();
-    assert!(err.to_string().contains("1045") || err.to_string().contains("Access denied"), "{err}");
+    assert!(
+        err.to_string().contains("1045") || err.to_string().contains("Access denied"),
+        "{err}"
+    );
     let mut d = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let one: i32 = d.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1);

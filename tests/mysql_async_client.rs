@@ -48,8 +48,14 @@ async fn text_and_prepared_results_match_direct() {
         let a: Vec<Row> = direct.query(q).await.unwrap();
         let b: Vec<Row> = via.query(q).await.unwrap();
         assert_eq!(raw(a.clone()), raw(b.clone()), "text: {q}");
-        let ac: Vec<_> = a.first().map(|r| r.columns_ref().to_vec()).unwrap_or_default();
-        let bc: Vec<_> = b.first().map(|r| r.columns_ref().to_vec()).unwrap_or_default();
+        let ac: Vec<_> = a
+            .first()
+            .map(|r| r.columns_ref().to_vec())
+            .unwrap_or_default();
+        let bc: Vec<_> = b
+            .first()
+            .map(|r| r.columns_ref().to_vec())
+            .unwrap_or_default();
         assert_eq!(ac, bc, "column definitions: {q}");
         let a: Vec<Row> = direct.exec(q, ()).await.unwrap();
         let b: Vec<Row> = via.exec(q, ()).await.unwrap();
@@ -69,8 +75,14 @@ async fn text_and_prepared_results_match_direct() {
     let a: Vec<Row> = direct.exec(q, params.clone()).await.unwrap();
     let b: Vec<Row> = via.exec(q, params).await.unwrap();
     assert_eq!(raw(a), raw(b));
-    let a: Vec<Row> = direct.exec("SELECT * FROM ma_t WHERE id = ?", (1,)).await.unwrap();
-    let b: Vec<Row> = via.exec("SELECT * FROM ma_t WHERE id = ?", (1,)).await.unwrap();
+    let a: Vec<Row> = direct
+        .exec("SELECT * FROM ma_t WHERE id = ?", (1,))
+        .await
+        .unwrap();
+    let b: Vec<Row> = via
+        .exec("SELECT * FROM ma_t WHERE id = ?", (1,))
+        .await
+        .unwrap();
     assert_eq!(raw(a), raw(b));
 }
 
@@ -79,29 +91,48 @@ async fn ok_packets_errors_and_multi_results() {
     let db = mariadb();
     let proxy = Proxy::start(db, "", "");
     let mut via = Conn::new(opts(proxy.port, "test")).await.unwrap();
-    via.query_drop("CREATE TABLE IF NOT EXISTS ma_ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)").await.unwrap();
-    via.query_drop("INSERT INTO ma_ai (v) VALUES (1), (2), (3)").await.unwrap();
+    via.query_drop("CREATE TABLE IF NOT EXISTS ma_ai (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    via.query_drop("INSERT INTO ma_ai (v) VALUES (1), (2), (3)")
+        .await
+        .unwrap();
     assert_eq!(via.affected_rows(), 3);
     assert!(via.last_insert_id().unwrap() >= 1);
     assert!(via.info().contains("Records: 3"), "info: {}", via.info());
-    via.query_drop("UPDATE ma_ai SET v = v + 1 WHERE v >= 2").await.unwrap();
+    via.query_drop("UPDATE ma_ai SET v = v + 1 WHERE v >= 2")
+        .await
+        .unwrap();
     assert_eq!(via.affected_rows(), 2);
     // LAST_INSERT_ID() answers for this session even when multiplexed.
     let id = via.last_insert_id().unwrap_or(0);
-    via.query_drop("INSERT INTO ma_ai (v) VALUES (9)").await.unwrap();
+    via.query_drop("INSERT INTO ma_ai (v) VALUES (9)")
+        .await
+        .unwrap();
     let new_id = via.last_insert_id().unwrap();
     assert!(new_id > id);
-    let lid: u64 = via.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    let lid: u64 = via
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lid, new_id);
 
     // Server errors keep code, SQLSTATE and message; the session goes on.
     let mut direct = Conn::new(opts(db.port, "test")).await.unwrap();
-    for q in ["SELECT * FROM no_such_table", "SELEC 1", "SELECT 1 FROM ma_ai WHERE nope = 1"] {
+    for q in [
+        "SELECT * FROM no_such_table",
+        "SELEC 1",
+        "SELECT 1 FROM ma_ai WHERE nope = 1",
+    ] {
         let a = direct.query_drop(q).await.unwrap_err();
         let b = via.query_drop(q).await.unwrap_err();
         match (a, b) {
             (mysql_async::Error::Server(a), mysql_async::Error::Server(b)) => {
-                assert_eq!((a.code, &a.state, &a.message), (b.code, &b.state, &b.message));
+                assert_eq!(
+                    (a.code, &a.state, &a.message),
+                    (b.code, &b.state, &b.message)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -110,7 +141,10 @@ async fn ok_packets_errors_and_multi_results() {
     assert_eq!(one, 1);
 
     // Multi-statement text query with several result sets.
-    let mut r = via.query_iter("SELECT 1; SELECT 'a', 'b'; UPDATE ma_ai SET v = v; SELECT 3").await.unwrap();
+    let mut r = via
+        .query_iter("SELECT 1; SELECT 'a', 'b'; UPDATE ma_ai SET v = v; SELECT 3")
+        .await
+        .unwrap();
     let s1: Vec<i32> = r.collect().await.unwrap();
     let s2: Vec<(String, String)> = r.collect().await.unwrap();
     let s3: Vec<Row> = r.collect().await.unwrap();
@@ -122,8 +156,12 @@ async fn ok_packets_errors_and_multi_results() {
     drop(r);
 
     // A procedure returning two result sets, text and prepared.
-    via.query_drop("DROP PROCEDURE IF EXISTS two_sets").await.unwrap();
-    via.query_drop("CREATE PROCEDURE two_sets() BEGIN SELECT 1 AS a; SELECT 2 AS b, 'x' AS c; END").await.unwrap();
+    via.query_drop("DROP PROCEDURE IF EXISTS two_sets")
+        .await
+        .unwrap();
+    via.query_drop("CREATE PROCEDURE two_sets() BEGIN SELECT 1 AS a; SELECT 2 AS b, 'x' AS c; END")
+        .await
+        .unwrap();
     let mut r = via.query_iter("CALL two_sets()").await.unwrap();
     let s1: Vec<i32> = r.collect().await.unwrap();
     let s2: Vec<(i32, String)> = r.collect().await.unwrap();
@@ -151,8 +189,16 @@ async fn prefer_socket_does_not_escape_the_proxy() {
         .prefer_socket(true);
     let mut c = Conn::new(o).await.unwrap();
     // The proxy's connection id, not the backend's, proves where we are.
-    let backend_id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
-    assert_ne!(c.id(), backend_id, "client connection id should be the proxy's");
+    let backend_id: u32 = c
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        c.id(),
+        backend_id,
+        "client connection id should be the proxy's"
+    );
     let sock: Option<String> = c.query_first("SELECT @@socket").await.unwrap().unwrap();
     assert_eq!(sock, None);
 }
@@ -162,20 +208,29 @@ async fn large_values_and_results_stream() {
     let db = mariadb();
     let proxy = Proxy::start(db, "", "");
     let mut via = Conn::new(opts(proxy.port, "test")).await.unwrap();
-    via.query_drop("CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, b LONGBLOB)").await.unwrap();
+    via.query_drop("CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .unwrap();
     via.query_drop("DELETE FROM big").await.unwrap();
     // A 20 MiB value crosses the 16 MiB packet boundary both ways.
     let blob: Vec<u8> = (0..20 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
-    via.exec_drop("INSERT INTO big VALUES (1, ?)", (blob.clone(),)).await.unwrap();
-    let got: Vec<u8> = via.query_first("SELECT b FROM big WHERE id = 1").await.unwrap().unwrap();
-    assert!(got == blob, "text protocol blob differs");
-    let got: Vec<u8> = via.exec_first("SELECT b FROM big WHERE id = ?", (1,)).await.unwrap().unwrap();
-    assert!(got == blob, "binary protocol blob differs");
-    // Many rows stream through.
-    let n: Vec<u64> = via
-        .query("SELECT seq FROM seq_1_to_200000")
+    via.exec_drop("INSERT INTO big VALUES (1, ?)", (blob.clone(),))
         .await
         .unwrap();
+    let got: Vec<u8> = via
+        .query_first("SELECT b FROM big WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got == blob, "text protocol blob differs");
+    let got: Vec<u8> = via
+        .exec_first("SELECT b FROM big WHERE id = ?", (1,))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got == blob, "binary protocol blob differs");
+    // Many rows stream through.
+    let n: Vec<u64> = via.query("SELECT seq FROM seq_1_to_200000").await.unwrap();
     assert_eq!(n.len(), 200000);
     assert_eq!(n.iter().sum::<u64>(), 200000 * 200001 / 2);
 }

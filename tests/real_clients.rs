@@ -20,11 +20,24 @@ fn mariadb_cli_batch_output_is_identical() {
     let proxy = Proxy::start(db, "", "");
     let script = "SELECT * FROM cli_t ORDER BY id; SELECT 1+1, 'x', NULL; SHOW TABLES LIKE 'cli%'; \
                   SELECT COUNT(*) FROM cli_t; UPDATE cli_t SET n = n WHERE id = 2; SELECT DATABASE();";
-    for extra in [&[][..], &["--column-type-info"][..], &["-vvv"][..], &["--xml"][..]] {
+    for extra in [
+        &[][..],
+        &["--column-type-info"][..],
+        &["-vvv"][..],
+        &["--xml"][..],
+    ] {
         let a = cli(db.port, "test", script, extra);
         let b = cli(proxy.port, "test", script, extra);
-        assert!(a.status.success(), "direct: {}", String::from_utf8_lossy(&a.stderr));
-        assert!(b.status.success(), "proxy: {}", String::from_utf8_lossy(&b.stderr));
+        assert!(
+            a.status.success(),
+            "direct: {}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+        assert!(
+            b.status.success(),
+            "proxy: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
         let norm = |o: &[u8]| {
             // Timings differ ("(0.001 sec)"); everything else must not.
             let s = String::from_utf8_lossy(o).into_owned();
@@ -36,17 +49,28 @@ fn mariadb_cli_batch_output_is_identical() {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        assert_eq!(norm(&a.stdout), norm(&b.stdout), "cli output with {extra:?}");
+        assert_eq!(
+            norm(&a.stdout),
+            norm(&b.stdout),
+            "cli output with {extra:?}"
+        );
     }
     // Errors: same text, same exit status.
     let a = cli(db.port, "test", "SELECT * FROM nope", &[]);
     let b = cli(proxy.port, "test", "SELECT * FROM nope", &[]);
     assert_eq!(a.status.code(), b.status.code());
-    assert_eq!(String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
     // Unknown database at connect.
     let b = cli(proxy.port, "no_such_db", "SELECT 1", &[]);
     assert!(!b.status.success());
-    assert!(String::from_utf8_lossy(&b.stderr).contains("1049"), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(
+        String::from_utf8_lossy(&b.stderr).contains("1049"),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
 }
 
 #[test]
@@ -60,8 +84,16 @@ fn pymysql_types_errors_and_result_sets_match() {
         .arg(proxy.port.to_string())
         .output()
         .expect("python3 (with pymysql: pip install pymysql)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "PyMySQL comparison failed:\n{text}\nproxy log:\n{}", proxy.log_text());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "PyMySQL comparison failed:\n{text}\nproxy log:\n{}",
+        proxy.log_text()
+    );
     assert!(text.contains(" passed, 0 failed"), "{text}");
 }
 
@@ -70,10 +102,26 @@ fn hostile_and_unusual_input_gets_errors_and_the_proxy_survives() {
     let db = mariadb();
     let mut proxy = Proxy::start(db, "", "");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/negative.py");
-    let out = Command::new("python3").arg(script).arg(proxy.port.to_string()).output().expect("python3");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{text}\nproxy log:\n{}", proxy.log_text());
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(proxy.port.to_string())
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{text}\nproxy log:\n{}",
+        proxy.log_text()
+    );
     assert!(text.contains(" passed, 0 failed"), "{text}");
     assert!(proxy.alive(), "proxy died");
-    assert!(!proxy.log_text().contains("panicked"), "{}", proxy.log_text());
+    assert!(
+        !proxy.log_text().contains("panicked"),
+        "{}",
+        proxy.log_text()
+    );
 }

@@ -105,7 +105,9 @@ impl Backend {
             .tcp_nodelay(true);
         match &self.cfg.socket {
             Some(s) => b.socket(Some(s.display().to_string())),
-            None => b.ip_or_hostname(self.cfg.host.clone()).tcp_port(self.cfg.port),
+            None => b
+                .ip_or_hostname(self.cfg.host.clone())
+                .tcp_port(self.cfg.port),
         }
     }
 
@@ -272,11 +274,17 @@ impl BackendConn {
     }
 
     /// Makes the connection's tracked state equal to the session's.
-    pub async fn sync(&mut self, want: &SessionVars, needs_insert_id: bool) -> Result<(), BackendError> {
+    pub async fn sync(
+        &mut self,
+        want: &SessionVars,
+        needs_insert_id: bool,
+    ) -> Result<(), BackendError> {
         if let Some(db_change) = state::db_change(&self.applied, want) {
             match db_change {
                 Some(db) => {
-                    self.conn.query_drop(format!("USE {}", state::quote_ident(&db))).await?;
+                    self.conn
+                        .query_drop(format!("USE {}", state::quote_ident(&db)))
+                        .await?;
                 }
                 None => {
                     // MySQL cannot leave a database; re-login without one.
@@ -296,7 +304,11 @@ impl BackendConn {
     }
 
     /// A server-side statement for `sql` under `db`, prepared on first use.
-    pub async fn statement(&mut self, db: Option<&str>, sql: &[u8]) -> Result<Statement, BackendError> {
+    pub async fn statement(
+        &mut self,
+        db: Option<&str>,
+        sql: &[u8],
+    ) -> Result<Statement, BackendError> {
         let key = (db.map(str::to_owned), sql.to_vec());
         if let Some(s) = self.stmts.get(&key) {
             return Ok(s.clone());

@@ -113,10 +113,16 @@ pub fn set_statement(a: &Applied, want: &SessionVars, with_insert_id: bool) -> O
         items.push(format!("autocommit = {}", want.autocommit as u8));
     }
     if a.sql_mode.as_ref() != Some(&want.sql_mode) {
-        items.push(format!("sql_mode = {}", want.sql_mode.as_deref().unwrap_or("DEFAULT")));
+        items.push(format!(
+            "sql_mode = {}",
+            want.sql_mode.as_deref().unwrap_or("DEFAULT")
+        ));
     }
     if a.time_zone.as_ref() != Some(&want.time_zone) {
-        items.push(format!("time_zone = {}", want.time_zone.as_deref().unwrap_or("DEFAULT")));
+        items.push(format!(
+            "time_zone = {}",
+            want.time_zone.as_deref().unwrap_or("DEFAULT")
+        ));
     }
     if with_insert_id && a.last_insert_id != Some(want.last_insert_id) {
         items.push(format!("last_insert_id = {}", want.last_insert_id));
@@ -167,16 +173,23 @@ mod tests {
             Some("SET autocommit = 0, sql_mode = 'ANSI', last_insert_id = 7")
         );
         // Without the LAST_INSERT_ID need, it is not sent.
-        assert!(!set_statement(&a, &w, false).unwrap().contains("last_insert_id"));
+        assert!(!set_statement(&a, &w, false)
+            .unwrap()
+            .contains("last_insert_id"));
         // Another session's sql_mode is undone with DEFAULT.
         let mut b = Applied::fresh();
         b.assume(&w, false);
-        assert!(set_statement(&b, &vars(), false).unwrap().contains("sql_mode = DEFAULT"));
+        assert!(set_statement(&b, &vars(), false)
+            .unwrap()
+            .contains("sql_mode = DEFAULT"));
     }
 
     #[test]
     fn unknown_db_state_forces_use() {
-        assert_eq!(db_change(&Applied::unknown(), &vars()), Some(Some("db".into())));
+        assert_eq!(
+            db_change(&Applied::unknown(), &vars()),
+            Some(Some("db".into()))
+        );
         let mut none = vars();
         none.db = None;
         let mut a = Applied::fresh();

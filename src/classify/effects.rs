@@ -111,19 +111,28 @@ pub fn analyze(sql: &str) -> Effects {
     // assignments pin: `@v := …`, `… INTO @v` (and `SET @v`, in set_item).
     let mut into = false;
     for (i, t) in toks.iter().enumerate() {
-        let assigns = matches!(toks.get(i + 1..i + 3), Some([Token::Punct(':'), Token::Punct('=')]));
+        let assigns = matches!(
+            toks.get(i + 1..i + 3),
+            Some([Token::Punct(':'), Token::Punct('=')])
+        );
         match t {
             Token::UserVar(_) if assigns || into => pin(&mut fx, PinReason::UserVariable),
             Token::UserVar(_) | Token::Punct(',') => {}
             Token::Word(w) if w.eq_ignore_ascii_case("INTO") => into = true,
-            Token::Word(w) if w.eq_ignore_ascii_case("GET_LOCK") => pin(&mut fx, PinReason::NamedLock),
+            Token::Word(w) if w.eq_ignore_ascii_case("GET_LOCK") => {
+                pin(&mut fx, PinReason::NamedLock)
+            }
             Token::Word(w) if w.eq_ignore_ascii_case("SQL_CALC_FOUND_ROWS") => {
                 pin(&mut fx, PinReason::FoundRows)
             }
-            Token::Word(w) if w.eq_ignore_ascii_case("LAST_INSERT_ID") => fx.reads_last_insert_id = true,
+            Token::Word(w) if w.eq_ignore_ascii_case("LAST_INSERT_ID") => {
+                fx.reads_last_insert_id = true
+            }
             Token::SysVar(v) => {
                 let name = v.rsplit('.').next().unwrap_or(v);
-                if name.eq_ignore_ascii_case("identity") || name.eq_ignore_ascii_case("last_insert_id") {
+                if name.eq_ignore_ascii_case("identity")
+                    || name.eq_ignore_ascii_case("last_insert_id")
+                {
                     fx.reads_last_insert_id = true;
                 }
                 if name.eq_ignore_ascii_case("socket") {
@@ -132,7 +141,9 @@ pub fn analyze(sql: &str) -> Effects {
             }
             _ => {}
         }
-        if !matches!(t, Token::UserVar(_) | Token::Punct(',') | Token::Word(_)) || is_kw(Some(t), "FROM") {
+        if !matches!(t, Token::UserVar(_) | Token::Punct(',') | Token::Word(_))
+            || is_kw(Some(t), "FROM")
+        {
             into = false;
         }
     }
@@ -318,15 +329,27 @@ mod tests {
             ("SELECT * FROM t WHERE a = @x", None),
             ("SELECT 1 INTO @v", Some(UserVariable)),
             ("CREATE TEMPORARY TABLE t (a int)", Some(TemporaryTable)),
-            ("create or replace temporary table t (a int)", Some(TemporaryTable)),
+            (
+                "create or replace temporary table t (a int)",
+                Some(TemporaryTable),
+            ),
             ("SELECT GET_LOCK('x', 1)", Some(NamedLock)),
             ("PREPARE s FROM 'select 1'", Some(SqlPrepare)),
             ("HANDLER t OPEN", Some(Handler)),
             ("XA START 'x'", Some(Xa)),
-            ("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", Some(FoundRows)),
+            (
+                "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1",
+                Some(FoundRows),
+            ),
             ("SET SESSION wait_timeout = 10", Some(SessionVariable)),
-            ("SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')", Some(SessionVariable)),
-            ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", Some(TxCharacteristics)),
+            (
+                "SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')",
+                Some(SessionVariable),
+            ),
+            (
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                Some(TxCharacteristics),
+            ),
             ("SET SESSION TRANSACTION READ ONLY", Some(TxCharacteristics)),
             ("SET CHARACTER SET utf8mb4", Some(SessionVariable)),
             ("USE a; USE b", Some(MultiStatementState)),
@@ -357,14 +380,35 @@ mod tests {
         assert_eq!(analyze("USE test").use_db.as_deref(), Some("test"));
         assert_eq!(analyze("LOCK TABLES t READ").lock_tables, Some(true));
         assert_eq!(analyze("unlock tables").lock_tables, Some(false));
-        assert_eq!(analyze("SET autocommit=ON").sets, vec![TrackedSet::Autocommit(true)]);
+        assert_eq!(
+            analyze("SET autocommit=ON").sets,
+            vec![TrackedSet::Autocommit(true)]
+        );
     }
 
     #[test]
     fn kill_statements() {
-        assert_eq!(parse_kill("KILL 5"), Some(Kill { id: 5, query_only: false }));
-        assert_eq!(parse_kill("kill query 7;"), Some(Kill { id: 7, query_only: true }));
-        assert_eq!(parse_kill("KILL HARD CONNECTION 9"), Some(Kill { id: 9, query_only: false }));
+        assert_eq!(
+            parse_kill("KILL 5"),
+            Some(Kill {
+                id: 5,
+                query_only: false
+            })
+        );
+        assert_eq!(
+            parse_kill("kill query 7;"),
+            Some(Kill {
+                id: 7,
+                query_only: true
+            })
+        );
+        assert_eq!(
+            parse_kill("KILL HARD CONNECTION 9"),
+            Some(Kill {
+                id: 9,
+                query_only: false
+            })
+        );
         assert_eq!(parse_kill("KILL QUERY ID 9"), None);
         assert_eq!(parse_kill("KILL USER bob"), None);
         assert_eq!(analyze("select 1; select 2;").statements, 2);

@@ -45,7 +45,11 @@ impl<'a> Lexer<'a> {
             }
             let c = self.peek(0);
             let c1 = self.peek(1);
-            if c == b'#' || (c == b'-' && c1 == b'-' && matches!(self.peek(2), b' ' | b'\t' | b'\n' | b'\r' | 0)) {
+            if c == b'#'
+                || (c == b'-'
+                    && c1 == b'-'
+                    && matches!(self.peek(2), b' ' | b'\t' | b'\n' | b'\r' | 0))
+            {
                 while self.pos < b.len() && b[self.pos] != b'\n' {
                     self.pos += 1;
                 }
@@ -98,7 +102,9 @@ impl<'a> Lexer<'a> {
     fn word_end(&self, from: usize) -> usize {
         let b = self.src.as_bytes();
         let mut i = from;
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+        while i < b.len()
+            && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+        {
             i += 1;
         }
         i
@@ -188,7 +194,11 @@ mod tests {
     #[test]
     fn strings_and_comments_hide_code() {
         let t = toks("SELECT 'a;@b' /* @c; */ , \"x\\\"y\" -- @d;\n # @e\n FROM `t;@`");
-        assert!(!t.iter().any(|t| matches!(t, Token::UserVar(_) | Token::Semicolon)), "{t:?}");
+        assert!(
+            !t.iter()
+                .any(|t| matches!(t, Token::UserVar(_) | Token::Semicolon)),
+            "{t:?}"
+        );
         assert_eq!(t.last(), Some(&Token::Quoted("t;@")));
     }
 

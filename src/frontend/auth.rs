@@ -74,7 +74,12 @@ pub enum AuthDecision {
 }
 
 /// Pure check of one auth response against the configured password.
-pub fn check(plugin: Option<&[u8]>, response: &[u8], scramble: &[u8; 20], password: Option<&str>) -> AuthDecision {
+pub fn check(
+    plugin: Option<&[u8]>,
+    response: &[u8],
+    scramble: &[u8; 20],
+    password: Option<&str>,
+) -> AuthDecision {
     let Some(password) = password else {
         return AuthDecision::Deny;
     };
@@ -138,7 +143,8 @@ pub async fn handshake(
         .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
         .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
     if first_caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32 {
-        let acceptor = tls.ok_or_else(|| ProtoError::Tls("client asked for TLS, none configured".into()))?;
+        let acceptor =
+            tls.ok_or_else(|| ProtoError::Tls("client asked for TLS, none configured".into()))?;
         ParseBuf(&pkt)
             .parse::<SslRequest>(())
             .map_err(|e| ProtoError::Malformed(e.to_string()))?;
@@ -147,7 +153,10 @@ pub async fn handshake(
         let ClientStream::Plain(tcp) = conn.into_stream()? else {
             return Err(ProtoError::Tls("TLS requested twice".into()));
         };
-        let tls_stream = acceptor.accept(tcp).await.map_err(|e| ProtoError::Tls(e.to_string()))?;
+        let tls_stream = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| ProtoError::Tls(e.to_string()))?;
         conn = PacketConn::new(ClientStream::Tls(Box::new(tls_stream)), max);
         conn.set_seq(seq);
         pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
@@ -160,14 +169,24 @@ pub async fn handshake(
     let client_caps = resp.capabilities();
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         let mut b = Vec::new();
-        wire::err(&mut b, 1251, "08004", "Client does not support the 4.1 protocol; upgrade the client");
+        wire::err(
+            &mut b,
+            1251,
+            "08004",
+            "Client does not support the 4.1 protocol; upgrade the client",
+        );
         conn.write_packet(&b);
         conn.flush().await?;
         return Err(ProtoError::Malformed("pre-4.1 client".into()));
     }
     if require_tls && !conn_is_tls(&conn) {
         let mut b = Vec::new();
-        wire::err(&mut b, 3159, "HY000", "Connections using insecure transport are prohibited (proxy.tls.required)");
+        wire::err(
+            &mut b,
+            3159,
+            "HY000",
+            "Connections using insecure transport are prohibited (proxy.tls.required)",
+        );
         conn.write_packet(&b);
         conn.flush().await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
@@ -183,7 +202,11 @@ pub async fn handshake(
         AuthSwitchRequest::new(NATIVE, data).serialize(&mut b);
         conn.write_packet(&b);
         conn.flush().await?;
-        response = conn.read_packet().await?.ok_or(ProtoError::Closed)?.to_vec();
+        response = conn
+            .read_packet()
+            .await?
+            .ok_or(ProtoError::Closed)?
+            .to_vec();
         decision = check(None, &response, &scramble, password.as_deref());
     }
     if decision != AuthDecision::Accept {
@@ -198,7 +221,9 @@ pub async fn handshake(
         password: password.unwrap_or_default(),
         db: resp
             .db_name()
-            .filter(|d| !d.is_empty() && client_caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB))
+            .filter(|d| {
+                !d.is_empty() && client_caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
+            })
             .map(|d| String::from_utf8_lossy(d).into_owned()),
         collation: resp.collation(),
         caps: client_caps & caps,
@@ -223,9 +248,15 @@ mod tests {
     fn native_password_is_verified() {
         let s = new_scramble();
         let good = mysql_common::scramble::scramble_native(&s, b"pw").unwrap();
-        assert_eq!(check(Some(NATIVE), &good, &s, Some("pw")), AuthDecision::Accept);
+        assert_eq!(
+            check(Some(NATIVE), &good, &s, Some("pw")),
+            AuthDecision::Accept
+        );
         assert_eq!(check(None, &good, &s, Some("pw")), AuthDecision::Accept);
-        assert_eq!(check(Some(NATIVE), &good, &s, Some("other")), AuthDecision::Deny);
+        assert_eq!(
+            check(Some(NATIVE), &good, &s, Some("other")),
+            AuthDecision::Deny
+        );
         assert_eq!(check(Some(NATIVE), b"", &s, Some("pw")), AuthDecision::Deny);
         assert_eq!(check(Some(NATIVE), &good, &s, None), AuthDecision::Deny);
     }
@@ -233,10 +264,19 @@ mod tests {
     #[test]
     fn empty_password_and_other_plugins() {
         let s = new_scramble();
-        assert_eq!(check(Some(b"caching_sha2_password"), b"", &s, Some("")), AuthDecision::Accept);
+        assert_eq!(
+            check(Some(b"caching_sha2_password"), b"", &s, Some("")),
+            AuthDecision::Accept
+        );
         assert_eq!(check(Some(NATIVE), b"x", &s, Some("")), AuthDecision::Deny);
-        assert_eq!(check(Some(b"caching_sha2_password"), &[1; 32], &s, Some("pw")), AuthDecision::Switch);
-        assert_eq!(check(Some(b"caching_sha2_password"), &[1; 32], &s, None), AuthDecision::Deny);
+        assert_eq!(
+            check(Some(b"caching_sha2_password"), &[1; 32], &s, Some("pw")),
+            AuthDecision::Switch
+        );
+        assert_eq!(
+            check(Some(b"caching_sha2_password"), &[1; 32], &s, None),
+            AuthDecision::Deny
+        );
     }
 
     #[test]

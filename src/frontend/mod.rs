@@ -87,7 +87,12 @@ impl Proxy {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 tokio::spawn(async move {
                     let mut b = Vec::new();
-                    wire::err(&mut b, 1040, "08004", "Too many connections (proxy.max_connections)");
+                    wire::err(
+                        &mut b,
+                        1040,
+                        "08004",
+                        "Too many connections (proxy.max_connections)",
+                    );
                     let mut pkt = vec![b.len() as u8, (b.len() >> 8) as u8, 0, 0];
                     pkt.extend_from_slice(&b);
                     let _ = tcp.write_all(&pkt).await;

@@ -234,7 +234,15 @@ mod tests {
 
     #[tokio::test]
     async fn small_and_exact_and_large_packets_roundtrip() {
-        for len in [0, 1, 1000, MAX_CHUNK - 1, MAX_CHUNK, MAX_CHUNK + 5, 2 * MAX_CHUNK] {
+        for len in [
+            0,
+            1,
+            1000,
+            MAX_CHUNK - 1,
+            MAX_CHUNK,
+            MAX_CHUNK + 5,
+            2 * MAX_CHUNK,
+        ] {
             roundtrip(len).await;
         }
     }
@@ -268,6 +276,9 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(1024);
         a.write_all(&[0xff, 0xff, 0x0f, 0]).await.unwrap();
         let mut r = PacketConn::new(b, 1024);
-        assert!(matches!(r.read_packet().await, Err(ProtoError::TooLarge(_))));
+        assert!(matches!(
+            r.read_packet().await,
+            Err(ProtoError::TooLarge(_))
+        ));
     }
 }

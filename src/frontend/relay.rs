@@ -28,8 +28,15 @@ pub enum Outcome {
 }
 
 pub enum End {
-    Ok { affected: u64, insert_id: u64, warnings: u16, info: Vec<u8> },
-    Rows { warnings: u16 },
+    Ok {
+        affected: u64,
+        insert_id: u64,
+        warnings: u16,
+        info: Vec<u8>,
+    },
+    Rows {
+        warnings: u16,
+    },
 }
 
 pub struct Relay<'c, S> {
@@ -150,7 +157,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
                 insert_id,
                 warnings,
                 info,
-            } => wire::ok(self.out.buf(), 0x00, affected, insert_id, status, warnings, &info),
+            } => wire::ok(
+                self.out.buf(),
+                0x00,
+                affected,
+                insert_id,
+                status,
+                warnings,
+                &info,
+            ),
             End::Rows { warnings } if self.deprecate_eof() => {
                 wire::ok(self.out.buf(), 0xFE, 0, 0, status, warnings, b"")
             }

@@ -107,7 +107,11 @@ pub struct Session {
 }
 
 /// Drives one accepted client connection from handshake to close.
-pub async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let span = info_span!("conn", id, peer = %peer);
@@ -134,7 +138,9 @@ pub async fn serve(shared: Arc<Shared>, tcp: tokio::net::TcpStream, mut shutdown
                 found_rows: login.caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
             },
             vars: SessionVars::new(login.db.clone(), login.collation),
-            multi_statements: login.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
+            multi_statements: login
+                .caps
+                .contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
             conn,
             shared: shared.clone(),
             handle,
@@ -162,7 +168,11 @@ impl Session {
     async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), SessionError> {
         if self.vars.db.is_some() {
             // CONNECT_WITH_DB: the database must exist and be allowed.
-            if let Err(e) = self.acquire(false).await.map(|c| self.settle(c, self.status)) {
+            if let Err(e) = self
+                .acquire(false)
+                .await
+                .map(|c| self.settle(c, self.status))
+            {
                 self.reply_backend_error(&e);
                 self.conn.flush().await?;
                 return Ok(());
@@ -186,7 +196,11 @@ impl Session {
             let started = Instant::now();
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
-            debug!(cmd, elapsed_us = started.elapsed().as_micros() as u64, "command");
+            debug!(
+                cmd,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "command"
+            );
             if let Flow::Quit = flow {
                 return Ok(());
             }
@@ -234,7 +248,9 @@ impl Session {
     }
 
     pub(super) fn deprecate_eof(&self) -> bool {
-        self.login.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+        self.login
+            .caps
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
     }
 
     /// Does the session hold state that lives only on its pinned connection?
@@ -243,7 +259,10 @@ impl Session {
     }
 
     /// The backend connection for the next statement.
-    pub(super) async fn acquire(&mut self, needs_insert_id: bool) -> Result<BackendConn, BackendError> {
+    pub(super) async fn acquire(
+        &mut self,
+        needs_insert_id: bool,
+    ) -> Result<BackendConn, BackendError> {
         let mut c = match self.pinned.take() {
             Some(c) => c,
             None => {
@@ -253,7 +272,9 @@ impl Session {
                     .await?
             }
         };
-        self.handle.backend_thread.store(c.conn.id(), Ordering::Relaxed);
+        self.handle
+            .backend_thread
+            .store(c.conn.id(), Ordering::Relaxed);
         if let Err(e) = c.sync(&self.vars, needs_insert_id).await {
             self.settle(c, self.status);
             return Err(e);
@@ -279,10 +300,18 @@ impl Session {
     }
 
     /// A backend connection failed mid-statement: drop it; fatal if it held state.
-    pub(super) fn lost(&mut self, c: BackendConn, e: &mysql_async::Error) -> Result<(), SessionError> {
+    pub(super) fn lost(
+        &mut self,
+        c: BackendConn,
+        e: &mysql_async::Error,
+    ) -> Result<(), SessionError> {
         drop(c);
         self.handle.backend_thread.store(0, Ordering::Relaxed);
-        self.reply_err(2013, "HY000", &format!("Lost connection to MySQL backend during query: {e}"));
+        self.reply_err(
+            2013,
+            "HY000",
+            &format!("Lost connection to MySQL backend during query: {e}"),
+        );
         if self.holds_state() {
             return Err(SessionError::StateLost(e.to_string()));
         }
@@ -386,7 +415,11 @@ impl Session {
         let backend = self.shared.backend.clone();
         tokio::spawn(async move { backend.kill(thread).await });
         let t = self.shared.cfg.backend.query_timeout;
-        self.reply_err(1969, "70100", &format!("Query execution was interrupted (backend.query_timeout = {t:?} exceeded)"));
+        self.reply_err(
+            1969,
+            "70100",
+            &format!("Query execution was interrupted (backend.query_timeout = {t:?} exceeded)"),
+        );
         if self.holds_state() {
             return Err(SessionError::StateLost("query timeout".into()));
         }
@@ -430,7 +463,7 @@ impl Session {
 
     async fn com_init_db(&mut self, body: &[u8]) -> Result<(), SessionError> {
         let db = String::from_utf8_lossy(body).into_owned();
-        let previous = std::mem::replace(&mut self.vars.db, Some(db));
+        let previous = self.vars.db.replace(db);
         match self.acquire(false).await {
             Ok(c) => {
                 self.settle(c, self.status);
@@ -454,7 +487,10 @@ impl Session {
                 return Ok(());
             }
         };
-        let sql = format!("SELECT * FROM {} LIMIT 0", crate::backend::state::quote_ident(&table));
+        let sql = format!(
+            "SELECT * FROM {} LIMIT 0",
+            crate::backend::state::quote_ident(&table)
+        );
         let cols = match c.conn.query_iter(sql).await {
             Ok(mut qr) => {
                 let cols = qr.columns();
@@ -556,7 +592,12 @@ impl Session {
         let password = self.shared.cfg.user(&req.user).map(|u| u.password.clone());
         let mut scramble = self.scramble;
         let mut response = req.auth;
-        let mut decision = auth::check(req.plugin.as_deref(), &response, &scramble, password.as_deref());
+        let mut decision = auth::check(
+            req.plugin.as_deref(),
+            &response,
+            &scramble,
+            password.as_deref(),
+        );
         if decision == auth::AuthDecision::Switch {
             scramble = auth::new_scramble();
             let mut data = scramble.to_vec();
@@ -568,7 +609,12 @@ impl Session {
             );
             self.conn.write_packet(&b);
             self.conn.flush().await?;
-            response = self.conn.read_packet().await?.ok_or(ProtoError::Closed)?.to_vec();
+            response = self
+                .conn
+                .read_packet()
+                .await?
+                .ok_or(ProtoError::Closed)?
+                .to_vec();
             decision = auth::check(None, &response, &scramble, password.as_deref());
         }
         if decision != auth::AuthDecision::Accept {
@@ -587,7 +633,11 @@ impl Session {
         self.key.user = req.user;
         self.vars = SessionVars::new(req.db, self.login.collation);
         if self.vars.db.is_some() {
-            if let Err(e) = self.acquire(false).await.map(|c| self.settle(c, self.status)) {
+            if let Err(e) = self
+                .acquire(false)
+                .await
+                .map(|c| self.settle(c, self.status))
+            {
                 self.reply_backend_error(&e);
                 return Ok(Flow::Quit);
             }
@@ -609,12 +659,22 @@ impl Session {
 /// Maps a backend-layer error to (code, SQLSTATE, message) for the client.
 pub fn error_reply(e: &BackendError) -> (u16, String, String) {
     match e {
-        BackendError::Mysql(mysql_async::Error::Server(se)) => (se.code, se.state.clone(), se.message.clone()),
+        BackendError::Mysql(mysql_async::Error::Server(se)) => {
+            (se.code, se.state.clone(), se.message.clone())
+        }
         BackendError::Connect { .. } | BackendError::ConnectTimeout(..) => {
             (2003, "HY000".into(), format!("sqlcache: {e}"))
         }
-        BackendError::PoolExhausted(..) => (1040, "08004".into(), format!("Too many connections: sqlcache: {e}")),
-        BackendError::Mysql(other) => (2013, "HY000".into(), format!("Lost connection to MySQL backend: {other}")),
+        BackendError::PoolExhausted(..) => (
+            1040,
+            "08004".into(),
+            format!("Too many connections: sqlcache: {e}"),
+        ),
+        BackendError::Mysql(other) => (
+            2013,
+            "HY000".into(),
+            format!("Lost connection to MySQL backend: {other}"),
+        ),
     }
 }
 
@@ -626,9 +686,16 @@ pub fn hide_socket(sql: &str) -> String {
     while let Some(p) = lower[i..].find("@@socket") {
         let at = i + p;
         let end = at + "@@socket".len();
-        let boundary = lower.as_bytes().get(end).is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
+        let boundary = lower
+            .as_bytes()
+            .get(end)
+            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
         out.push_str(&sql[i..at]);
-        out.push_str(if boundary { "NULL AS `@@socket`" } else { &sql[at..end] });
+        out.push_str(if boundary {
+            "NULL AS `@@socket`"
+        } else {
+            &sql[at..end]
+        });
         i = end;
     }
     out.push_str(&sql[i..]);
@@ -639,7 +706,11 @@ fn statistics_line(v: &HashMap<String, String>) -> String {
     let get = |k: &str| v.get(k).cloned().unwrap_or_else(|| "0".into());
     let uptime: f64 = get("Uptime").parse().unwrap_or(0.0);
     let questions: f64 = get("Questions").parse().unwrap_or(0.0);
-    let qps = if uptime > 0.0 { questions / uptime } else { 0.0 };
+    let qps = if uptime > 0.0 {
+        questions / uptime
+    } else {
+        0.0
+    };
     format!(
         "Uptime: {}  Threads: {}  Questions: {}  Slow queries: {}  Opens: {}  Open tables: {}  Queries per second avg: {qps:.3}",
         get("Uptime"),

@@ -43,17 +43,18 @@ pub struct Execute {
 
 /// Parses COM_STMT_EXECUTE; `lookup` gives (num_params, remembered types,
 /// long-data indexes) for a statement id.
-pub fn parse_execute(
-    body: &[u8],
-    stmt: &PreparedStmt,
-) -> Result<Execute, &'static str> {
+pub fn parse_execute(body: &[u8], stmt: &PreparedStmt) -> Result<Execute, &'static str> {
     let mut r = Reader::new(body);
     let stmt_id = r.u32().ok_or("short packet")?;
     let _flags = r.u8().ok_or("short packet")?;
     let _iterations = r.u32().ok_or("short packet")?;
     let n = stmt.num_params as usize;
     if n == 0 {
-        return Ok(Execute { stmt_id, params: vec![], new_types: None });
+        return Ok(Execute {
+            stmt_id,
+            params: vec![],
+            new_types: None,
+        });
     }
     let bitmap = r.take(n.div_ceil(8)).ok_or("short null bitmap")?;
     let bound = r.u8().ok_or("short packet")?;
@@ -86,7 +87,11 @@ pub fn parse_execute(
             params.push(v.0);
         }
     }
-    Ok(Execute { stmt_id, params, new_types })
+    Ok(Execute {
+        stmt_id,
+        params,
+        new_types,
+    })
 }
 
 /// A parsed COM_CHANGE_USER.
@@ -109,13 +114,23 @@ pub fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUse
     };
     let db = r.cstr();
     let db = (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
-    let collation = if r.is_empty() { None } else { r.u16().map(|c| c as u8) };
+    let collation = if r.is_empty() {
+        None
+    } else {
+        r.u16().map(|c| c as u8)
+    };
     let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
         Some(r.cstr().to_vec())
     } else {
         None
     };
-    Some(ChangeUser { user, auth, db, collation, plugin })
+    Some(ChangeUser {
+        user,
+        auth,
+        db,
+        collation,
+        plugin,
+    })
 }
 
 impl Session {
@@ -192,13 +207,21 @@ impl Session {
             return Ok(());
         };
         let Some(stmt) = self.stmts.get_mut(&id) else {
-            self.reply_err(1243, "HY000", &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"));
+            self.reply_err(
+                1243,
+                "HY000",
+                &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+            );
             return Ok(());
         };
         let exec = match parse_execute(body, stmt) {
             Ok(e) => e,
             Err(why) => {
-                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {why}"));
+                self.reply_err(
+                    1210,
+                    "HY000",
+                    &format!("Incorrect arguments to mysqld_stmt_execute: {why}"),
+                );
                 return Ok(());
             }
         };
@@ -244,7 +267,11 @@ impl Session {
             }
             Err(mysql_async::Error::Driver(d)) => {
                 self.settle(c, self.status);
-                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {d}"));
+                self.reply_err(
+                    1210,
+                    "HY000",
+                    &format!("Incorrect arguments to mysqld_stmt_execute: {d}"),
+                );
                 return Ok(());
             }
             Err(e) => return self.lost(c, &e),
@@ -278,7 +305,10 @@ impl Session {
         };
         if let Some(s) = self.stmts.get_mut(&id) {
             if param < s.num_params {
-                s.long_data.entry(param).or_default().extend_from_slice(r.rest());
+                s.long_data
+                    .entry(param)
+                    .or_default()
+                    .extend_from_slice(r.rest());
             }
         }
     }
@@ -296,7 +326,11 @@ impl Session {
                 s.long_data.clear();
                 self.reply_ok(0, 0, b"");
             }
-            None => self.reply_err(1243, "HY000", &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_reset")),
+            None => self.reply_err(
+                1243,
+                "HY000",
+                &format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_reset"),
+            ),
         }
     }
 }
@@ -347,7 +381,10 @@ mod tests {
         s.long_data.insert(0, b"big".to_vec());
         let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0xFF];
         let e = parse_execute(&b, &s).unwrap();
-        assert_eq!(e.params, vec![Value::Bytes(b"big".to_vec()), Value::Int(-1)]);
+        assert_eq!(
+            e.params,
+            vec![Value::Bytes(b"big".to_vec()), Value::Int(-1)]
+        );
     }
 
     #[test]

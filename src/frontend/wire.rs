@@ -197,7 +197,8 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// A NUL-terminated string (the NUL is consumed); the rest if no NUL.
@@ -239,8 +240,16 @@ mod tests {
             (ColumnType::MYSQL_TYPE_TINY, Value::Int(-1), &[0xFF]),
             (ColumnType::MYSQL_TYPE_SHORT, Value::Int(2), &[2, 0]),
             (ColumnType::MYSQL_TYPE_YEAR, Value::Int(2024), &[0xE8, 0x07]),
-            (ColumnType::MYSQL_TYPE_LONG, Value::Int(4294967295), &[0xFF; 4]),
-            (ColumnType::MYSQL_TYPE_LONGLONG, Value::UInt(u64::MAX), &[0xFF; 8]),
+            (
+                ColumnType::MYSQL_TYPE_LONG,
+                Value::Int(4294967295),
+                &[0xFF; 4],
+            ),
+            (
+                ColumnType::MYSQL_TYPE_LONGLONG,
+                Value::UInt(u64::MAX),
+                &[0xFF; 8],
+            ),
         ];
         for (ty, v, want) in cases {
             let mut b = Vec::new();
@@ -268,7 +277,10 @@ mod tests {
     fn err_packet_layout() {
         let mut b = Vec::new();
         err(&mut b, 1045, "28000", "denied");
-        assert_eq!(&b[..9], &[0xFF, 0x15, 0x04, b'#', b'2', b'8', b'0', b'0', b'0']);
+        assert_eq!(
+            &b[..9],
+            &[0xFF, 0x15, 0x04, b'#', b'2', b'8', b'0', b'0', b'0']
+        );
         assert_eq!(&b[9..], b"denied");
     }
 

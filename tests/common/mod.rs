@@ -23,7 +23,11 @@ pub struct MariaDb {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
@@ -48,22 +52,53 @@ pub fn mariadb() -> &'static MariaDb {
 impl MariaDb {
     /// Installs and starts a private server; `extra` are mariadbd options.
     pub fn start(extra: &[&str]) -> MariaDb {
-        let dir = std::env::temp_dir().join(format!("sqlcache-mariadb-{}-{}", std::process::id(), free_port()));
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Stops the server (its watchdog then removes its files).
+    pub fn stop(&self) {
+        let _ = Command::new("mariadb-admin")
+            .args(["--no-defaults", "-uroot", "shutdown"])
+            .arg(format!("--socket={}", self.socket.display()))
+            .output();
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Like `start`, on a given port.
+    // The watchdog shell is deliberately detached: it outlives the tests and
+    // reaps mariadbd itself.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_on(port: u16, extra: &[&str]) -> MariaDb {
+        let dir = std::env::temp_dir().join(format!(
+            "sqlcache-mariadb-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
         let install = Command::new("mariadb-install-db")
-            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .arg("--user=root")
             .output()
-            .unwrap_or_else(|e| panic!("cannot run mariadb-install-db (apt-get install mariadb-server): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run mariadb-install-db (apt-get install mariadb-server): {e}")
+            });
         assert!(
             install.status.success(),
             "mariadb-install-db failed: {}{}",
             String::from_utf8_lossy(&install.stdout),
             String::from_utf8_lossy(&install.stderr)
         );
-        let port = free_port();
         let socket = dir.join("mysqld.sock");
         let log = dir.join("error.log");
         let mut args: Vec<String> = vec![
@@ -106,7 +141,12 @@ impl MariaDb {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start mariadbd: {e}"));
-        wait_port(port, Duration::from_secs(60), "private mariadbd", Some(&log));
+        wait_port(
+            port,
+            Duration::from_secs(60),
+            "private mariadbd",
+            Some(&log),
+        );
         let db = MariaDb { port, socket, dir };
         // Let root in over TCP from 127.0.0.1 (skip-name-resolve: no 'localhost').
         db.sql_socket(
@@ -126,7 +166,11 @@ impl MariaDb {
             .arg(sql)
             .output()
             .expect("mariadb CLI");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -147,15 +191,29 @@ impl Proxy {
     /// Starts a proxy in front of `db`; `extra` is appended to the config
     /// (it may add keys to `[backend]`, which is the last table before users).
     pub fn start(db: &MariaDb, backend_extra: &str, users: &str) -> Proxy {
+        Self::start_with(db.port, "", backend_extra, users)
+    }
+
+    /// Full control: backend port, extra `[proxy]` keys, extra `[backend]`
+    /// keys (which may be followed by more tables), users.
+    pub fn start_with(
+        backend_port: u16,
+        proxy_extra: &str,
+        backend_extra: &str,
+        users: &str,
+    ) -> Proxy {
         let port = free_port();
         let dir = tempdir();
         let config = dir.join("proxy.toml");
-        let users = if users.is_empty() { "[[users]]\nname = \"root\"\npassword = \"\"\n" } else { users };
+        let users = if users.is_empty() {
+            "[[users]]\nname = \"root\"\npassword = \"\"\n"
+        } else {
+            users
+        };
         std::fs::write(
             &config,
             format!(
-                "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"3s\"\n\n[backend]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\npassword = \"\"\n{backend_extra}\n{users}\n[log]\nlevel = \"info\"\n",
-                db.port
+                "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"3s\"\n{proxy_extra}\n\n[backend]\nhost = \"127.0.0.1\"\nport = {backend_port}\nuser = \"root\"\npassword = \"\"\nconnect_timeout = \"2s\"\n{backend_extra}\n{users}\n[log]\nlevel = \"info\"\n"
             ),
         )
         .unwrap();
@@ -169,7 +227,12 @@ impl Proxy {
             .spawn()
             .expect("start sqlcache");
         wait_port(port, Duration::from_secs(20), "sqlcache", Some(&log));
-        Proxy { port, child, log, config }
+        Proxy {
+            port,
+            child,
+            log,
+            config,
+        }
     }
 
     pub fn url(&self, db: &str) -> String {
@@ -198,7 +261,10 @@ impl Drop for Proxy {
 }
 
 pub fn tempdir() -> PathBuf {
-    let d = tempfile::Builder::new().prefix("sqlcache-test-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("sqlcache-test-")
+        .tempdir()
+        .unwrap();
     d.keep()
 }
 
@@ -217,7 +283,13 @@ pub fn opts(port: u16, db: &str) -> mysql_async::Opts {
 /// Runs the `mariadb` CLI in batch mode against a port.
 pub fn cli(port: u16, db: &str, sql: &str, extra: &[&str]) -> std::process::Output {
     Command::new("mariadb")
-        .args(["--no-defaults", "-h127.0.0.1", "-uroot", "--batch", "--protocol=TCP"])
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            "-uroot",
+            "--batch",
+            "--protocol=TCP",
+        ])
         .arg(format!("-P{port}"))
         .args(extra)
         .arg(db)

@@ -157,6 +157,44 @@ except pymysql.MySQLError as e:
 cur = c.cursor()
 cur.execute("SELECT 7")
 check("session continues after bad execute", cur.fetchone()[0] == 7)
+# COM_STMT_SEND_LONG_DATA twice, then execute with a BLOB type.
+c._execute_command(0x18, struct.pack("<IH", stmt_id, 0) + b"abc")
+c._execute_command(0x18, struct.pack("<IH", stmt_id, 0) + b"\x00def")
+c._execute_command(0x17, struct.pack("<IBIBB", stmt_id, 0, 1, 0, 1) + struct.pack("<BB", 252, 0))
+p = c._read_packet()  # column count
+p = c._read_packet()  # column definition
+p = c._read_packet()  # EOF (PyMySQL does not ask for DEPRECATE_EOF)
+row = c._read_packet().get_all_data()
+check("long data", row[0] == 0 and row[2:] == b"\x07abc\x00def", repr(row))
+while not c._read_packet().is_eof_packet():
+    pass
+# COM_STMT_RESET answers OK and clears long data.
+c._execute_command(0x1A, struct.pack("<I", stmt_id))
+check("stmt reset", c._read_packet().is_ok_packet())
+# COM_STMT_CLOSE: no answer; executing it afterwards is an error.
+c._execute_command(0x19, struct.pack("<I", stmt_id))
+try:
+    c._execute_command(0x17, struct.pack("<IBIBB", stmt_id, 0, 1, 0, 0))
+    c._read_ok_packet()
+    check("closed stmt", False)
+except pymysql.MySQLError as e:
+    check("closed stmt", e.args[0] == 1243, repr(e.args))
+c.close()
+
+# COM_SET_OPTION switches multi-statements off and on.
+c = connect(client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+cur = c.cursor()
+c._execute_command(0x1B, struct.pack("<H", 1))
+check("set option off", c._read_packet().is_eof_packet())
+try:
+    cur.execute("SELECT 1; SELECT 2")
+    check("multi refused when off", False)
+except pymysql.MySQLError as e:
+    check("multi refused when off", e.args[0] == 1064, repr(e.args))
+c._execute_command(0x1B, struct.pack("<H", 0))
+check("set option on", c._read_packet().is_eof_packet())
+cur.execute("SELECT 1; SELECT 2")
+check("multi allowed when on", cur.fetchall() == ((1,),) and cur.nextset() and cur.fetchall() == ((2,),))
 c.close()
 check("serves at the end", still_serves())
 

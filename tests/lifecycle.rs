@@ -1,0 +1,178 @@
+//! The proxy as a process: config checking, TLS, backend outages, limits,
+//! graceful shutdown.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sqlcache"))
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file_and_names_every_bad_key() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.toml");
+    let out = bin()
+        .args(["--check-config", "--config", shipped])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempdir();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[proxy]\nlisten = \"x\"\nlistn = 1\n[backend]\nprot = 3\n[[users]]\nname = \"a\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxy.listn") && err.contains("backend.prot"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[proxy]\nlisten = \"x\"\n[backend]\npool_max = 0\n").unwrap();
+    let out = bin()
+        .args(["--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxy.listen") && err.contains("backend.pool_max") && err.contains("users"),
+        "{err}"
+    );
+    // SQLCACHE_CONFIG names the file when --config is absent.
+    let out = bin()
+        .arg("--check-config")
+        .env("SQLCACHE_CONFIG", shipped)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn tls_is_offered_and_can_be_required() {
+    let db = mariadb();
+    let dir = tempdir();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("k.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let tls = format!(
+        "\n[proxy.tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
+        dir.join("c.pem").display(),
+        dir.join("k.pem").display()
+    );
+    let proxy = Proxy::start_with(db.port, "", &tls, "");
+    let out = cli(
+        proxy.port,
+        "test",
+        "status; SELECT 1",
+        &["--ssl", "--skip-ssl-verify-server-cert"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Cipher in use"), "no TLS in: {text}");
+    let out = cli(proxy.port, "test", "SELECT 1", &["--skip-ssl"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3159") || err.contains("insecure"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_outage_gives_errors_and_recovery_needs_no_restart() {
+    let port = free_port();
+    let proxy = Proxy::start_with(port, "", "", "");
+    // No settings probe at connect (it would need the backend).
+    let o = mysql_async::OptsBuilder::from_opts(opts(proxy.port, "test"))
+        .db_name(None::<String>)
+        .prefer_socket(false)
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28800));
+    // No MariaDB yet: login works (the proxy is up), statements get 2003.
+    let mut c = Conn::new(o.clone()).await.unwrap();
+    let err = c.query_drop("SELECT 1").await.unwrap_err().to_string();
+    assert!(err.contains("2003"), "{err}");
+    // Backend comes up: the same client recovers.
+    let db = MariaDb::start_on(port, &[]);
+    let one: i32 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+    // Backend goes away: a clear error, no hang, and the proxy stays up.
+    db.stop();
+    let started = Instant::now();
+    let err = c.query_drop("SELECT 1").await.unwrap_err().to_string();
+    assert!(err.contains("2013") || err.contains("2003"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut d = Conn::new(o).await.unwrap();
+    let err = d.query_drop("SELECT 1").await.unwrap_err().to_string();
+    assert!(err.contains("2003"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_enforced_with_error_1040() {
+    let db = mariadb();
+    let proxy = Proxy::start_with(db.port, "max_connections = 2", "", "");
+    let a = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let b = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let err = Conn::new(opts(proxy.port, "test"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1040"), "{err}");
+    drop(a);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Conn::new(opts(proxy.port, "test")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_sessions_then_exits_zero() {
+    let db = mariadb();
+    let mut proxy = Proxy::start(db, "", "");
+    let mut idle = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let mut busy = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let _ = idle.query_drop("SELECT 1").await;
+    let running = tokio::spawn(async move {
+        let v: i32 = busy
+            .query_first("SELECT SLEEP(1) + 5")
+            .await
+            .unwrap()
+            .unwrap();
+        v
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(proxy.child.id() as i32, libc::SIGTERM) };
+    // The statement in flight completes.
+    assert_eq!(running.await.unwrap(), 5);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "proxy did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once it has stopped accepting.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", proxy.port)).is_err());
+}
