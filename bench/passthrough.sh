@@ -25,6 +25,7 @@ proxy_port=$(free_port)
 cat >"$work/proxy.toml" <<TOML
 [proxy]
 listen = "127.0.0.1:$proxy_port"
+workers = ${SQLCACHE_WORKERS:-0}
 [backend]
 host = "127.0.0.1"
 port = $db_port

@@ -44,6 +44,8 @@ pub struct ProxyConfig {
     pub listen: String,
     /// Client connections accepted at once; more get error 1040.
     pub max_connections: usize,
+    /// Worker threads, each a single-threaded runtime; 0 = half the CPUs.
+    pub workers: usize,
     /// How long a graceful shutdown waits for sessions to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -114,6 +116,7 @@ impl Default for ProxyConfig {
         Self {
             listen: "127.0.0.1:6033".into(),
             max_connections: 4096,
+            workers: 0,
             shutdown_timeout: Duration::from_secs(30),
             fallback_server_version: "5.5.5-10.11.0-MariaDB-sqlcache".into(),
             tls: None,

@@ -36,7 +36,12 @@ fn main() -> ExitCode {
     }
     sqlcache::telemetry::init(&cfg.log);
     raise_fd_limit();
-    let rt = match tokio::runtime::Runtime::new() {
+    // Worker 0's runtime; `Proxy::run` starts the other workers.
+    sqlcache::backend::set_worker(0);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sqlcache: cannot start runtime: {e}");

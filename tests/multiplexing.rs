@@ -29,7 +29,12 @@ async fn two_thousand_idle_clients_share_a_small_pool() {
             .unwrap()
     };
     assert_eq!(max, 151);
-    let proxy = Proxy::start(db, "pool_max = 20\nacquire_timeout = \"60s\"", "");
+    let proxy = Proxy::start_with(
+        db.port,
+        "workers = 2",
+        "pool_max = 20\nacquire_timeout = \"60s\"",
+        "",
+    );
     let mut tasks = Vec::new();
     for i in 0..2000u32 {
         let port = proxy.port;
@@ -80,7 +85,7 @@ async fn session_state_survives_interleaving_on_shared_connections() {
     db.sql_socket("CREATE DATABASE IF NOT EXISTS mux_a; CREATE DATABASE IF NOT EXISTS mux_b; \
                    CREATE TABLE IF NOT EXISTS test.mux_t (id INT PRIMARY KEY) ENGINE=InnoDB; DELETE FROM test.mux_t;");
     // Two backend connections for many sessions: they must share.
-    let proxy = Proxy::start(db, "pool_max = 2", "");
+    let proxy = Proxy::start_with(db.port, "workers = 2", "pool_max = 2", "");
     let mut a = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let mut b = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();

@@ -12,9 +12,16 @@
 //! a statement prepared by one session is never reused under another
 //! database. A connection whose pinned state may linger is reset
 //! (COM_RESET_CONNECTION) before it returns to the pool.
+//!
+//! The proxy runs one single-threaded runtime per core (see `frontend`); a
+//! connection's socket belongs to the runtime that opened it. The pool is
+//! shared so `pool_max` stays one global bound, but a worker prefers its own
+//! idle connections, then opens a new one, and only then borrows another
+//! worker's (which works, at the price of cross-thread wakeups).
 
 pub mod state;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,14 +56,31 @@ pub struct PoolKey {
     pub found_rows: bool,
 }
 
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as worker `i` (its runtime owns what it opens).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+fn current_worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
 /// A borrowed backend connection.
 pub struct BackendConn {
+    /// The worker whose runtime owns the socket.
+    worker: usize,
     pub conn: Conn,
     pub applied: Applied,
     /// Set when session state may linger (pinned state): reset before reuse.
     pub dirty: bool,
     key: PoolKey,
-    stmts: HashMap<(Option<String>, Vec<u8>), Statement>,
+    /// Server-side statements by database ("" = none) then SQL text; two
+    /// levels so a lookup borrows instead of building a key.
+    stmts: HashMap<String, HashMap<Vec<u8>, Statement>>,
     idle_since: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -155,15 +179,14 @@ impl Backend {
     ) -> Result<BackendConn, BackendError> {
         let start = Instant::now();
         loop {
-            while let Some(mut c) = self.take_idle(key, db) {
-                if c.idle_since.elapsed() < PING_AFTER || c.conn.ping().await.is_ok() {
-                    return Ok(c);
-                }
+            if let Some(c) = self.take_healthy(key, db, true).await {
+                return Ok(c);
             }
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
                 let opts = self.opts(&key.user, password, key.found_rows);
                 let conn = self.connect_raw(opts).await?;
                 return Ok(BackendConn {
+                    worker: current_worker(),
                     conn,
                     applied: Applied::fresh(),
                     dirty: false,
@@ -172,6 +195,9 @@ impl Backend {
                     idle_since: Instant::now(),
                     _permit: permit,
                 });
+            }
+            if let Some(c) = self.take_healthy(key, db, false).await {
+                return Ok(c);
             }
             if self.evict_other(key) {
                 continue;
@@ -185,18 +211,40 @@ impl Backend {
         }
     }
 
-    fn take_idle(&self, key: &PoolKey, db: Option<&str>) -> Option<BackendConn> {
+    /// An idle connection that still answers (pinged if idle for long).
+    async fn take_healthy(
+        &self,
+        key: &PoolKey,
+        db: Option<&str>,
+        local_only: bool,
+    ) -> Option<BackendConn> {
+        while let Some(mut c) = self.take_idle(key, db, local_only) {
+            if c.idle_since.elapsed() < PING_AFTER || c.conn.ping().await.is_ok() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Best idle match: this worker's and on `db` first.
+    fn take_idle(&self, key: &PoolKey, db: Option<&str>, local_only: bool) -> Option<BackendConn> {
+        let me = current_worker();
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         list.retain(|c| now.duration_since(c.idle_since) < self.cfg.idle_timeout);
-        let same_db = list
+        let on_db = |c: &BackendConn| c.applied.db.as_ref().map(|d| d.as_deref()) == Some(db);
+        let found = list
             .iter()
-            .rposition(|c| c.applied.db.as_ref().map(|d| d.as_deref()) == Some(db));
-        match same_db {
-            Some(i) => Some(list.swap_remove(i)),
-            None => list.pop(),
-        }
+            .rposition(|c| c.worker == me && on_db(c))
+            .or_else(|| list.iter().rposition(|c| c.worker == me))
+            .or_else(|| {
+                (!local_only)
+                    .then(|| list.iter().rposition(on_db))
+                    .flatten()
+            })
+            .or_else(|| (!local_only && !list.is_empty()).then(|| list.len() - 1));
+        found.map(|i| list.swap_remove(i))
     }
 
     /// Closes one idle connection of another pool; true if one was closed.
@@ -236,7 +284,12 @@ impl Backend {
     fn put_idle(&self, mut c: BackendConn) {
         c.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap();
-        idle.entry(c.key.clone()).or_default().push(c);
+        match idle.get_mut(&c.key) {
+            Some(list) => list.push(c),
+            None => {
+                idle.insert(c.key.clone(), vec![c]);
+            }
+        }
         drop(idle);
         self.returned.notify_one();
     }
@@ -309,17 +362,22 @@ impl BackendConn {
         db: Option<&str>,
         sql: &[u8],
     ) -> Result<Statement, BackendError> {
-        let key = (db.map(str::to_owned), sql.to_vec());
-        if let Some(s) = self.stmts.get(&key) {
+        let db = db.unwrap_or("");
+        if let Some(s) = self.stmts.get(db).and_then(|m| m.get(sql)) {
             return Ok(s.clone());
         }
-        if self.stmts.len() >= STMT_CACHE_MAX {
-            for (_, s) in self.stmts.drain() {
-                let _ = self.conn.close(s).await;
+        if self.stmts.values().map(HashMap::len).sum::<usize>() >= STMT_CACHE_MAX {
+            for (_, m) in self.stmts.drain() {
+                for (_, s) in m {
+                    let _ = self.conn.close(s).await;
+                }
             }
         }
         let s = self.conn.prep(sql).await?;
-        self.stmts.insert(key, s.clone());
+        self.stmts
+            .entry(db.to_owned())
+            .or_default()
+            .insert(sql.to_vec(), s.clone());
         Ok(s)
     }
 

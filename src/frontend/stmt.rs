@@ -25,7 +25,7 @@ use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
 
 pub struct PreparedStmt {
-    pub sql: Vec<u8>,
+    pub sql: Arc<[u8]>,
     pub num_params: u16,
     pub columns: Arc<[Column]>,
     pub param_types: Option<Vec<(ColumnType, ColumnFlags)>>,
@@ -191,7 +191,7 @@ impl Session {
         self.stmts.insert(
             id,
             PreparedStmt {
-                sql: sql.to_vec(),
+                sql: Arc::from(sql),
                 num_params: stmt.num_params(),
                 columns,
                 param_types: None,
@@ -341,7 +341,7 @@ mod tests {
 
     fn stmt(n: u16) -> PreparedStmt {
         PreparedStmt {
-            sql: b"select ?".to_vec(),
+            sql: Arc::from(&b"select ?"[..]),
             num_params: n,
             columns: Arc::from(Vec::new()),
             param_types: None,
