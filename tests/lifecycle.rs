@@ -176,3 +176,78 @@ async fn sigterm_drains_sessions_then_exits_zero() {
     // New connections are refused once it has stopped accepting.
     assert!(std::net::TcpStream::connect(("127.0.0.1", proxy.port)).is_err());
 }
+
+#[test]
+fn caching_sha2_clients_are_switched_to_native_password() {
+    let db = mariadb();
+    let users = "[[users]]\nname = \"root\"\npassword = \"\"\n[[users]]\nname = \"carol\"\npassword = \"s3cret\"\n";
+    let proxy = Proxy::start(db, "", users);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/auth_switch.py");
+    let out = Command::new("python3")
+        .args([script, &proxy.port.to_string(), "carol", "s3cret"])
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("2 passed, 0 failed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_a_span_per_connection() {
+    let db = mariadb();
+    let dir = tempdir();
+    let proxy = Proxy::start_with(db.port, "", "", "");
+    drop(proxy);
+    // Same config with JSON logs at debug level for sqlcache.
+    let port = free_port();
+    let cfg = dir.join("json.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:{port}\"\n[backend]\nport = {}\n[[users]]\nname = \"root\"\n[log]\nformat = \"json\"\nlevel = \"sqlcache=debug,info\"\n",
+            db.port
+        ),
+    )
+    .unwrap();
+    let log = dir.join("json.log");
+    let mut child = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut c = loop {
+        match Conn::new(opts(port, "test")).await {
+            Ok(c) => break c,
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    c.query_drop("SELECT 1").await.unwrap();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let statement = text
+        .lines()
+        .find(|l| l.contains("\"statement\""))
+        .unwrap_or_else(|| panic!("no statement event in:\n{text}"));
+    assert!(
+        statement.starts_with('{') && statement.contains("\"conn\""),
+        "{statement}"
+    );
+    assert!(
+        statement.contains("\"route\"") && statement.contains("elapsed_us"),
+        "{statement}"
+    );
+}

@@ -234,3 +234,63 @@ async fn large_values_and_results_stream() {
     assert_eq!(n.len(), 200000);
     assert_eq!(n.iter().sum::<u64>(), 200000 * 200001 / 2);
 }
+
+#[tokio::test]
+async fn dropping_the_current_database_leaves_none_selected() {
+    let db = mariadb();
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    c.query_drop("CREATE DATABASE IF NOT EXISTS dropme")
+        .await
+        .unwrap();
+    c.query_drop("USE dropme").await.unwrap();
+    c.query_drop("DROP DATABASE dropme").await.unwrap();
+    // As on MySQL itself: no database selected, statements keep working.
+    let cur: Option<Option<String>> = c.query_first("SELECT DATABASE()").await.unwrap();
+    assert_eq!(cur, Some(None));
+    let one: i32 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1);
+}
+
+/// Peak resident memory of a process, from /proc (kB).
+fn vm_hwm_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_large_result_streams_in_bounded_memory() {
+    let db = mariadb();
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let before = vm_hwm_kb(proxy.child.id());
+    // ~400 MB of rows, consumed row by row by the client.
+    let mut r = c
+        .query_iter("SELECT seq, REPEAT('x', 2000) FROM seq_1_to_200000")
+        .await
+        .unwrap();
+    let mut rows = 0u64;
+    let mut bytes = 0u64;
+    r.for_each(|row: mysql_async::Row| {
+        rows += 1;
+        bytes += row.as_ref(1).map_or(0, |v| match v {
+            Value::Bytes(b) => b.len() as u64,
+            _ => 0,
+        });
+    })
+    .await
+    .unwrap();
+    drop(r);
+    assert_eq!(rows, 200_000);
+    assert_eq!(bytes, 400_000_000);
+    let peak = vm_hwm_kb(proxy.child.id());
+    println!("proxy peak RSS {before} kB before, {peak} kB after a 400 MB result");
+    assert!(
+        peak < before + 64 * 1024,
+        "proxy buffered the result: {before} kB -> {peak} kB"
+    );
+}

@@ -62,6 +62,18 @@ pub enum Hold {
     Pinned(PinReason),
 }
 
+impl Hold {
+    /// A label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Hold::Release => "forward",
+            Hold::Transaction => "forward_pinned_transaction",
+            Hold::LockTables => "forward_pinned_lock_tables",
+            Hold::Pinned(r) => r.pinned_label(),
+        }
+    }
+}
+
 /// Pure decision: keep the connection or give it back.
 pub fn hold(status: StatusFlags, lock_tables: bool, pin: Option<PinReason>) -> Hold {
     if let Some(r) = pin {
@@ -104,6 +116,8 @@ pub struct Session {
     pub(super) multi_statements: bool,
     pub(super) stmts: HashMap<u32, PreparedStmt>,
     pub(super) next_stmt: u32,
+    /// How the current command was routed (for the statement event).
+    pub(super) route: &'static str,
 }
 
 /// Drives one accepted client connection from handshake to close.
@@ -152,6 +166,7 @@ pub async fn serve(
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             stmts: HashMap::new(),
             next_stmt: 1,
+            route: "local",
         };
         tracing::info!(user = %s.login.user, "connected");
         if let Err(e) = s.run(&mut shutdown).await {
@@ -194,12 +209,14 @@ impl Session {
                 return Err(ProtoError::Malformed("empty command packet".into()).into());
             };
             let started = Instant::now();
+            self.route = "local";
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
             debug!(
-                cmd,
+                command = command_name(cmd),
+                route = self.route,
                 elapsed_us = started.elapsed().as_micros() as u64,
-                "command"
+                "statement"
             );
             if let Flow::Quit = flow {
                 return Ok(());
@@ -289,7 +306,7 @@ impl Session {
                 | StatusFlags::SERVER_STATUS_AUTOCOMMIT
                 | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY);
         let decision = hold(self.status, self.lock_tables, self.pin);
-        debug!(?decision, backend_thread = c.conn.id(), "settle");
+        self.route = decision.label();
         match decision {
             Hold::Release => {
                 self.handle.backend_thread.store(0, Ordering::Relaxed);
@@ -377,13 +394,28 @@ impl Session {
             Outcome::Done => self.apply_effects(&fx, &mut c),
             Outcome::ServerError => {}
         }
+        self.note_outcome(&mut c, insert_id, status);
+        self.note_pin(&fx);
+        self.settle(c, status);
+        Ok(())
+    }
+
+    /// State the server reported in a statement's final packet.
+    pub(super) fn note_outcome(
+        &mut self,
+        c: &mut BackendConn,
+        insert_id: u64,
+        status: StatusFlags,
+    ) {
         if insert_id != 0 {
             self.vars.last_insert_id = insert_id;
             c.applied.last_insert_id = Some(insert_id);
         }
-        self.note_pin(&fx);
-        self.settle(c, status);
-        Ok(())
+        if status.contains(StatusFlags::SERVER_STATUS_DB_DROPPED) {
+            // The current database was dropped: MySQL leaves none selected.
+            self.vars.db = None;
+            c.applied.db = Some(None);
+        }
     }
 
     fn note_pin(&mut self, fx: &classify::Effects) {
@@ -653,6 +685,28 @@ impl Session {
             self.shared.backend.release(c);
         }
         self.conn.shutdown().await;
+    }
+}
+
+/// The protocol name of a command byte (log field; literals never logged).
+pub fn command_name(cmd: u8) -> &'static str {
+    match cmd {
+        0x01 => "quit",
+        0x02 => "init_db",
+        0x03 => "query",
+        0x04 => "field_list",
+        0x09 => "statistics",
+        0x0e => "ping",
+        0x11 => "change_user",
+        0x16 => "stmt_prepare",
+        0x17 => "stmt_execute",
+        0x18 => "stmt_send_long_data",
+        0x19 => "stmt_close",
+        0x1a => "stmt_reset",
+        0x1b => "set_option",
+        0x1c => "stmt_fetch",
+        0x1f => "reset_connection",
+        _ => "unknown",
     }
 }
 

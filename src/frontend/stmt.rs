@@ -290,10 +290,7 @@ impl Session {
         if let Outcome::Lost(e) = outcome {
             return self.lost(c, &e);
         }
-        if insert_id != 0 {
-            self.vars.last_insert_id = insert_id;
-            c.applied.last_insert_id = Some(insert_id);
-        }
+        self.note_outcome(&mut c, insert_id, status);
         self.settle(c, status);
         Ok(())
     }
