@@ -35,7 +35,102 @@ pub struct Config {
     /// Accounts the proxy authenticates clients with. Backend connections are
     /// opened as the same user, so MySQL's own grants apply.
     pub users: Vec<UserConfig>,
+    pub cache: CacheConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bound on cached keys + responses, in bytes (`"256MiB"` or a number).
+    #[serde(deserialize_with = "bytes_size")]
+    pub max_memory: u64,
+    /// Safety-net lifetime of an entry.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Responses larger than this are not cached.
+    #[serde(deserialize_with = "bytes_size")]
+    pub max_result_bytes: u64,
+    /// Serve one user's cached rows to another (only if grants are uniform).
+    pub share_across_users: bool,
+    /// How long a miss waits for an identical miss already in flight.
+    #[serde(with = "humantime_serde")]
+    pub coalesce_wait: Duration,
+    /// Testing aid: pause between the backend's answer and storing a fill,
+    /// so tests can force a write into that window. Keep at 0s.
+    #[serde(with = "humantime_serde")]
+    pub fill_delay: Duration,
+    pub tables: Vec<TableRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TableRule {
+    /// `db.table`.
+    pub name: String,
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Prometheus `/metrics` address; unset = no admin listener.
+    pub listen: Option<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_memory: 256 << 20,
+            ttl: Duration::from_secs(60),
+            max_result_bytes: 64 << 10,
+            share_across_users: false,
+            coalesce_wait: Duration::from_millis(500),
+            fill_delay: Duration::ZERO,
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// Parses `"64MiB"`, `"512KiB"`, `"1GiB"`, `"100kB"`, or a plain number.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn bytes_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match Size::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_size(&s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size like \"64MiB\""))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +330,22 @@ impl Config {
                 p.push(format!("users[{i}].name: `{}` listed twice", u.name));
             }
         }
+        if self.cache.max_memory == 0 {
+            p.push("cache.max_memory: must be above 0".into());
+        }
+        if self.cache.ttl.is_zero() {
+            p.push("cache.ttl: must be above 0".into());
+        }
+        for (i, t) in self.cache.tables.iter().enumerate() {
+            if t.name.split('.').count() != 2 || t.name.split('.').any(str::is_empty) {
+                p.push(format!("cache.tables[{i}].name: `{}` is not `db.table`", t.name));
+            }
+        }
+        if let Some(a) = &self.admin.listen {
+            if a.parse::<SocketAddr>().is_err() {
+                p.push(format!("admin.listen: `{a}` is not an address:port"));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level: `{}`: {e}", self.log.level));
         }
@@ -295,6 +406,20 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key} missing in {err}");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("lots"), None);
+        let c = Config::parse("[cache]\nmax_memory = \"1MiB\"\nmax_result_bytes = 10\n[[cache.tables]]\nname = \"a.b\"\nenabled = false\n", "t").unwrap();
+        assert_eq!(c.cache.max_memory, 1 << 20);
+        assert_eq!(c.cache.max_result_bytes, 10);
+        assert!(!c.cache.tables[0].enabled);
+        assert!(Config::parse("[cache]\nmax_memory = \"lots\"\n", "t").is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! | [`config`] | the `Config` tree read from `proxy.toml`, validation |
 //! | [`frontend`] | the client-facing MySQL protocol (packets, handshake/auth, sessions, prepared statements, result relay) |
 //! | [`classify`] | pure functions over SQL text: lexer, session-state effects (later: cacheability verdicts) |
-//! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state |
+//! | [`cache`] | cached responses (moka), tag tokens, guarded fills, coalescing, stats |
+//! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state, schema facts |
 //! | [`telemetry`] | tracing setup (text or JSON) |
 //!
 //! Data takes one path: `frontend` reads a command, `classify` says what it
@@ -15,6 +16,7 @@
 //! answer back. `classify` never sees packets, so it is unit-testable.
 
 pub mod backend;
+pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod frontend;

@@ -19,6 +19,7 @@
 //! idle connections, then opens a new one, and only then borrows another
 //! worker's (which works, at the price of cross-thread wakeups).
 
+pub mod schema;
 pub mod state;
 
 use std::cell::Cell;

@@ -7,5 +7,12 @@
 
 pub mod effects;
 pub mod lexer;
+pub mod sql;
+pub mod verdict;
 
 pub use effects::{analyze, Effects, PinReason, TrackedSet};
+pub use sql::classify;
+pub use verdict::{
+    is_system_schema as is_system_schema_name, BypassReason, Invalidation, KeyValue, Lit, PointRead, TableName,
+    Verdict,
+};

@@ -11,7 +11,10 @@
 //! shutdown the acceptor stops, sessions are told to close when idle, and the
 //! proxy waits up to `proxy.shutdown_timeout` for busy ones.
 
+pub mod admin;
 pub mod auth;
+pub mod caching;
+pub mod commands;
 pub mod packet;
 pub mod relay;
 pub mod session;
@@ -64,6 +67,39 @@ async fn worker(
     let _ = exit.wait_for(|e| *e).await;
 }
 
+/// A minimal HTTP/1.0 endpoint: `GET /metrics` (Prometheus text) and
+/// `GET /health`. One request per connection.
+async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut req = Vec::with_capacity(512);
+            let mut buf = [0u8; 512];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let (code, body) = if req.starts_with(b"GET /metrics") {
+                ("200 OK", admin::prometheus(&shared.cache, shared.backend.open_connections()))
+            } else if req.starts_with(b"GET /health") {
+                ("200 OK", "ok\n".to_string())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
 /// Answers a client over `max_connections` with error 1040 and closes.
 async fn refuse(mut tcp: tokio::net::TcpStream) {
     let mut b = Vec::new();
@@ -92,9 +128,12 @@ impl Proxy {
         };
         let listener = TcpListener::bind(&cfg.proxy.listen).await?;
         let backend = Backend::new(cfg.backend.clone());
+        let cache = crate::cache::Cache::new(cfg.cache.clone());
         let shared = Arc::new(Shared {
             cfg,
             backend,
+            cache,
+            schema: Arc::new(crate::backend::schema::SchemaCache::default()),
             tls,
             next_id: AtomicU32::new(1),
             sessions: Mutex::new(HashMap::new()),
@@ -158,6 +197,11 @@ impl Proxy {
                     }
                 })?;
             threads.push(t);
+        }
+        if let Some(addr) = &shared.cfg.admin.listen {
+            let admin = TcpListener::bind(addr).await?;
+            info!(listen = %addr, "admin endpoint (/metrics, /health)");
+            tokio::spawn(serve_admin(admin, shared.clone()));
         }
         info!(listen = %self.listener.local_addr()?, backend = %shared.backend.addr(), workers = n, "sqlcache listening");
         tokio::pin!(shutdown);

@@ -40,6 +40,9 @@ pub struct PacketConn<S> {
     wbuf: Vec<u8>,
     seq: u8,
     max_packet: usize,
+    /// Mid-response flushes so far (a response captured for the cache must
+    /// still be whole in the buffer).
+    flushes: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
@@ -50,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
             wbuf: Vec::with_capacity(16 * 1024),
             seq: 0,
             max_packet,
+            flushes: 0,
         }
     }
 
@@ -169,6 +173,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         }
     }
 
+    pub fn flushes(&self) -> u64 {
+        self.flushes
+    }
+
+    /// Appends pre-framed response bytes (a cached response; its sequence
+    /// ids start at 1, as every response's do).
+    pub fn write_framed(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
     /// Appends a whole packet.
     pub fn write_packet(&mut self, payload: &[u8]) {
         if payload.len() < MAX_CHUNK {
@@ -198,6 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         if self.wbuf.len() >= FLUSH_AT {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
+            self.flushes += 1;
         }
         Ok(())
     }

@@ -45,6 +45,22 @@ pub struct Relay<'c, S> {
     pub binary: bool,
     /// Flags known before the statement (used for intermediate packets).
     pub status: StatusFlags,
+    /// Row sets and OK results relayed, and the most warnings seen: a
+    /// response is cacheable only as exactly one row set without warnings.
+    pub row_sets: u32,
+    pub ok_results: u32,
+    pub warnings: u16,
+}
+
+impl<'c, S> Relay<'c, S> {
+    pub fn new(out: &'c mut PacketConn<S>, caps: CapabilityFlags, binary: bool, status: StatusFlags) -> Self {
+        Relay { out, caps, binary, status, row_sets: 0, ok_results: 0, warnings: 0 }
+    }
+
+    /// Exactly one row set, no warnings: safe to replay for the same key.
+    pub fn cacheable(&self) -> bool {
+        self.row_sets == 1 && self.ok_results == 0 && self.warnings == 0
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
@@ -73,6 +89,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
                 self.write_end(end, self.status | StatusFlags::SERVER_MORE_RESULTS_EXISTS);
             }
             if cols.is_empty() {
+                self.ok_results += 1;
+                self.warnings = self.warnings.max(qr.warnings());
                 let insert_id = qr.last_insert_id().unwrap_or(0);
                 if insert_id != 0 {
                     last_insert_id = insert_id;
@@ -106,6 +124,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
                     Err(e) => return self.fail(e, None, last_insert_id).await,
                 }
             }
+            self.row_sets += 1;
+            self.warnings = self.warnings.max(qr.warnings());
             pending = Some(End::Rows {
                 warnings: qr.warnings(),
             });

@@ -25,14 +25,20 @@ use super::relay::{self, Outcome, Relay};
 use super::stmt::PreparedStmt;
 use super::stream::ClientStream;
 use super::wire;
+use super::caching::{Resolved, TEXT};
+use super::commands::hide_socket;
+use crate::backend::schema::SchemaCache;
 use crate::backend::{Backend, BackendConn, BackendError, PoolKey, SessionVars};
-use crate::classify::{self, PinReason};
+use crate::cache::{Cache, Route};
+use crate::classify::{self, BypassReason, PinReason, Verdict};
 use crate::config::Config;
 
 /// State shared by every session of one proxy.
 pub struct Shared {
     pub cfg: Config,
     pub backend: Arc<Backend>,
+    pub cache: Arc<Cache>,
+    pub schema: Arc<SchemaCache>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub next_id: AtomicU32,
     pub sessions: Mutex<HashMap<u32, Arc<SessionHandle>>>,
@@ -96,6 +102,10 @@ pub enum SessionError {
     StateLost(String),
 }
 
+fn outcome_ok(o: &Outcome) -> bool {
+    matches!(o, Outcome::Done)
+}
+
 pub enum Flow {
     Continue,
     Quit,
@@ -118,6 +128,14 @@ pub struct Session {
     pub(super) next_stmt: u32,
     /// How the current command was routed (for the statement event).
     pub(super) route: &'static str,
+    /// The same, for metrics.
+    pub(super) kind: Route,
+    /// `SHOW SQLCACHE LAST`: how the previous statement was routed.
+    pub(super) last: Cow<'static, str>,
+    /// Reused buffer for cache keys (no allocation per lookup).
+    pub(super) keybuf: Vec<u8>,
+    /// Invalidations of an open transaction, applied again at COMMIT.
+    pub(super) pending: Vec<Resolved>,
 }
 
 /// Drives one accepted client connection from handshake to close.
@@ -167,6 +185,10 @@ pub async fn serve(
             stmts: HashMap::new(),
             next_stmt: 1,
             route: "local",
+            kind: Route::Other,
+            last: Cow::Borrowed("none"),
+            keybuf: Vec::with_capacity(256),
+            pending: Vec::new(),
         };
         tracing::info!(user = %s.login.user, "connected");
         if let Err(e) = s.run(&mut shutdown).await {
@@ -210,8 +232,10 @@ impl Session {
             };
             let started = Instant::now();
             self.route = "local";
+            self.kind = Route::Other;
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
+            self.shared.cache.stats.observe(self.kind, started.elapsed());
             debug!(
                 command = command_name(cmd),
                 route = self.route,
@@ -306,7 +330,9 @@ impl Session {
                 | StatusFlags::SERVER_STATUS_AUTOCOMMIT
                 | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY);
         let decision = hold(self.status, self.lock_tables, self.pin);
-        self.route = decision.label();
+        if self.route == "local" {
+            self.route = decision.label();
+        }
         match decision {
             Hold::Release => {
                 self.handle.backend_thread.store(0, Ordering::Relaxed);
@@ -336,6 +362,19 @@ impl Session {
     }
 
     async fn com_query(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        if super::admin::is_sqlcache_statement(sql) {
+            self.sqlcache_statement(sql);
+            return Ok(());
+        }
+        // Hit path: no parsing at all.
+        let bypass = self.cache_bypass();
+        if bypass.is_none() {
+            self.build_key(TEXT, sql, &[]);
+            if self.serve_hit() {
+                self.kind = Route::Hit;
+                return Ok(());
+            }
+        }
         let text = String::from_utf8_lossy(sql);
         let fx = classify::analyze(&text);
         if fx.statements > 1 && !self.multi_statements {
@@ -344,6 +383,23 @@ impl Session {
         }
         if let Some(kill) = classify::effects::parse_kill(&text) {
             return self.kill(kill).await;
+        }
+        let verdict = if self.shared.cache.cfg.enabled {
+            classify::classify(&text)
+        } else {
+            Verdict::Bypass(BypassReason::CacheDisabled)
+        };
+        let cache = self.shared.cache.clone();
+        let mut _flight = None;
+        if bypass.is_none() && matches!(verdict, Verdict::Read(_)) {
+            match cache.join_flight(&self.keybuf).await {
+                Some(f) => _flight = Some(f),
+                None if self.serve_hit() => {
+                    self.kind = Route::Hit;
+                    return Ok(());
+                }
+                None => {}
+            }
         }
         let sql: Cow<'_, [u8]> = if fx.probes_socket {
             Cow::Owned(hide_socket(&text).into_bytes())
@@ -357,6 +413,7 @@ impl Session {
                 return Ok(());
             }
         };
+        let fill = self.plan(&mut c, &verdict, bypass, &[]).await;
         let timeout = self.shared.cfg.backend.query_timeout;
         let started = c.conn.query_iter(sql.as_ref());
         let qr = if timeout.is_zero() {
@@ -364,7 +421,10 @@ impl Session {
         } else {
             match tokio::time::timeout(timeout, started).await {
                 Ok(r) => r,
-                Err(_) => return self.timed_out(c).await,
+                Err(_) => {
+                    self.invalidate_after(&verdict, &[], true);
+                    return self.timed_out(c).await;
+                }
             }
         };
         let qr = match qr {
@@ -372,28 +432,39 @@ impl Session {
             Err(mysql_async::Error::Server(se)) => {
                 self.reply_err(se.code, &se.state, &se.message);
                 let status = relay::final_status(&c.conn, self.status);
+                self.invalidate_after(&verdict, &[], status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
                 self.note_pin(&fx);
                 self.settle(c, status);
                 return Ok(());
             }
-            Err(e) => return self.lost(c, &e),
+            Err(e) => {
+                self.invalidate_after(&verdict, &[], false);
+                return self.lost(c, &e);
+            }
         };
-        let mut r = Relay {
-            out: &mut self.conn,
-            caps: self.login.caps,
-            binary: false,
-            status: self.status,
-        };
+        let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
+        let mut r = Relay::new(&mut self.conn, self.login.caps, false, self.status);
         let (outcome, insert_id, last) = r.run(qr).await?;
         let status = relay::final_status(&c.conn, self.status);
         if let Some(end) = last {
             r.write_end(end, status);
         }
-        match outcome {
-            Outcome::Lost(e) => return self.lost(c, &e),
-            Outcome::Done => self.apply_effects(&fx, &mut c),
-            Outcome::ServerError => {}
+        let cacheable = r.cacheable();
+        if let Outcome::Lost(e) = outcome {
+            self.invalidate_after(&verdict, &[], false);
+            return self.lost(c, &e);
         }
+        if let Some((guard, ttl)) = fill {
+            let delay = self.shared.cache.cfg.fill_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.store_fill(outcome_ok(&outcome) && cacheable, mark, flushes, guard, ttl);
+        }
+        if let Outcome::Done = outcome {
+            self.apply_effects(&fx, &mut c);
+        }
+        self.invalidate_after(&verdict, &[], status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
         self.note_outcome(&mut c, insert_id, status);
         self.note_pin(&fx);
         self.settle(c, status);
@@ -458,41 +529,6 @@ impl Session {
         Ok(())
     }
 
-    /// `KILL [QUERY|CONNECTION] id` names *proxy* connection ids (the ones
-    /// clients saw in their handshake); map them to backend threads.
-    async fn kill(&mut self, k: classify::effects::Kill) -> Result<(), SessionError> {
-        let target = self.shared.sessions.lock().unwrap().get(&k.id).cloned();
-        let Some(target) = target else {
-            self.reply_err(1094, "HY000", &format!("Unknown thread id: {}", k.id));
-            return Ok(());
-        };
-        if !k.query_only {
-            target.killed.store(true, Ordering::Relaxed);
-        }
-        let thread = target.backend_thread.load(Ordering::Relaxed);
-        if thread != 0 {
-            let sql = if k.query_only { "KILL QUERY" } else { "KILL" };
-            let mut c = match self.acquire(false).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.reply_backend_error(&e);
-                    return Ok(());
-                }
-            };
-            let r = c.conn.query_drop(format!("{sql} {thread}")).await;
-            let status = relay::final_status(&c.conn, self.status);
-            self.settle(c, status);
-            if let Err(mysql_async::Error::Server(se)) = r {
-                if se.code != 1094 {
-                    self.reply_err(se.code, &se.state, &se.message);
-                    return Ok(());
-                }
-            }
-        }
-        self.reply_ok(0, 0, b"");
-        Ok(())
-    }
-
     async fn com_init_db(&mut self, body: &[u8]) -> Result<(), SessionError> {
         let db = String::from_utf8_lossy(body).into_owned();
         let previous = self.vars.db.replace(db);
@@ -507,175 +543,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    async fn com_field_list(&mut self, body: &[u8]) -> Result<(), SessionError> {
-        let mut r = wire::Reader::new(body);
-        let table = String::from_utf8_lossy(r.cstr()).into_owned();
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
-        };
-        let sql = format!(
-            "SELECT * FROM {} LIMIT 0",
-            crate::backend::state::quote_ident(&table)
-        );
-        let cols = match c.conn.query_iter(sql).await {
-            Ok(mut qr) => {
-                let cols = qr.columns();
-                let _ = qr.next().await;
-                Ok(cols.unwrap_or_default())
-            }
-            Err(e) => Err(e),
-        };
-        match cols {
-            Ok(cols) => {
-                for col in cols.iter() {
-                    let m = self.conn.begin();
-                    wire::column(self.conn.buf(), col);
-                    // COM_FIELD_LIST appends the default value; NULL here.
-                    self.conn.buf().push(0xFB);
-                    self.conn.finish(m);
-                }
-                let status = self.status;
-                let m = self.conn.begin();
-                if self.deprecate_eof() {
-                    wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
-                } else {
-                    wire::eof(self.conn.buf(), 0, status);
-                }
-                self.conn.finish(m);
-            }
-            Err(mysql_async::Error::Server(se)) => self.reply_err(se.code, &se.state, &se.message),
-            Err(e) => return self.lost(c, &e),
-        }
-        let status = relay::final_status(&c.conn, self.status);
-        self.settle(c, status);
-        Ok(())
-    }
-
-    async fn com_statistics(&mut self) -> Result<(), SessionError> {
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
-        };
-        let rows: Result<Vec<(String, String)>, _> = c
-            .conn
-            .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime','Threads_connected','Questions','Slow_queries','Opened_tables','Open_tables')")
-            .await;
-        let status = relay::final_status(&c.conn, self.status);
-        self.settle(c, status);
-        match rows {
-            Ok(rows) => {
-                let text = statistics_line(&rows.into_iter().collect());
-                self.conn.write_packet(text.as_bytes());
-            }
-            Err(e) => self.reply_err(1105, "HY000", &format!("statistics unavailable: {e}")),
-        }
-        Ok(())
-    }
-
-    fn com_set_option(&mut self, body: &[u8]) {
-        match wire::Reader::new(body).u16() {
-            Some(0) => self.multi_statements = true,
-            Some(1) => self.multi_statements = false,
-            _ => return self.reply_err(1047, "08S01", "Unknown command"),
-        }
-        let status = self.status;
-        let m = self.conn.begin();
-        if self.deprecate_eof() {
-            wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
-        } else {
-            wire::eof(self.conn.buf(), 0, status);
-        }
-        self.conn.finish(m);
-    }
-
-    /// Forgets every piece of session state; the connection returns reset.
-    fn reset_state(&mut self) {
-        if let Some(mut c) = self.pinned.take() {
-            c.dirty = true;
-            self.shared.backend.release(c);
-        }
-        self.handle.backend_thread.store(0, Ordering::Relaxed);
-        self.pin = None;
-        self.lock_tables = false;
-        self.status = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
-        self.stmts.clear();
-    }
-
-    async fn com_reset_connection(&mut self) {
-        self.reset_state();
-        self.vars = SessionVars::new(self.vars.db.clone(), self.login.collation);
-        self.reply_ok(0, 0, b"");
-    }
-
-    async fn com_change_user(&mut self, body: &[u8]) -> Result<Flow, SessionError> {
-        let Some(req) = super::stmt::parse_change_user(body, self.login.caps) else {
-            self.reply_err(1047, "08S01", "Malformed COM_CHANGE_USER");
-            return Ok(Flow::Quit);
-        };
-        let password = self.shared.cfg.user(&req.user).map(|u| u.password.clone());
-        let mut scramble = self.scramble;
-        let mut response = req.auth;
-        let mut decision = auth::check(
-            req.plugin.as_deref(),
-            &response,
-            &scramble,
-            password.as_deref(),
-        );
-        if decision == auth::AuthDecision::Switch {
-            scramble = auth::new_scramble();
-            let mut data = scramble.to_vec();
-            data.push(0);
-            let mut b = Vec::new();
-            mysql_common::proto::MySerialize::serialize(
-                &mysql_common::packets::AuthSwitchRequest::new(auth::NATIVE, data),
-                &mut b,
-            );
-            self.conn.write_packet(&b);
-            self.conn.flush().await?;
-            response = self
-                .conn
-                .read_packet()
-                .await?
-                .ok_or(ProtoError::Closed)?
-                .to_vec();
-            decision = auth::check(None, &response, &scramble, password.as_deref());
-        }
-        if decision != auth::AuthDecision::Accept {
-            let m = self.conn.begin();
-            auth::access_denied(self.conn.buf(), &req.user, !response.is_empty());
-            self.conn.finish(m);
-            return Ok(Flow::Quit);
-        }
-        self.reset_state();
-        self.login.user = req.user.clone();
-        self.login.password = password.unwrap_or_default();
-        self.login.db = req.db.clone();
-        if let Some(cs) = req.collation {
-            self.login.collation = cs;
-        }
-        self.key.user = req.user;
-        self.vars = SessionVars::new(req.db, self.login.collation);
-        if self.vars.db.is_some() {
-            if let Err(e) = self
-                .acquire(false)
-                .await
-                .map(|c| self.settle(c, self.status))
-            {
-                self.reply_backend_error(&e);
-                return Ok(Flow::Quit);
-            }
-        }
-        self.reply_ok(0, 0, b"");
-        Ok(Flow::Continue)
     }
 
     /// Session end: a connection still pinned goes back reset (rolls back).
@@ -732,50 +599,6 @@ pub fn error_reply(e: &BackendError) -> (u16, String, String) {
     }
 }
 
-/// Rewrites `@@socket` so the backend's socket path never reaches the client.
-pub fn hide_socket(sql: &str) -> String {
-    let lower = sql.to_ascii_lowercase();
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut i = 0;
-    while let Some(p) = lower[i..].find("@@socket") {
-        let at = i + p;
-        let end = at + "@@socket".len();
-        let boundary = lower
-            .as_bytes()
-            .get(end)
-            .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_'));
-        out.push_str(&sql[i..at]);
-        out.push_str(if boundary {
-            "NULL AS `@@socket`"
-        } else {
-            &sql[at..end]
-        });
-        i = end;
-    }
-    out.push_str(&sql[i..]);
-    out
-}
-
-fn statistics_line(v: &HashMap<String, String>) -> String {
-    let get = |k: &str| v.get(k).cloned().unwrap_or_else(|| "0".into());
-    let uptime: f64 = get("Uptime").parse().unwrap_or(0.0);
-    let questions: f64 = get("Questions").parse().unwrap_or(0.0);
-    let qps = if uptime > 0.0 {
-        questions / uptime
-    } else {
-        0.0
-    };
-    format!(
-        "Uptime: {}  Threads: {}  Questions: {}  Slow queries: {}  Opens: {}  Open tables: {}  Queries per second avg: {qps:.3}",
-        get("Uptime"),
-        get("Threads_connected"),
-        get("Questions"),
-        get("Slow_queries"),
-        get("Opened_tables"),
-        get("Open_tables"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,16 +616,6 @@ mod tests {
             hold(ac, false, Some(PinReason::TemporaryTable)),
             Hold::Pinned(PinReason::TemporaryTable)
         );
-    }
-
-    #[test]
-    fn socket_probe_is_neutralised() {
-        assert_eq!(
-            hide_socket("SELECT @@socket, @@max_allowed_packet"),
-            "SELECT NULL AS `@@socket`, @@max_allowed_packet"
-        );
-        assert_eq!(hide_socket("select @@SOCKET"), "select NULL AS `@@socket`");
-        assert_eq!(hide_socket("select @@socket_x"), "select @@socket_x");
     }
 
     #[test]

@@ -20,12 +20,19 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::Column;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
+use mysql_common::constants::StatusFlags;
+
+use super::caching::BINARY;
 use super::relay::{self, Outcome, Relay};
+use crate::cache::Route;
+use crate::classify::{BypassReason, Verdict};
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
 
 pub struct PreparedStmt {
     pub sql: Arc<[u8]>,
+    /// Classified once, at PREPARE.
+    pub verdict: Arc<Verdict>,
     pub num_params: u16,
     pub columns: Arc<[Column]>,
     pub param_types: Option<Vec<(ColumnType, ColumnFlags)>>,
@@ -192,6 +199,11 @@ impl Session {
             id,
             PreparedStmt {
                 sql: Arc::from(sql),
+                verdict: Arc::new(if self.shared.cache.cfg.enabled {
+                    crate::classify::classify(&String::from_utf8_lossy(sql))
+                } else {
+                    Verdict::Bypass(BypassReason::CacheDisabled)
+                }),
                 num_params: stmt.num_params(),
                 columns,
                 param_types: None,
@@ -230,6 +242,25 @@ impl Session {
         }
         stmt.long_data.clear();
         let sql = stmt.sql.clone();
+        let verdict = stmt.verdict.clone();
+        let bypass = self.cache_bypass();
+        let cache = self.shared.cache.clone();
+        let mut _flight = None;
+        if bypass.is_none() && matches!(*verdict, Verdict::Read(_)) {
+            self.build_key(BINARY, &sql, &exec.params);
+            if self.serve_hit() {
+                self.kind = Route::Hit;
+                return Ok(());
+            }
+            match cache.join_flight(&self.keybuf).await {
+                Some(f) => _flight = Some(f),
+                None if self.serve_hit() => {
+                    self.kind = Route::Hit;
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
         let mut c = match self.acquire(false).await {
             Ok(c) => c,
             Err(e) => {
@@ -252,6 +283,9 @@ impl Session {
                 return Ok(());
             }
         };
+        let fill = self.plan(&mut c, &verdict, bypass, &exec.params).await;
+        // Writes need the values afterwards to name the rows they changed.
+        let kept = if matches!(*verdict, Verdict::Write(_)) { exec.params.clone() } else { Vec::new() };
         let params = if exec.params.is_empty() {
             Params::Empty
         } else {
@@ -261,35 +295,41 @@ impl Session {
             Ok(qr) => qr,
             Err(mysql_async::Error::Server(se)) => {
                 let status = relay::final_status(&c.conn, self.status);
+                self.invalidate_after(&verdict, &kept, status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
                 self.settle(c, status);
                 self.reply_err(se.code, &se.state, &se.message);
                 return Ok(());
             }
             Err(mysql_async::Error::Driver(d)) => {
                 self.settle(c, self.status);
-                self.reply_err(
-                    1210,
-                    "HY000",
-                    &format!("Incorrect arguments to mysqld_stmt_execute: {d}"),
-                );
+                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {d}"));
                 return Ok(());
             }
-            Err(e) => return self.lost(c, &e),
+            Err(e) => {
+                self.invalidate_after(&verdict, &kept, false);
+                return self.lost(c, &e);
+            }
         };
-        let mut r = Relay {
-            out: &mut self.conn,
-            caps: self.login.caps,
-            binary: true,
-            status: self.status,
-        };
+        let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
+        let mut r = Relay::new(&mut self.conn, self.login.caps, true, self.status);
         let (outcome, insert_id, last) = r.run(qr).await?;
         let status = relay::final_status(&c.conn, self.status);
         if let Some(end) = last {
             r.write_end(end, status);
         }
+        let cacheable = r.cacheable();
         if let Outcome::Lost(e) = outcome {
+            self.invalidate_after(&verdict, &kept, false);
             return self.lost(c, &e);
         }
+        if let Some((guard, ttl)) = fill {
+            let delay = self.shared.cache.cfg.fill_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.store_fill(matches!(outcome, Outcome::Done) && cacheable, mark, flushes, guard, ttl);
+        }
+        self.invalidate_after(&verdict, &kept, status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
         self.note_outcome(&mut c, insert_id, status);
         self.settle(c, status);
         Ok(())
@@ -339,6 +379,7 @@ mod tests {
     fn stmt(n: u16) -> PreparedStmt {
         PreparedStmt {
             sql: Arc::from(&b"select ?"[..]),
+            verdict: Arc::new(Verdict::Bypass(BypassReason::NotPointRead)),
             num_params: n,
             columns: Arc::from(Vec::new()),
             param_types: None,

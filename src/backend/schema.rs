@@ -1,0 +1,124 @@
+//! Schema facts the cache relies on, read from `information_schema`.
+//!
+//! Policy: per (db, table), cached until DDL through the proxy (or a schema
+//! change event) forgets it. A table is cacheable only if it is a base table
+//! with a primary key; row tags are used only when every key column is an
+//! integer (collation-dependent string equality cannot be canonicalised
+//! safely, so string keys get table-level freshness). Tables with triggers,
+//! and tables referenced by foreign keys, are recorded so that a write to
+//! them also invalidates what the trigger or a cascade may change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// Primary key columns (lower-cased) and whether each is an integer.
+    pub pk: Vec<(String, bool)>,
+    pub has_triggers: bool,
+    /// Tables with a foreign key referencing this one (db, table).
+    pub referenced_by: Vec<(String, String)>,
+}
+
+impl TableInfo {
+    pub fn integer_key(&self) -> bool {
+        !self.pk.is_empty() && self.pk.iter().all(|(_, int)| *int)
+    }
+}
+
+#[derive(Default)]
+pub struct SchemaCache {
+    map: Mutex<HashMap<(String, String), Option<Arc<TableInfo>>>>,
+}
+
+impl SchemaCache {
+    /// Known facts, if loaded (`Some(None)`: loaded, not cacheable).
+    pub fn get(&self, db: &str, table: &str) -> Option<Option<Arc<TableInfo>>> {
+        self.map.lock().unwrap().get(&(db.to_owned(), table.to_owned())).cloned()
+    }
+
+    pub async fn load(&self, conn: &mut Conn, db: &str, table: &str) -> Result<Option<Arc<TableInfo>>, mysql_async::Error> {
+        if let Some(known) = self.get(db, table) {
+            return Ok(known);
+        }
+        let info = read(conn, db, table).await?.map(Arc::new);
+        self.map.lock().unwrap().insert((db.to_owned(), table.to_owned()), info.clone());
+        Ok(info)
+    }
+
+    pub fn forget(&self, db: &str, table: &str) {
+        self.map.lock().unwrap().remove(&(db.to_owned(), table.to_owned()));
+    }
+
+    pub fn forget_all(&self) {
+        self.map.lock().unwrap().clear();
+    }
+}
+
+fn lit(s: &str) -> String {
+    Value::from(s).as_sql(false)
+}
+
+async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo>, mysql_async::Error> {
+    let (d, t) = (lit(db), lit(table));
+    let kind: Option<String> = conn
+        .query_first(format!("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = {d} AND TABLE_NAME = {t}"))
+        .await?;
+    if kind.as_deref() != Some("BASE TABLE") {
+        return Ok(None);
+    }
+    let pk: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT k.COLUMN_NAME, c.DATA_TYPE FROM information_schema.KEY_COLUMN_USAGE k \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA \
+             AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME \
+             WHERE k.TABLE_SCHEMA = {d} AND k.TABLE_NAME = {t} AND k.CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY k.ORDINAL_POSITION"
+        ))
+        .await?;
+    if pk.is_empty() {
+        return Ok(None);
+    }
+    let triggers: Option<u64> = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = {d} AND EVENT_OBJECT_TABLE = {t}"
+        ))
+        .await?;
+    let referenced_by: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT DISTINCT CONSTRAINT_SCHEMA, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE UNIQUE_CONSTRAINT_SCHEMA = {d} AND REFERENCED_TABLE_NAME = {t}"
+        ))
+        .await?;
+    Ok(Some(TableInfo {
+        pk: pk.into_iter().map(|(c, ty)| (c.to_ascii_lowercase(), is_integer_type(&ty))).collect(),
+        has_triggers: triggers.unwrap_or(0) > 0,
+        referenced_by,
+    }))
+}
+
+pub fn is_integer_type(data_type: &str) -> bool {
+    ["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]
+        .iter()
+        .any(|t| data_type.eq_ignore_ascii_case(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_types() {
+        for t in ["int", "BIGINT", "tinyint"] {
+            assert!(is_integer_type(t));
+        }
+        for t in ["varchar", "decimal", "char", "date", "binary"] {
+            assert!(!is_integer_type(t));
+        }
+        let info = TableInfo { pk: vec![("a".into(), true), ("b".into(), false)], has_triggers: false, referenced_by: vec![] };
+        assert!(!info.integer_key());
+    }
+}

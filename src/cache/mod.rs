@@ -1,0 +1,305 @@
+//! The point-read cache: entries, keys, fills, coalescing, table rules.
+//!
+//! Policy: an entry is the exact response bytes a client was sent (one per
+//! protocol variant) plus the `Guard` of tag tokens read before MySQL was
+//! asked; it is served only while `TagTokens::is_fresh` holds. The store is
+//! moka, bounded by bytes (a weigher over key + value) and by a per-entry TTL
+//! (`cache.ttl`, overridable per table), the safety net for writes the proxy
+//! never sees. Concurrent misses for one key run one backend query; the
+//! others wait up to `cache.coalesce_wait` and look again.
+//!
+//! The cache key holds everything that can change the response bytes:
+//! * the user, unless `share_across_users` (grants differ per user);
+//! * the current database (unqualified names resolve against it);
+//! * `SET NAMES` state (the charset of every string in the response);
+//! * `sql_mode` and `time_zone` (how literals and TIMESTAMPs are read/shown);
+//! * the protocol — text, or binary with the statement's SQL — and whether the
+//!   client negotiated CLIENT_DEPRECATE_EOF (it changes the framing);
+//! * the statement text (text protocol) or the parameter values and their
+//!   types (binary protocol).
+
+pub mod stats;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mysql_common::value::Value;
+use tokio::sync::Notify;
+
+use crate::classify::{KeyValue, Lit};
+use crate::config::CacheConfig;
+pub use stats::{Route, Source, Stats};
+pub use tokens::{Guard, Tag, TagTokens};
+
+/// A cached response.
+pub struct Entry {
+    pub response: Bytes,
+    pub guard: Guard,
+    ttl: Duration,
+}
+
+/// Result of a lookup.
+pub enum Lookup {
+    Hit(Bytes),
+    /// An entry existed but something it depends on changed.
+    Stale,
+    Miss,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<Vec<u8>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(&self, _k: &Vec<u8>, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+pub struct Cache {
+    pub cfg: CacheConfig,
+    store: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
+    pub tokens: TagTokens,
+    pub stats: Stats,
+    inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
+    rules: HashMap<(String, String), (bool, Option<Duration>)>,
+}
+
+/// Held by the one session running a miss; waiters wake when it drops.
+pub struct Flight<'a> {
+    cache: &'a Cache,
+    key: Vec<u8>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let n = self.cache.inflight.lock().unwrap().remove(&self.key);
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
+    }
+}
+
+impl Cache {
+    pub fn new(cfg: CacheConfig) -> Arc<Cache> {
+        let store = moka::sync::Cache::builder()
+            .max_capacity(cfg.max_memory)
+            .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
+                (k.len() + v.response.len() + 96).min(u32::MAX as usize) as u32
+            })
+            .expire_after(EntryExpiry)
+            .build();
+        let rules = cfg
+            .tables
+            .iter()
+            .filter_map(|r| {
+                let (db, t) = r.name.split_once('.')?;
+                Some(((db.to_ascii_lowercase(), t.to_ascii_lowercase()), (r.enabled, r.ttl)))
+            })
+            .collect();
+        Arc::new(Cache {
+            cfg,
+            store,
+            tokens: TagTokens::new(),
+            stats: Stats::default(),
+            inflight: Mutex::new(HashMap::new()),
+            rules,
+        })
+    }
+
+    pub fn lookup(&self, key: &[u8]) -> Lookup {
+        match self.store.get(key) {
+            Some(e) if self.tokens.is_fresh(&e.guard) => Lookup::Hit(e.response.clone()),
+            Some(_) => {
+                self.store.invalidate(key);
+                Lookup::Stale
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Stores a response filled under `guard` (unless already stale).
+    pub fn insert(&self, key: Vec<u8>, response: Bytes, guard: Guard, ttl: Duration) {
+        if response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&guard) {
+            return;
+        }
+        self.store.insert(key, Arc::new(Entry { response, guard, ttl }));
+        self.stats.fills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `db.table` may be cached, and its TTL.
+    pub fn rule(&self, db: &str, table: &str) -> (bool, Duration) {
+        match self.rules.get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase())) {
+            Some((enabled, ttl)) => (*enabled, ttl.unwrap_or(self.cfg.ttl)),
+            None => (true, self.cfg.ttl),
+        }
+    }
+
+    /// Becomes the leader for `key` (Some), or waits for the current leader
+    /// (bounded) and returns None so the caller looks again.
+    pub async fn join_flight(&self, key: &[u8]) -> Option<Flight<'_>> {
+        let notify = {
+            let mut map = self.inflight.lock().unwrap();
+            match map.get(key) {
+                Some(n) => n.clone(),
+                None => {
+                    map.insert(key.to_vec(), Arc::new(Notify::new()));
+                    return Some(Flight { cache: self, key: key.to_vec() });
+                }
+            }
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // The leader may have finished between the lookup and enable().
+        if self.inflight.lock().unwrap().get(key).is_none_or(|n| !Arc::ptr_eq(n, &notify)) {
+            return None;
+        }
+        let _ = tokio::time::timeout(self.cfg.coalesce_wait, notified).await;
+        self.stats.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+
+    pub fn invalidate(&self, tag: &Tag) {
+        self.tokens.invalidate(tag);
+        self.stats.invalidated(match tag {
+            Tag::Row { .. } => Source::ProxyRow,
+            Tag::Table { .. } => Source::ProxyTable,
+        });
+    }
+
+    pub fn invalidate_all(&self) {
+        self.tokens.invalidate_all();
+        self.stats.invalidated(Source::ProxyAll);
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.store.run_pending_tasks();
+        self.store.entry_count()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.store.weighted_size()
+    }
+}
+
+/// The canonical text of an integer key value, or None if the value does not
+/// denote exactly one integer (then no row tag can be trusted).
+pub fn canonical_int(v: &Value) -> Option<String> {
+    match v {
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(parse_int),
+        _ => None,
+    }
+}
+
+/// A literal or parameter as a `Value`, for canonicalisation.
+pub fn resolve(kv: &KeyValue, params: &[Value]) -> Option<Value> {
+    match kv {
+        KeyValue::Param(i) => params.get(*i).cloned(),
+        KeyValue::Lit(Lit::Number(n)) | KeyValue::Lit(Lit::Str(n)) => Some(Value::Bytes(n.as_bytes().to_vec())),
+        KeyValue::Lit(Lit::Null) => None,
+    }
+}
+
+fn parse_int(s: &str) -> Option<String> {
+    let t = s.trim_matches(|c: char| c == ' ' || c == '\t');
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse::<i128>().ok().map(|n| n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CacheConfig {
+        CacheConfig { max_memory: 10_000, max_result_bytes: 1000, ..CacheConfig::default() }
+    }
+
+    #[test]
+    fn canonical_integers() {
+        let b = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        assert_eq!(canonical_int(&b("5")), Some("5".into()));
+        assert_eq!(canonical_int(&b(" 05")), Some("5".into()));
+        assert_eq!(canonical_int(&b("-0")), Some("0".into()));
+        assert_eq!(canonical_int(&Value::Int(5)), Some("5".into()));
+        assert_eq!(canonical_int(&Value::UInt(u64::MAX)), Some(u64::MAX.to_string()));
+        for bad in ["5.0", "5abc", "", "1e3", "0x10"] {
+            assert_eq!(canonical_int(&b(bad)), None, "{bad}");
+        }
+        assert_eq!(canonical_int(&Value::Double(5.0)), None);
+    }
+
+    #[test]
+    fn hits_need_fresh_tokens() {
+        let c = Cache::new(cfg());
+        let tag = Tag::row("d", "t", "1");
+        let g = c.tokens.guard(std::slice::from_ref(&tag));
+        c.insert(b"k".to_vec(), Bytes::from_static(b"resp"), g, Duration::from_secs(60));
+        assert!(matches!(c.lookup(b"k"), Lookup::Hit(b) if &b[..] == b"resp"));
+        c.invalidate(&tag);
+        assert!(matches!(c.lookup(b"k"), Lookup::Stale));
+        assert!(matches!(c.lookup(b"k"), Lookup::Miss));
+    }
+
+    #[test]
+    fn stale_fills_and_large_results_are_not_stored() {
+        let c = Cache::new(cfg());
+        let tag = Tag::table("d", "t");
+        let g = c.tokens.guard(std::slice::from_ref(&tag));
+        c.invalidate(&tag);
+        c.insert(b"k".to_vec(), Bytes::from_static(b"old"), g, Duration::from_secs(60));
+        assert!(matches!(c.lookup(b"k"), Lookup::Miss));
+        let g = c.tokens.guard(&[tag]);
+        c.insert(b"big".to_vec(), Bytes::from(vec![0u8; 2000]), g, Duration::from_secs(60));
+        assert!(matches!(c.lookup(b"big"), Lookup::Miss));
+    }
+
+    #[test]
+    fn ttl_and_byte_bound() {
+        let c = Cache::new(cfg());
+        let g = c.tokens.guard(&[]);
+        c.insert(b"short".to_vec(), Bytes::from_static(b"x"), g.clone(), Duration::from_millis(50));
+        assert!(matches!(c.lookup(b"short"), Lookup::Hit(_)));
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(matches!(c.lookup(b"short"), Lookup::Miss));
+        for i in 0..100u32 {
+            c.insert(i.to_le_bytes().to_vec(), Bytes::from(vec![1u8; 900]), g.clone(), Duration::from_secs(60));
+        }
+        c.store.run_pending_tasks();
+        assert!(c.bytes() <= 10_000, "{} bytes", c.bytes());
+    }
+
+    #[test]
+    fn table_rules() {
+        let mut cf = cfg();
+        cf.tables.push(crate::config::TableRule { name: "Shop.P".into(), ttl: Some(Duration::from_secs(5)), enabled: true });
+        cf.tables.push(crate::config::TableRule { name: "shop.secret".into(), ttl: None, enabled: false });
+        let c = Cache::new(cf);
+        assert_eq!(c.rule("shop", "p"), (true, Duration::from_secs(5)));
+        assert!(!c.rule("shop", "secret").0);
+        assert_eq!(c.rule("x", "y"), (true, Duration::from_secs(60)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_coalesce() {
+        let c = Cache::new(cfg());
+        let leader = c.join_flight(b"k").await.expect("first is leader");
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move {
+            let started = Instant::now();
+            assert!(c2.join_flight(b"k").await.is_none());
+            started.elapsed()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(leader);
+        let waited = waiter.await.unwrap();
+        assert!(waited < Duration::from_millis(400), "{waited:?}");
+        assert!(c.join_flight(b"k").await.is_some());
+    }
+}

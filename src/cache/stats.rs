@@ -1,0 +1,109 @@
+//! Counters and latency histograms, lock-free; rendered by `SHOW SQLCACHE
+//! STATUS` and the Prometheus endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::classify::BypassReason;
+
+/// How a statement was routed (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Hit,
+    Miss,
+    Bypass,
+    Write,
+    Other,
+}
+
+impl Route {
+    pub const ALL: [Route; 5] = [Route::Hit, Route::Miss, Route::Bypass, Route::Write, Route::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Hit => "hit",
+            Route::Miss => "miss",
+            Route::Bypass => "bypass",
+            Route::Write => "write",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in microseconds.
+pub const BUCKETS_US: [u64; 14] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 500_000, 1_000_000,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket (Prometheus `le` semantics), sum, count.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        let mut acc = 0;
+        let cum = self
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b.load(Ordering::Relaxed);
+                acc
+            })
+            .collect();
+        (cum, self.sum_us.load(Ordering::Relaxed), self.count.load(Ordering::Relaxed))
+    }
+}
+
+/// Invalidation sources (metric label).
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    ProxyRow,
+    ProxyTable,
+    ProxyAll,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    /// Lookups that found an entry whose tokens had changed.
+    pub stale: AtomicU64,
+    pub fills: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub bypass: [AtomicU64; BypassReason::ALL.len()],
+    pub invalidations: [AtomicU64; 3],
+    pub latency: [Histogram; Route::ALL.len()],
+}
+
+impl Stats {
+    pub fn bypass(&self, r: BypassReason) {
+        self.bypass[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn invalidated(&self, s: Source) {
+        self.invalidations[s as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe(&self, route: Route, d: Duration) {
+        let i = Route::ALL.iter().position(|r| *r == route).unwrap_or(0);
+        self.latency[i].observe(d);
+    }
+
+    pub fn get(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+
+    pub const SOURCES: [&'static str; 3] = ["proxy_row", "proxy_table", "proxy_all"];
+}

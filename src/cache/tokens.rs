@@ -1,0 +1,142 @@
+//! Tag tokens: the freshness protocol of DESIGN.md, lock-free.
+//!
+//! Policy: a tag (a row `(db, table, pk)` or a table `(db, table)`) hashes to
+//! one of `SLOTS` atomic counters; invalidating a tag increments its slot, and
+//! a global counter invalidates everything. A fill reads the tokens of its
+//! tags *before* querying MySQL and stores them (`Guard`); a lookup is a hit
+//! only if every stored token still equals the current one. So a fill that
+//! raced with an invalidation is never served. Two tags sharing a slot only
+//! cost hit rate (an invalidation of one also invalidates the other), never
+//! correctness. Names are lower-cased for hashing, which can only merge tags.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Number of token slots (8 MiB of counters).
+pub const SLOTS: usize = 1 << 20;
+
+/// What an entry depends on, or what a write changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    Row { db: String, table: String, pk: String },
+    Table { db: String, table: String },
+}
+
+impl Tag {
+    pub fn row(db: &str, table: &str, pk: &str) -> Tag {
+        Tag::Row { db: db.to_ascii_lowercase(), table: table.to_ascii_lowercase(), pk: pk.to_owned() }
+    }
+
+    pub fn table(db: &str, table: &str) -> Tag {
+        Tag::Table { db: db.to_ascii_lowercase(), table: table.to_ascii_lowercase() }
+    }
+
+    /// The slot index; deterministic across processes (fixed-key SipHash).
+    pub fn slot(&self) -> u32 {
+        let mut h = DefaultHasher::new();
+        match self {
+            Tag::Row { db, table, pk } => (0u8, db, table, pk).hash(&mut h),
+            Tag::Table { db, table } => (1u8, db, table).hash(&mut h),
+        }
+        (h.finish() % SLOTS as u64) as u32
+    }
+}
+
+/// Tokens read before a fill, checked on every hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    slots: Vec<(u32, u64)>,
+    global: u64,
+}
+
+pub struct TagTokens {
+    slots: Box<[AtomicU64]>,
+    global: AtomicU64,
+}
+
+impl Default for TagTokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TagTokens {
+    pub fn new() -> Self {
+        Self {
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            global: AtomicU64::new(0),
+        }
+    }
+
+    /// Reads the current tokens of `tags` (call before querying MySQL).
+    pub fn guard(&self, tags: &[Tag]) -> Guard {
+        // Global first: an invalidate-all racing with this read is caught
+        // either by the global token or by the slot tokens.
+        let global = self.global.load(Ordering::Acquire);
+        let slots = tags
+            .iter()
+            .map(|t| {
+                let s = t.slot();
+                (s, self.slots[s as usize].load(Ordering::Acquire))
+            })
+            .collect();
+        Guard { slots, global }
+    }
+
+    /// True if nothing the guarded entry depends on was invalidated since.
+    pub fn is_fresh(&self, g: &Guard) -> bool {
+        g.global == self.global.load(Ordering::Acquire)
+            && g.slots.iter().all(|&(s, t)| self.slots[s as usize].load(Ordering::Acquire) == t)
+    }
+
+    pub fn invalidate(&self, tag: &Tag) {
+        self.slots[tag.slot() as usize].fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn invalidate_all(&self) {
+        self.global.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_never_fresh() {
+        let t = TagTokens::new();
+        let row = Tag::row("d", "t", "5");
+        let table = Tag::table("d", "t");
+        // Fill starts: tokens read before the query …
+        let g = t.guard(&[row.clone(), table.clone()]);
+        // … a write commits and invalidates the row while the query runs …
+        t.invalidate(&row);
+        // … the fill stores what it read: it must never be served.
+        assert!(!t.is_fresh(&g));
+        // A fill that starts after the invalidation is fresh.
+        let g2 = t.guard(&[row.clone(), table.clone()]);
+        assert!(t.is_fresh(&g2));
+        t.invalidate(&table);
+        assert!(!t.is_fresh(&g2));
+        let g3 = t.guard(&[row]);
+        t.invalidate_all();
+        assert!(!t.is_fresh(&g3));
+    }
+
+    #[test]
+    fn other_rows_stay_fresh_and_names_fold_case() {
+        let t = TagTokens::new();
+        let g = t.guard(&[Tag::row("d", "t", "5")]);
+        t.invalidate(&Tag::row("d", "t", "6"));
+        assert!(t.is_fresh(&g) || Tag::row("d", "t", "5").slot() == Tag::row("d", "t", "6").slot());
+        t.invalidate(&Tag::row("D", "T", "5"));
+        assert!(!t.is_fresh(&g));
+    }
+
+    #[test]
+    fn slots_are_stable() {
+        // The slot function is part of the protocol (shared tiers later).
+        assert_eq!(Tag::table("d", "t").slot(), Tag::table("d", "t").slot());
+        assert_ne!(Tag::table("d", "t").slot(), Tag::table("d", "u").slot());
+    }
+}

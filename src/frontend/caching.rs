@@ -1,0 +1,420 @@
+//! The session's side of the cache: eligibility, keys, hits, fills and
+//! invalidation of the writes it forwards.
+//!
+//! Policy: a hit parses nothing — the key is built from the session's state
+//! and the statement bytes (or the prepared statement's SQL and parameter
+//! values), looked up, its tokens checked, and the stored bytes written. A
+//! miss of a point read reads its tags' tokens *before* the backend query and
+//! stores the response only if it is exactly one row set without warnings.
+//! Writes invalidate after MySQL acknowledged them and before the client sees
+//! the OK (the response is flushed after this runs) — immediately, and again
+//! at COMMIT when inside a transaction (a second bump costs only hit rate and
+//! covers non-transactional tables); ROLLBACK drops what was pending.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::value::Value;
+
+use super::session::Session;
+use crate::backend::BackendConn;
+use crate::cache::{canonical_int, resolve, Guard, Lookup, Route, Tag};
+use crate::classify::{is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict};
+
+/// Why a session cannot use the cache right now (before any parsing).
+pub fn session_bypass(
+    enabled: bool,
+    status: StatusFlags,
+    lock_tables: bool,
+    pin: Option<PinReason>,
+    autocommit: bool,
+) -> Option<BypassReason> {
+    if !enabled {
+        Some(BypassReason::CacheDisabled)
+    } else if status.contains(StatusFlags::SERVER_STATUS_IN_TRANS) {
+        Some(BypassReason::InTransaction)
+    } else if !autocommit {
+        Some(BypassReason::AutocommitOff)
+    } else if lock_tables {
+        Some(BypassReason::LockTables)
+    } else if pin.is_some() {
+        // Temporary tables, user variables … live on the pinned connection.
+        Some(BypassReason::PinnedSession)
+    } else {
+        None
+    }
+}
+
+/// Tags a write resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Tags(Vec<Tag>),
+    Everything,
+}
+
+/// Protocol byte of a key.
+pub const TEXT: u8 = b'T';
+pub const BINARY: u8 = b'B';
+
+impl Session {
+    pub(super) fn cache_bypass(&self) -> Option<BypassReason> {
+        session_bypass(
+            self.shared.cache.cfg.enabled,
+            self.status,
+            self.lock_tables,
+            self.pin,
+            self.vars.autocommit,
+        )
+    }
+
+    /// Builds the lookup key into `self.keybuf`.
+    pub(super) fn build_key(&mut self, proto: u8, body: &[u8], params: &[Value]) {
+        let mut h = DefaultHasher::new();
+        if !self.shared.cache.cfg.share_across_users {
+            self.login.user.hash(&mut h);
+        }
+        self.vars.db.hash(&mut h);
+        self.vars.names.hash(&mut h);
+        self.vars.sql_mode.hash(&mut h);
+        self.vars.time_zone.hash(&mut h);
+        self.login.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF).hash(&mut h);
+        let k = &mut self.keybuf;
+        k.clear();
+        k.extend_from_slice(&h.finish().to_le_bytes());
+        k.push(proto);
+        k.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        k.extend_from_slice(body);
+        for p in params {
+            encode_param(k, p);
+        }
+    }
+
+    /// Answers from the cache if `self.keybuf` is a fresh entry.
+    pub(super) fn serve_hit(&mut self) -> bool {
+        let cache = &self.shared.cache;
+        match cache.lookup(&self.keybuf) {
+            Lookup::Hit(bytes) => {
+                self.conn.write_framed(&bytes);
+                cache.stats.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.route = "hit";
+                self.last = "hit".into();
+                true
+            }
+            Lookup::Stale => {
+                cache.stats.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            Lookup::Miss => false,
+        }
+    }
+
+    /// Decides the cache route of a statement about to be forwarded; for a
+    /// fillable point read, returns the guard (tokens read now, before the
+    /// backend query) and the entry's TTL.
+    pub(super) async fn plan(
+        &mut self,
+        c: &mut BackendConn,
+        verdict: &Verdict,
+        bypass: Option<BypassReason>,
+        params: &[Value],
+    ) -> Option<(Guard, Duration)> {
+        match (verdict, bypass) {
+            (Verdict::Read(pr), None) => match self.fill_plan(c, pr, params).await {
+                Ok((tags, ttl)) => {
+                    let cache = &self.shared.cache;
+                    cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    self.route = "miss";
+                    self.kind = Route::Miss;
+                    self.last = "miss".into();
+                    Some((cache.tokens.guard(&tags), ttl))
+                }
+                Err(r) => {
+                    self.note_bypass(r);
+                    None
+                }
+            },
+            (Verdict::Read(_), Some(r)) => {
+                self.note_bypass(r);
+                None
+            }
+            (Verdict::Bypass(r), _) => {
+                self.note_bypass(*r);
+                None
+            }
+            (Verdict::Write(_), _) => {
+                self.route = "write";
+                self.kind = Route::Write;
+                None
+            }
+            (Verdict::Commit | Verdict::Rollback, _) => {
+                self.last = "forward".into();
+                None
+            }
+        }
+    }
+
+    fn note_bypass(&mut self, r: BypassReason) {
+        self.shared.cache.stats.bypass(r);
+        self.route = "bypass";
+        self.kind = Route::Bypass;
+        self.last = format!("bypass({})", r.as_str()).into();
+    }
+
+    /// Stores the response just relayed (from `mark` in the write buffer)
+    /// if it is whole, cacheable and small enough.
+    pub(super) fn store_fill(&mut self, cacheable: bool, mark: usize, flushes: u64, guard: Guard, ttl: Duration) {
+        let cache = self.shared.cache.clone();
+        let flushed = self.conn.flushes() != flushes;
+        let bytes = &self.conn.buf()[mark..];
+        let too_large = flushed || bytes.len() as u64 > cache.cfg.max_result_bytes;
+        if !cacheable || too_large {
+            let r = if too_large { BypassReason::TooLarge } else { BypassReason::Warnings };
+            cache.stats.bypass(r);
+            self.last = format!("miss(not stored: {})", r.as_str()).into();
+            return;
+        }
+        cache.insert(self.keybuf.clone(), Bytes::copy_from_slice(bytes), guard, ttl);
+        self.last = "miss(filled)".into();
+    }
+
+    fn resolve_db(&self, t: &TableName) -> Option<String> {
+        t.db.clone().or_else(|| self.vars.db.clone())
+    }
+
+    /// Tags and TTL under which a point read may be filled, or why not.
+    pub(super) async fn fill_plan(
+        &mut self,
+        c: &mut BackendConn,
+        pr: &PointRead,
+        params: &[Value],
+    ) -> Result<(Vec<Tag>, Duration), BypassReason> {
+        let db = self.resolve_db(&pr.table).ok_or(BypassReason::NotPointRead)?;
+        if is_system_schema_name(&db) {
+            return Err(BypassReason::SystemSchema);
+        }
+        let (enabled, ttl) = self.shared.cache.rule(&db, &pr.table.name);
+        if !enabled {
+            return Err(BypassReason::TableDisabled);
+        }
+        let info = self
+            .shared
+            .schema
+            .load(&mut c.conn, &db, &pr.table.name)
+            .await
+            .map_err(|_| BypassReason::NotKey)?
+            .ok_or(BypassReason::NotKey)?;
+        let table = Tag::table(&db, &pr.table.name);
+        let mut values = Vec::with_capacity(info.pk.len());
+        for (col, _) in &info.pk {
+            let kv = pr.eq.iter().find(|(c, _)| c == col).map(|(_, v)| v).ok_or(BypassReason::NotKey)?;
+            values.push(resolve(kv, params).ok_or(BypassReason::NotKey)?);
+        }
+        if !info.integer_key() {
+            // String/decimal/date keys: equality depends on collation and
+            // conversion rules; freshness is tracked per table.
+            return Ok((vec![table], ttl));
+        }
+        let pk = canonical_pk(&values).ok_or(BypassReason::NotKey)?;
+        Ok((vec![Tag::row(&db, &pr.table.name, &pk), table], ttl))
+    }
+
+    /// The tags a write invalidates (row level where the schema allows).
+    pub(super) fn write_tags(&self, inv: &Invalidation, params: &[Value]) -> Resolved {
+        let schema = &self.shared.schema;
+        let mut tags = Vec::new();
+        let table_and_dependents = |db: &str, name: &str, tags: &mut Vec<Tag>| -> bool {
+            tags.push(Tag::table(db, name));
+            match schema.get(db, name) {
+                Some(Some(info)) if info.has_triggers => return false,
+                Some(Some(info)) => tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t))),
+                _ => {}
+            }
+            true
+        };
+        match inv {
+            Invalidation::Everything => return Resolved::Everything,
+            Invalidation::Tables { tables, ddl } => {
+                for t in tables {
+                    let Some(db) = self.resolve_db(t) else { return Resolved::Everything };
+                    if !table_and_dependents(&db, &t.name, &mut tags) {
+                        return Resolved::Everything;
+                    }
+                    if *ddl {
+                        schema.forget(&db, &t.name);
+                    }
+                }
+            }
+            Invalidation::Rows { table, rows, assigned } => {
+                let Some(db) = self.resolve_db(table) else { return Resolved::Everything };
+                let info = match schema.get(&db, &table.name) {
+                    Some(Some(info)) => info,
+                    // Unknown table facts: no entry can carry a row tag for
+                    // it that a table tag would not also cover.
+                    _ => {
+                        if !table_and_dependents(&db, &table.name, &mut tags) {
+                            return Resolved::Everything;
+                        }
+                        return Resolved::Tags(tags);
+                    }
+                };
+                if info.has_triggers {
+                    return Resolved::Everything;
+                }
+                tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t)));
+                let moves_key = assigned.iter().any(|a| info.pk.iter().any(|(k, _)| k == a));
+                let row_tags: Option<Vec<Tag>> = (!moves_key && info.integer_key())
+                    .then(|| {
+                        rows.iter()
+                            .map(|eq| {
+                                let vals: Option<Vec<Value>> = info
+                                    .pk
+                                    .iter()
+                                    .map(|(k, _)| eq.iter().find(|(c, _)| c == k).and_then(|(_, v)| resolve(v, params)))
+                                    .collect();
+                                canonical_pk(&vals?).map(|pk| Tag::row(&db, &table.name, &pk))
+                            })
+                            .collect()
+                    })
+                    .flatten();
+                match row_tags {
+                    Some(r) => tags.extend(r),
+                    None => tags.push(Tag::table(&db, &table.name)),
+                }
+            }
+        }
+        Resolved::Tags(tags)
+    }
+
+    /// Applies a statement's invalidation, and flushes or drops what a
+    /// transaction had pending once it ends.
+    pub(super) fn invalidate_after(&mut self, verdict: &Verdict, params: &[Value], tx_open: bool) {
+        let cache = self.shared.cache.clone();
+        if let Verdict::Write(inv) = verdict {
+            let resolved = self.write_tags(inv, params);
+            apply(&cache, &resolved);
+            self.last = describe(&resolved).into();
+            if tx_open {
+                self.pending.push(resolved);
+            }
+        }
+        if tx_open || self.pending.is_empty() {
+            return;
+        }
+        if matches!(verdict, Verdict::Rollback) {
+            self.pending.clear();
+        } else {
+            for r in std::mem::take(&mut self.pending) {
+                apply(&cache, &r);
+            }
+        }
+    }
+}
+
+fn apply(cache: &crate::cache::Cache, r: &Resolved) {
+    match r {
+        Resolved::Everything => cache.invalidate_all(),
+        Resolved::Tags(tags) => tags.iter().for_each(|t| cache.invalidate(t)),
+    }
+}
+
+fn describe(r: &Resolved) -> String {
+    match r {
+        Resolved::Everything => "write(invalidated: everything)".into(),
+        Resolved::Tags(tags) => {
+            let names: Vec<String> = tags
+                .iter()
+                .map(|t| match t {
+                    Tag::Row { db, table, pk } => format!("{db}.{table}[{pk}]"),
+                    Tag::Table { db, table } => format!("{db}.{table}"),
+                })
+                .collect();
+            format!("write(invalidated: {})", names.join(", "))
+        }
+    }
+}
+
+/// The canonical key text of integer key values, `\u{1f}`-joined.
+fn canonical_pk(values: &[Value]) -> Option<String> {
+    let parts: Option<Vec<String>> = values.iter().map(canonical_int).collect();
+    parts.map(|p| p.join("\u{1f}"))
+}
+
+/// Appends a binary-protocol parameter, type-tagged, to a key.
+fn encode_param(k: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::NULL => k.push(0),
+        Value::Bytes(b) => {
+            k.push(1);
+            k.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            k.extend_from_slice(b);
+        }
+        Value::Int(i) => {
+            k.push(2);
+            k.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::UInt(u) => {
+            k.push(3);
+            k.extend_from_slice(&u.to_le_bytes());
+        }
+        Value::Float(f) => {
+            k.push(4);
+            k.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Double(d) => {
+            k.push(5);
+            k.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            k.push(6);
+            k.extend_from_slice(&y.to_le_bytes());
+            k.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
+            k.extend_from_slice(&us.to_le_bytes());
+        }
+        Value::Time(neg, d, h, mi, s, us) => {
+            k.push(7);
+            k.push(*neg as u8);
+            k.extend_from_slice(&d.to_le_bytes());
+            k.extend_from_slice(&[*h, *mi, *s]);
+            k.extend_from_slice(&us.to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_bypass_reasons() {
+        let ac = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        let tx = StatusFlags::SERVER_STATUS_IN_TRANS;
+        assert_eq!(session_bypass(true, ac, false, None, true), None);
+        assert_eq!(session_bypass(false, ac, false, None, true), Some(BypassReason::CacheDisabled));
+        assert_eq!(session_bypass(true, ac | tx, false, None, true), Some(BypassReason::InTransaction));
+        assert_eq!(session_bypass(true, StatusFlags::empty(), false, None, false), Some(BypassReason::AutocommitOff));
+        assert_eq!(session_bypass(true, ac, true, None, true), Some(BypassReason::LockTables));
+        assert_eq!(
+            session_bypass(true, ac, false, Some(PinReason::TemporaryTable), true),
+            Some(BypassReason::PinnedSession)
+        );
+    }
+
+    #[test]
+    fn params_are_type_tagged_in_keys() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_param(&mut a, &Value::Int(5));
+        encode_param(&mut b, &Value::Bytes(b"5".to_vec()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn composite_keys_join_canonically() {
+        let v = [Value::Bytes(b" 05".to_vec()), Value::Int(7)];
+        assert_eq!(canonical_pk(&v).as_deref(), Some("5\u{1f}7"));
+        assert_eq!(canonical_pk(&[Value::Double(1.0)]), None);
+    }
+}

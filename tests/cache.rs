@@ -1,0 +1,288 @@
+//! The point-read cache against a real MariaDB, through real clients.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row, Value};
+use std::time::Duration;
+
+async fn last(c: &mut Conn) -> String {
+    let r: Option<(String, String)> = c.query_first("SHOW SQLCACHE LAST").await.unwrap();
+    r.unwrap().1
+}
+
+async fn setup(db: &MariaDb, table: &str) {
+    db.sql_socket(&format!(
+        "DROP TABLE IF EXISTS test.{table}; CREATE TABLE test.{table} (id INT PRIMARY KEY, v VARCHAR(20), n INT); \
+         INSERT INTO test.{table} VALUES (1, 'one', 1), (2, 'two', 2), (3, 'three', 3);"
+    ));
+}
+
+fn vals(rows: Vec<Row>) -> Vec<Vec<Value>> {
+    rows.into_iter().map(|r| r.unwrap()).collect()
+}
+
+#[tokio::test]
+async fn hits_are_identical_to_direct_in_both_protocols() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.ct; CREATE TABLE test.ct (id BIGINT UNSIGNED PRIMARY KEY, u INT UNSIGNED, b BIGINT, \
+         d DECIMAL(30,10), f FLOAT, dbl DOUBLE, dt DATE, ts DATETIME(6), tm TIME, y YEAR, s VARCHAR(50), vb VARBINARY(300), \
+         bl BLOB, j JSON, e ENUM('a','b'), st SET('x','y'), bt BIT(8), ti TINYINT, n INT); \
+         INSERT INTO test.ct VALUES (18446744073709551615, 4294967295, -9223372036854775808, 12345678901234567890.0123456789, \
+         1.5, 2.25, '2024-02-29', '2024-02-29 12:34:56.123456', '-838:59:59', 2155, 'héllo 😀', x'00ff10', x'000102', \
+         '{\"a\": [1, 2]}', 'b', 'x,y', b'10000001', -128, NULL);",
+    );
+    let proxy = Proxy::start(db, "", "");
+    let mut direct = Conn::new(opts(db.port, "test")).await.unwrap();
+    let mut via = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let q = "SELECT * FROM ct WHERE id = 18446744073709551615";
+    let want: Vec<Row> = direct.query(q).await.unwrap();
+    let fill: Vec<Row> = via.query(q).await.unwrap();
+    assert_eq!(last(&mut via).await, "miss(filled)");
+    let hit: Vec<Row> = via.query(q).await.unwrap();
+    assert_eq!(last(&mut via).await, "hit");
+    assert_eq!(vals(want.clone()), vals(hit.clone()));
+    assert_eq!(vals(fill), vals(hit.clone()));
+    assert_eq!(want[0].columns_ref(), hit[0].columns_ref());
+    // Binary protocol, with the key as a parameter.
+    let q = "SELECT * FROM ct WHERE id = ?";
+    let key = (18446744073709551615u64,);
+    let want: Vec<Row> = direct.exec(q, key).await.unwrap();
+    let _: Vec<Row> = via.exec(q, key).await.unwrap();
+    assert_eq!(last(&mut via).await, "miss(filled)");
+    let hit: Vec<Row> = via.exec(q, key).await.unwrap();
+    assert_eq!(last(&mut via).await, "hit");
+    assert_eq!(vals(want.clone()), vals(hit.clone()));
+    assert_eq!(want[0].columns_ref(), hit[0].columns_ref());
+    // An empty result is cached too, and a later INSERT of that key is seen.
+    let none: Vec<Row> = via.exec(q, (7u64,)).await.unwrap();
+    assert!(none.is_empty());
+    let _: Vec<Row> = via.exec(q, (7u64,)).await.unwrap();
+    assert_eq!(last(&mut via).await, "hit");
+    via.exec_drop("INSERT INTO ct (id, s) VALUES (?, 'seven')", (7u64,)).await.unwrap();
+    let row: Option<(u64, String)> = via.exec_first("SELECT id, s FROM ct WHERE id = ?", (7u64,)).await.unwrap();
+    assert_eq!(row, Some((7, "seven".into())));
+}
+
+#[tokio::test]
+async fn writes_through_the_proxy_are_read_back_immediately() {
+    let db = mariadb();
+    setup(db, "rw").await;
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let read = |c: &mut Conn| {
+        let c = c as *mut Conn;
+        // SAFETY: used sequentially on one task only.
+        async move { unsafe { &mut *c }.query_first::<String, _>("SELECT v FROM rw WHERE id = 1").await.unwrap().unwrap() }
+    };
+    assert_eq!(read(&mut c).await, "one");
+    assert_eq!(read(&mut c).await, "one");
+    assert_eq!(last(&mut c).await, "hit");
+    // Row-level: UPDATE/DELETE by key, INSERT with the key.
+    c.query_drop("UPDATE rw SET v = 'uno' WHERE id = 1").await.unwrap();
+    assert_eq!(read(&mut c).await, "uno");
+    c.exec_drop("UPDATE rw SET v = ? WHERE id = ?", ("ein", 1)).await.unwrap();
+    assert_eq!(read(&mut c).await, "ein");
+    c.query_drop("DELETE FROM rw WHERE id = 1").await.unwrap();
+    let gone: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 1").await.unwrap();
+    assert_eq!(gone, None);
+    c.query_drop("INSERT INTO rw VALUES (1, 'back', 0)").await.unwrap();
+    assert_eq!(read(&mut c).await, "back");
+    // Table-level: non-key WHERE, multi-table, key change, REPLACE, upsert.
+    let _ = read(&mut c).await;
+    c.query_drop("UPDATE rw SET v = 'bulk' WHERE n >= 0").await.unwrap();
+    assert_eq!(read(&mut c).await, "bulk");
+    c.query_drop("UPDATE rw a JOIN rw b ON a.id = b.id SET a.v = 'joined'").await.unwrap();
+    assert_eq!(read(&mut c).await, "joined");
+    c.query_drop("UPDATE rw SET id = 10 WHERE id = 2").await.unwrap();
+    let moved: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 10").await.unwrap();
+    assert_eq!(moved.as_deref(), Some("joined"));
+    c.query_drop("REPLACE INTO rw VALUES (1, 'replaced', 0)").await.unwrap();
+    assert_eq!(read(&mut c).await, "replaced");
+    c.query_drop("INSERT INTO rw VALUES (1, 'x', 0) ON DUPLICATE KEY UPDATE v = 'upserted'").await.unwrap();
+    assert_eq!(read(&mut c).await, "upserted");
+    // Transactions: invisible until COMMIT, nothing after ROLLBACK.
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'tx' WHERE id = 1").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    assert_eq!(read(&mut c).await, "tx");
+    let _ = read(&mut c).await;
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'rolled' WHERE id = 1").await.unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    assert_eq!(read(&mut c).await, "tx");
+    // DDL: TRUNCATE and ALTER.
+    c.query_drop("ALTER TABLE rw ADD COLUMN extra INT DEFAULT 5").await.unwrap();
+    let row: Option<(i32, String, i32, i32)> = c.query_first("SELECT * FROM rw WHERE id = 1").await.unwrap();
+    assert_eq!(row.map(|r| r.3), Some(5));
+    let _ = read(&mut c).await;
+    c.query_drop("TRUNCATE TABLE rw").await.unwrap();
+    let gone: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 1").await.unwrap();
+    assert_eq!(gone, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_under_concurrency() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.ryw; CREATE TABLE test.ryw (id INT PRIMARY KEY, v INT); \
+         INSERT INTO test.ryw SELECT seq, 0 FROM test.seq_1_to_16;",
+    );
+    let proxy = Proxy::start_with(db.port, "workers = 2", "", "");
+    let mut tasks = Vec::new();
+    for t in 0..16i32 {
+        let port = proxy.port;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::new(opts(port, "test")).await.unwrap();
+            let id = t + 1;
+            for i in 1..=60i32 {
+                if i % 3 == 0 {
+                    c.query_drop("BEGIN").await.unwrap();
+                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id)).await.unwrap();
+                    c.query_drop("COMMIT").await.unwrap();
+                } else if i % 3 == 1 {
+                    c.query_drop(format!("UPDATE ryw SET v = {i} WHERE id = {id}")).await.unwrap();
+                } else {
+                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id)).await.unwrap();
+                }
+                let text: i32 = c.query_first(format!("SELECT v FROM ryw WHERE id = {id}")).await.unwrap().unwrap();
+                let bin: i32 = c.exec_first("SELECT v FROM ryw WHERE id = ?", (id,)).await.unwrap().unwrap();
+                assert_eq!((text, bin), (i, i), "task {t} read an old value");
+                // Read a neighbour's row too: it must never go backwards.
+                let _: Option<i32> = c.exec_first("SELECT v FROM ryw WHERE id = ?", ((id % 16) + 1,)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Another session sees every final value.
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    for id in 1..=16 {
+        let v: i32 = c.exec_first("SELECT v FROM ryw WHERE id = ?", (id,)).await.unwrap().unwrap();
+        assert_eq!(v, 60);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_racing_an_invalidation_is_never_served() {
+    let db = mariadb();
+    setup(db, "race").await;
+    // Every fill waits 700 ms between MySQL's answer and storing it.
+    let proxy = Proxy::start_with(db.port, "", "\n[cache]\nfill_delay = \"700ms\"\n", "");
+    let mut reader = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let mut writer = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let fill = tokio::spawn(async move {
+        let v: String = reader.query_first("SELECT v FROM race WHERE id = 1").await.unwrap().unwrap();
+        (v, reader)
+    });
+    // The reader has its (old) answer and sits in the window; write now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.query_drop("UPDATE race SET v = 'new' WHERE id = 1").await.unwrap();
+    let (old, mut reader) = fill.await.unwrap();
+    assert_eq!(old, "one", "the racing fill read before the write");
+    assert_eq!(last(&mut reader).await, "miss(filled)");
+    // The fill was stored under tokens from before the write: never served.
+    let v: String = reader.query_first("SELECT v FROM race WHERE id = 1").await.unwrap().unwrap();
+    assert_eq!(v, "new");
+}
+
+#[tokio::test]
+async fn bypass_reasons_are_reported() {
+    let db = mariadb();
+    setup(db, "bp").await;
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let cases = [
+        ("SELECT v FROM bp WHERE id = 1 FOR UPDATE", "bypass(locking_read)"),
+        ("SELECT v FROM bp WHERE id = 1 LOCK IN SHARE MODE", "bypass(unparsable)"),
+        ("SELECT v, NOW() FROM bp WHERE id = 1", "bypass(non_deterministic)"),
+        ("SELECT v FROM bp WHERE id = 1 + RAND()", "bypass(non_deterministic)"),
+        ("SELECT SQL_NO_CACHE v FROM bp WHERE id = 1", "bypass(sql_no_cache)"),
+        ("SELECT table_name FROM information_schema.tables WHERE table_name = 'bp'", "bypass(system_schema)"),
+        ("SELECT v FROM bp WHERE n = 1", "bypass(not_primary_key)"),
+        ("SELECT v FROM bp WHERE id > 1", "bypass(not_point_read)"),
+    ];
+    for (q, want) in cases {
+        c.query_drop(q).await.unwrap();
+        assert_eq!(last(&mut c).await, want, "{q}");
+    }
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("SELECT v FROM bp WHERE id = 1").await.unwrap();
+    assert_eq!(last(&mut c).await, "bypass(in_transaction)");
+    c.query_drop("COMMIT").await.unwrap();
+    c.query_drop("SET autocommit = 0").await.unwrap();
+    c.query_drop("SELECT v FROM bp WHERE id = 1").await.unwrap();
+    assert_eq!(last(&mut c).await, "bypass(autocommit_off)");
+    c.query_drop("COMMIT").await.unwrap();
+    c.query_drop("SET autocommit = 1").await.unwrap();
+    c.query_drop("LOCK TABLES bp READ").await.unwrap();
+    c.query_drop("SELECT v FROM bp WHERE id = 1").await.unwrap();
+    assert_eq!(last(&mut c).await, "bypass(lock_tables)");
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+    // A temporary table shadowing bp lives on one connection: no cache.
+    c.query_drop("CREATE TEMPORARY TABLE bp (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    c.query_drop("INSERT INTO bp VALUES (1, 'temp')").await.unwrap();
+    let v: String = c.query_first("SELECT v FROM bp WHERE id = 1").await.unwrap().unwrap();
+    assert_eq!(v, "temp");
+    assert_eq!(last(&mut c).await, "bypass(pinned_session)");
+    // Other sessions still read (and cache) the real table.
+    let mut d = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let v: String = d.query_first("SELECT v FROM bp WHERE id = 1").await.unwrap().unwrap();
+    assert_eq!(v, "one");
+}
+
+#[tokio::test]
+async fn entries_are_per_user_unless_shared_and_expire() {
+    let db = mariadb();
+    setup(db, "pu").await;
+    db.sql_socket("CREATE USER IF NOT EXISTS 'bob'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON test.* TO 'bob'@'127.0.0.1';");
+    let users = "[[users]]\nname = \"root\"\npassword = \"\"\n[[users]]\nname = \"bob\"\npassword = \"pw\"\n";
+    let bob = |port| {
+        mysql_async::OptsBuilder::from_opts(opts(port, "test")).user(Some("bob")).pass(Some("pw"))
+    };
+    for (shared, want) in [(false, "miss(filled)"), (true, "hit")] {
+        let cache = format!("\n[cache]\nshare_across_users = {shared}\nttl = \"1s\"\n");
+        let proxy = Proxy::start_with(db.port, "", &cache, users);
+        let mut root = Conn::new(opts(proxy.port, "test")).await.unwrap();
+        let mut b = Conn::new(bob(proxy.port)).await.unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 1").await.unwrap();
+        b.query_drop("SELECT v FROM pu WHERE id = 1").await.unwrap();
+        assert_eq!(last(&mut b).await, want, "share_across_users = {shared}");
+        // TTL: after it passes the entry is gone.
+        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
+        assert_eq!(last(&mut root).await, "hit");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
+        assert_eq!(last(&mut root).await, "miss(filled)");
+    }
+}
+
+#[tokio::test]
+async fn status_and_metrics_count_routes() {
+    let db = mariadb();
+    setup(db, "st").await;
+    let admin = free_port();
+    let proxy = Proxy::start_with(db.port, "", &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"), "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    for _ in 0..3 {
+        c.query_drop("SELECT v FROM st WHERE id = 3").await.unwrap();
+    }
+    c.query_drop("UPDATE st SET v = 'x' WHERE id = 3").await.unwrap();
+    let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
+    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map(|(_, v)| v.parse::<u64>().unwrap()).unwrap();
+    assert!(get("hits") >= 2 && get("misses") >= 1 && get("invalidations_proxy_row") >= 1, "{rows:?}");
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert!(body.contains("sqlcache_hits_total") && body.contains("route=\"hit\""), "{body}");
+}
