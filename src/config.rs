@@ -129,7 +129,8 @@ fn bytes_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
     match Size::deserialize(d)? {
         Size::N(n) => Ok(n),
-        Size::S(s) => parse_size(&s).ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size like \"64MiB\""))),
+        Size::S(s) => parse_size(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size like \"64MiB\""))),
     }
 }
 
@@ -338,7 +339,10 @@ impl Config {
         }
         for (i, t) in self.cache.tables.iter().enumerate() {
             if t.name.split('.').count() != 2 || t.name.split('.').any(str::is_empty) {
-                p.push(format!("cache.tables[{i}].name: `{}` is not `db.table`", t.name));
+                p.push(format!(
+                    "cache.tables[{i}].name: `{}` is not `db.table`",
+                    t.name
+                ));
             }
         }
         if let Some(a) = &self.admin.listen {

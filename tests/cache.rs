@@ -61,8 +61,13 @@ async fn hits_are_identical_to_direct_in_both_protocols() {
     assert!(none.is_empty());
     let _: Vec<Row> = via.exec(q, (7u64,)).await.unwrap();
     assert_eq!(last(&mut via).await, "hit");
-    via.exec_drop("INSERT INTO ct (id, s) VALUES (?, 'seven')", (7u64,)).await.unwrap();
-    let row: Option<(u64, String)> = via.exec_first("SELECT id, s FROM ct WHERE id = ?", (7u64,)).await.unwrap();
+    via.exec_drop("INSERT INTO ct (id, s) VALUES (?, 'seven')", (7u64,))
+        .await
+        .unwrap();
+    let row: Option<(u64, String)> = via
+        .exec_first("SELECT id, s FROM ct WHERE id = ?", (7u64,))
+        .await
+        .unwrap();
     assert_eq!(row, Some((7, "seven".into())));
 }
 
@@ -75,51 +80,91 @@ async fn writes_through_the_proxy_are_read_back_immediately() {
     let read = |c: &mut Conn| {
         let c = c as *mut Conn;
         // SAFETY: used sequentially on one task only.
-        async move { unsafe { &mut *c }.query_first::<String, _>("SELECT v FROM rw WHERE id = 1").await.unwrap().unwrap() }
+        async move {
+            unsafe { &mut *c }
+                .query_first::<String, _>("SELECT v FROM rw WHERE id = 1")
+                .await
+                .unwrap()
+                .unwrap()
+        }
     };
     assert_eq!(read(&mut c).await, "one");
     assert_eq!(read(&mut c).await, "one");
     assert_eq!(last(&mut c).await, "hit");
     // Row-level: UPDATE/DELETE by key, INSERT with the key.
-    c.query_drop("UPDATE rw SET v = 'uno' WHERE id = 1").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'uno' WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "uno");
-    c.exec_drop("UPDATE rw SET v = ? WHERE id = ?", ("ein", 1)).await.unwrap();
+    c.exec_drop("UPDATE rw SET v = ? WHERE id = ?", ("ein", 1))
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "ein");
     c.query_drop("DELETE FROM rw WHERE id = 1").await.unwrap();
-    let gone: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 1").await.unwrap();
+    let gone: Option<String> = c
+        .query_first("SELECT v FROM rw WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(gone, None);
-    c.query_drop("INSERT INTO rw VALUES (1, 'back', 0)").await.unwrap();
+    c.query_drop("INSERT INTO rw VALUES (1, 'back', 0)")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "back");
     // Table-level: non-key WHERE, multi-table, key change, REPLACE, upsert.
     let _ = read(&mut c).await;
-    c.query_drop("UPDATE rw SET v = 'bulk' WHERE n >= 0").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'bulk' WHERE n >= 0")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "bulk");
-    c.query_drop("UPDATE rw a JOIN rw b ON a.id = b.id SET a.v = 'joined'").await.unwrap();
+    c.query_drop("UPDATE rw a JOIN rw b ON a.id = b.id SET a.v = 'joined'")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "joined");
-    c.query_drop("UPDATE rw SET id = 10 WHERE id = 2").await.unwrap();
-    let moved: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 10").await.unwrap();
+    c.query_drop("UPDATE rw SET id = 10 WHERE id = 2")
+        .await
+        .unwrap();
+    let moved: Option<String> = c
+        .query_first("SELECT v FROM rw WHERE id = 10")
+        .await
+        .unwrap();
     assert_eq!(moved.as_deref(), Some("joined"));
-    c.query_drop("REPLACE INTO rw VALUES (1, 'replaced', 0)").await.unwrap();
+    c.query_drop("REPLACE INTO rw VALUES (1, 'replaced', 0)")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "replaced");
-    c.query_drop("INSERT INTO rw VALUES (1, 'x', 0) ON DUPLICATE KEY UPDATE v = 'upserted'").await.unwrap();
+    c.query_drop("INSERT INTO rw VALUES (1, 'x', 0) ON DUPLICATE KEY UPDATE v = 'upserted'")
+        .await
+        .unwrap();
     assert_eq!(read(&mut c).await, "upserted");
     // Transactions: invisible until COMMIT, nothing after ROLLBACK.
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop("UPDATE rw SET v = 'tx' WHERE id = 1").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'tx' WHERE id = 1")
+        .await
+        .unwrap();
     c.query_drop("COMMIT").await.unwrap();
     assert_eq!(read(&mut c).await, "tx");
     let _ = read(&mut c).await;
     c.query_drop("BEGIN").await.unwrap();
-    c.query_drop("UPDATE rw SET v = 'rolled' WHERE id = 1").await.unwrap();
+    c.query_drop("UPDATE rw SET v = 'rolled' WHERE id = 1")
+        .await
+        .unwrap();
     c.query_drop("ROLLBACK").await.unwrap();
     assert_eq!(read(&mut c).await, "tx");
     // DDL: TRUNCATE and ALTER.
-    c.query_drop("ALTER TABLE rw ADD COLUMN extra INT DEFAULT 5").await.unwrap();
-    let row: Option<(i32, String, i32, i32)> = c.query_first("SELECT * FROM rw WHERE id = 1").await.unwrap();
+    c.query_drop("ALTER TABLE rw ADD COLUMN extra INT DEFAULT 5")
+        .await
+        .unwrap();
+    let row: Option<(i32, String, i32, i32)> = c
+        .query_first("SELECT * FROM rw WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(row.map(|r| r.3), Some(5));
     let _ = read(&mut c).await;
     c.query_drop("TRUNCATE TABLE rw").await.unwrap();
-    let gone: Option<String> = c.query_first("SELECT v FROM rw WHERE id = 1").await.unwrap();
+    let gone: Option<String> = c
+        .query_first("SELECT v FROM rw WHERE id = 1")
+        .await
+        .unwrap();
     assert_eq!(gone, None);
 }
 
@@ -140,18 +185,35 @@ async fn read_your_writes_under_concurrency() {
             for i in 1..=60i32 {
                 if i % 3 == 0 {
                     c.query_drop("BEGIN").await.unwrap();
-                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id)).await.unwrap();
+                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id))
+                        .await
+                        .unwrap();
                     c.query_drop("COMMIT").await.unwrap();
                 } else if i % 3 == 1 {
-                    c.query_drop(format!("UPDATE ryw SET v = {i} WHERE id = {id}")).await.unwrap();
+                    c.query_drop(format!("UPDATE ryw SET v = {i} WHERE id = {id}"))
+                        .await
+                        .unwrap();
                 } else {
-                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id)).await.unwrap();
+                    c.exec_drop("UPDATE ryw SET v = ? WHERE id = ?", (i, id))
+                        .await
+                        .unwrap();
                 }
-                let text: i32 = c.query_first(format!("SELECT v FROM ryw WHERE id = {id}")).await.unwrap().unwrap();
-                let bin: i32 = c.exec_first("SELECT v FROM ryw WHERE id = ?", (id,)).await.unwrap().unwrap();
+                let text: i32 = c
+                    .query_first(format!("SELECT v FROM ryw WHERE id = {id}"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let bin: i32 = c
+                    .exec_first("SELECT v FROM ryw WHERE id = ?", (id,))
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!((text, bin), (i, i), "task {t} read an old value");
                 // Read a neighbour's row too: it must never go backwards.
-                let _: Option<i32> = c.exec_first("SELECT v FROM ryw WHERE id = ?", ((id % 16) + 1,)).await.unwrap();
+                let _: Option<i32> = c
+                    .exec_first("SELECT v FROM ryw WHERE id = ?", ((id % 16) + 1,))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -161,7 +223,11 @@ async fn read_your_writes_under_concurrency() {
     // Another session sees every final value.
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     for id in 1..=16 {
-        let v: i32 = c.exec_first("SELECT v FROM ryw WHERE id = ?", (id,)).await.unwrap().unwrap();
+        let v: i32 = c
+            .exec_first("SELECT v FROM ryw WHERE id = ?", (id,))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v, 60);
     }
 }
@@ -175,17 +241,28 @@ async fn a_fill_racing_an_invalidation_is_never_served() {
     let mut reader = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let mut writer = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let fill = tokio::spawn(async move {
-        let v: String = reader.query_first("SELECT v FROM race WHERE id = 1").await.unwrap().unwrap();
+        let v: String = reader
+            .query_first("SELECT v FROM race WHERE id = 1")
+            .await
+            .unwrap()
+            .unwrap();
         (v, reader)
     });
     // The reader has its (old) answer and sits in the window; write now.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    writer.query_drop("UPDATE race SET v = 'new' WHERE id = 1").await.unwrap();
+    writer
+        .query_drop("UPDATE race SET v = 'new' WHERE id = 1")
+        .await
+        .unwrap();
     let (old, mut reader) = fill.await.unwrap();
     assert_eq!(old, "one", "the racing fill read before the write");
     assert_eq!(last(&mut reader).await, "miss(filled)");
     // The fill was stored under tokens from before the write: never served.
-    let v: String = reader.query_first("SELECT v FROM race WHERE id = 1").await.unwrap().unwrap();
+    let v: String = reader
+        .query_first("SELECT v FROM race WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v, "new");
 }
 
@@ -196,12 +273,30 @@ async fn bypass_reasons_are_reported() {
     let proxy = Proxy::start(db, "", "");
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let cases = [
-        ("SELECT v FROM bp WHERE id = 1 FOR UPDATE", "bypass(locking_read)"),
-        ("SELECT v FROM bp WHERE id = 1 LOCK IN SHARE MODE", "bypass(unparsable)"),
-        ("SELECT v, NOW() FROM bp WHERE id = 1", "bypass(non_deterministic)"),
-        ("SELECT v FROM bp WHERE id = 1 + RAND()", "bypass(non_deterministic)"),
-        ("SELECT SQL_NO_CACHE v FROM bp WHERE id = 1", "bypass(sql_no_cache)"),
-        ("SELECT table_name FROM information_schema.tables WHERE table_name = 'bp'", "bypass(system_schema)"),
+        (
+            "SELECT v FROM bp WHERE id = 1 FOR UPDATE",
+            "bypass(locking_read)",
+        ),
+        (
+            "SELECT v FROM bp WHERE id = 1 LOCK IN SHARE MODE",
+            "bypass(unparsable)",
+        ),
+        (
+            "SELECT v, NOW() FROM bp WHERE id = 1",
+            "bypass(non_deterministic)",
+        ),
+        (
+            "SELECT v FROM bp WHERE id = 1 + RAND()",
+            "bypass(non_deterministic)",
+        ),
+        (
+            "SELECT SQL_NO_CACHE v FROM bp WHERE id = 1",
+            "bypass(sql_no_cache)",
+        ),
+        (
+            "SELECT table_name FROM information_schema.tables WHERE table_name = 'bp'",
+            "bypass(system_schema)",
+        ),
         ("SELECT v FROM bp WHERE n = 1", "bypass(not_primary_key)"),
         ("SELECT v FROM bp WHERE id > 1", "bypass(not_point_read)"),
     ];
@@ -223,14 +318,26 @@ async fn bypass_reasons_are_reported() {
     assert_eq!(last(&mut c).await, "bypass(lock_tables)");
     c.query_drop("UNLOCK TABLES").await.unwrap();
     // A temporary table shadowing bp lives on one connection: no cache.
-    c.query_drop("CREATE TEMPORARY TABLE bp (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    c.query_drop("INSERT INTO bp VALUES (1, 'temp')").await.unwrap();
-    let v: String = c.query_first("SELECT v FROM bp WHERE id = 1").await.unwrap().unwrap();
+    c.query_drop("CREATE TEMPORARY TABLE bp (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO bp VALUES (1, 'temp')")
+        .await
+        .unwrap();
+    let v: String = c
+        .query_first("SELECT v FROM bp WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v, "temp");
     assert_eq!(last(&mut c).await, "bypass(pinned_session)");
     // Other sessions still read (and cache) the real table.
     let mut d = Conn::new(opts(proxy.port, "test")).await.unwrap();
-    let v: String = d.query_first("SELECT v FROM bp WHERE id = 1").await.unwrap().unwrap();
+    let v: String = d
+        .query_first("SELECT v FROM bp WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v, "one");
 }
 
@@ -241,22 +348,32 @@ async fn entries_are_per_user_unless_shared_and_expire() {
     db.sql_socket("CREATE USER IF NOT EXISTS 'bob'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON test.* TO 'bob'@'127.0.0.1';");
     let users = "[[users]]\nname = \"root\"\npassword = \"\"\n[[users]]\nname = \"bob\"\npassword = \"pw\"\n";
     let bob = |port| {
-        mysql_async::OptsBuilder::from_opts(opts(port, "test")).user(Some("bob")).pass(Some("pw"))
+        mysql_async::OptsBuilder::from_opts(opts(port, "test"))
+            .user(Some("bob"))
+            .pass(Some("pw"))
     };
     for (shared, want) in [(false, "miss(filled)"), (true, "hit")] {
         let cache = format!("\n[cache]\nshare_across_users = {shared}\nttl = \"1s\"\n");
         let proxy = Proxy::start_with(db.port, "", &cache, users);
         let mut root = Conn::new(opts(proxy.port, "test")).await.unwrap();
         let mut b = Conn::new(bob(proxy.port)).await.unwrap();
-        root.query_drop("SELECT v FROM pu WHERE id = 1").await.unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 1")
+            .await
+            .unwrap();
         b.query_drop("SELECT v FROM pu WHERE id = 1").await.unwrap();
         assert_eq!(last(&mut b).await, want, "share_across_users = {shared}");
         // TTL: after it passes the entry is gone.
-        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
-        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 2")
+            .await
+            .unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 2")
+            .await
+            .unwrap();
         assert_eq!(last(&mut root).await, "hit");
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        root.query_drop("SELECT v FROM pu WHERE id = 2").await.unwrap();
+        root.query_drop("SELECT v FROM pu WHERE id = 2")
+            .await
+            .unwrap();
         assert_eq!(last(&mut root).await, "miss(filled)");
     }
 }
@@ -266,15 +383,30 @@ async fn status_and_metrics_count_routes() {
     let db = mariadb();
     setup(db, "st").await;
     let admin = free_port();
-    let proxy = Proxy::start_with(db.port, "", &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"), "");
+    let proxy = Proxy::start_with(
+        db.port,
+        "",
+        &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"),
+        "",
+    );
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     for _ in 0..3 {
         c.query_drop("SELECT v FROM st WHERE id = 3").await.unwrap();
     }
-    c.query_drop("UPDATE st SET v = 'x' WHERE id = 3").await.unwrap();
+    c.query_drop("UPDATE st SET v = 'x' WHERE id = 3")
+        .await
+        .unwrap();
     let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
-    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map(|(_, v)| v.parse::<u64>().unwrap()).unwrap();
-    assert!(get("hits") >= 2 && get("misses") >= 1 && get("invalidations_proxy_row") >= 1, "{rows:?}");
+    let get = |k: &str| {
+        rows.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .unwrap()
+    };
+    assert!(
+        get("hits") >= 2 && get("misses") >= 1 && get("invalidations_proxy_row") >= 1,
+        "{rows:?}"
+    );
     let body = {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
@@ -284,5 +416,78 @@ async fn status_and_metrics_count_routes() {
         b
     };
     assert!(body.starts_with("HTTP/1.0 200"), "{body}");
-    assert!(body.contains("sqlcache_hits_total") && body.contains("route=\"hit\""), "{body}");
+    assert!(
+        body.contains("sqlcache_hits_total") && body.contains("route=\"hit\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn triggers_views_and_cascades_invalidate_what_they_change() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.child, test.parent, test.audit, test.src; DROP VIEW IF EXISTS test.vsrc; \
+         CREATE TABLE test.parent (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=InnoDB; \
+         CREATE TABLE test.child (id INT PRIMARY KEY, pid INT, v VARCHAR(10), FOREIGN KEY (pid) REFERENCES test.parent(id) ON DELETE CASCADE ON UPDATE CASCADE) ENGINE=InnoDB; \
+         CREATE TABLE test.audit (id INT PRIMARY KEY, n INT); CREATE TABLE test.src (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO test.parent VALUES (1, 'p'); INSERT INTO test.child VALUES (1, 1, 'c'); \
+         INSERT INTO test.audit VALUES (1, 0); INSERT INTO test.src VALUES (1, 's'); \
+         CREATE TRIGGER test.src_upd AFTER UPDATE ON test.src FOR EACH ROW UPDATE test.audit SET n = n + 1 WHERE id = 1; \
+         CREATE VIEW test.vsrc AS SELECT id, v FROM test.parent;",
+    );
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let audit = "SELECT n FROM audit WHERE id = 1";
+    let child = "SELECT pid FROM child WHERE id = 1";
+    let parent = "SELECT v FROM parent WHERE id = 1";
+    for q in [audit, child, parent, audit, child, parent] {
+        c.query_drop(q).await.unwrap();
+    }
+    assert_eq!(last(&mut c).await, "hit");
+    // A trigger on src changes audit.
+    c.query_drop("UPDATE src SET v = 't' WHERE id = 1")
+        .await
+        .unwrap();
+    let n: i32 = c.query_first(audit).await.unwrap().unwrap();
+    assert_eq!(n, 1);
+    // ON UPDATE CASCADE changes child.pid.
+    c.query_drop("UPDATE parent SET id = 2 WHERE id = 1")
+        .await
+        .unwrap();
+    let pid: i32 = c.query_first(child).await.unwrap().unwrap();
+    assert_eq!(pid, 2);
+    // A write through a view changes its base table.
+    let _: Option<String> = c
+        .query_first("SELECT v FROM parent WHERE id = 2")
+        .await
+        .unwrap();
+    let _: Option<String> = c
+        .query_first("SELECT v FROM parent WHERE id = 2")
+        .await
+        .unwrap();
+    c.query_drop("UPDATE vsrc SET v = 'viaview' WHERE id = 2")
+        .await
+        .unwrap();
+    let v: String = c
+        .query_first("SELECT v FROM parent WHERE id = 2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, "viaview");
+    // ON DELETE CASCADE removes the child row.
+    let _: Option<i32> = c.query_first(child).await.unwrap();
+    c.query_drop("DELETE FROM parent WHERE id = 2")
+        .await
+        .unwrap();
+    let gone: Option<i32> = c.query_first(child).await.unwrap();
+    assert_eq!(gone, None);
+    // A stored procedure may change anything.
+    c.query_drop("DROP PROCEDURE IF EXISTS bump").await.unwrap();
+    c.query_drop("CREATE PROCEDURE bump() UPDATE audit SET n = 100 WHERE id = 1")
+        .await
+        .unwrap();
+    let _: Option<i32> = c.query_first(audit).await.unwrap();
+    c.query_drop("CALL bump()").await.unwrap();
+    let n: i32 = c.query_first(audit).await.unwrap().unwrap();
+    assert_eq!(n, 100);
 }

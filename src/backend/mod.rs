@@ -96,6 +96,9 @@ pub struct Backend {
     permits: Arc<Semaphore>,
     returned: Notify,
     server_version: Mutex<Option<String>>,
+    /// One version probe at a time (a burst of new clients must not open a
+    /// burst of backend connections).
+    probe: tokio::sync::Mutex<()>,
 }
 
 impl Backend {
@@ -106,6 +109,7 @@ impl Backend {
             idle: Mutex::new(HashMap::new()),
             returned: Notify::new(),
             server_version: Mutex::new(None),
+            probe: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -152,6 +156,10 @@ impl Backend {
 
     /// The backend's version string, probed once with the proxy's own account.
     pub async fn server_version(&self) -> Result<String, BackendError> {
+        if let Some(v) = self.server_version.lock().unwrap().clone() {
+            return Ok(v);
+        }
+        let _one = self.probe.lock().await;
         if let Some(v) = self.server_version.lock().unwrap().clone() {
             return Ok(v);
         }

@@ -6,7 +6,8 @@
 //! integer (collation-dependent string equality cannot be canonicalised
 //! safely, so string keys get table-level freshness). Tables with triggers,
 //! and tables referenced by foreign keys, are recorded so that a write to
-//! them also invalidates what the trigger or a cascade may change.
+//! them also invalidates what the trigger or a cascade may change; a write
+//! to a view, or to a table the proxy cannot see, invalidates everything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,11 @@ use mysql_async::{Conn, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableInfo {
-    /// Primary key columns (lower-cased) and whether each is an integer.
+    /// A base table (not a view: a write through a view changes its base
+    /// tables, which the proxy cannot name).
+    pub base: bool,
+    /// Primary key columns (lower-cased) and whether each is an integer;
+    /// empty: no primary key, not cacheable.
     pub pk: Vec<(String, bool)>,
     pub has_triggers: bool,
     /// Tables with a foreign key referencing this one (db, table).
@@ -29,28 +34,46 @@ impl TableInfo {
     }
 }
 
+/// `(db, table)` → facts; `None`: the table is not visible (no such table).
+type Facts = HashMap<(String, String), Option<Arc<TableInfo>>>;
+
 #[derive(Default)]
 pub struct SchemaCache {
-    map: Mutex<HashMap<(String, String), Option<Arc<TableInfo>>>>,
+    map: Mutex<Facts>,
 }
 
 impl SchemaCache {
     /// Known facts, if loaded (`Some(None)`: loaded, not cacheable).
     pub fn get(&self, db: &str, table: &str) -> Option<Option<Arc<TableInfo>>> {
-        self.map.lock().unwrap().get(&(db.to_owned(), table.to_owned())).cloned()
+        self.map
+            .lock()
+            .unwrap()
+            .get(&(db.to_owned(), table.to_owned()))
+            .cloned()
     }
 
-    pub async fn load(&self, conn: &mut Conn, db: &str, table: &str) -> Result<Option<Arc<TableInfo>>, mysql_async::Error> {
+    pub async fn load(
+        &self,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<Arc<TableInfo>>, mysql_async::Error> {
         if let Some(known) = self.get(db, table) {
             return Ok(known);
         }
         let info = read(conn, db, table).await?.map(Arc::new);
-        self.map.lock().unwrap().insert((db.to_owned(), table.to_owned()), info.clone());
+        self.map
+            .lock()
+            .unwrap()
+            .insert((db.to_owned(), table.to_owned()), info.clone());
         Ok(info)
     }
 
     pub fn forget(&self, db: &str, table: &str) {
-        self.map.lock().unwrap().remove(&(db.to_owned(), table.to_owned()));
+        self.map
+            .lock()
+            .unwrap()
+            .remove(&(db.to_owned(), table.to_owned()));
     }
 
     pub fn forget_all(&self) {
@@ -62,13 +85,23 @@ fn lit(s: &str) -> String {
     Value::from(s).as_sql(false)
 }
 
-async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo>, mysql_async::Error> {
+async fn read(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<Option<TableInfo>, mysql_async::Error> {
     let (d, t) = (lit(db), lit(table));
     let kind: Option<String> = conn
         .query_first(format!("SELECT TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = {d} AND TABLE_NAME = {t}"))
         .await?;
-    if kind.as_deref() != Some("BASE TABLE") {
-        return Ok(None);
+    let Some(kind) = kind else { return Ok(None) };
+    if kind != "BASE TABLE" {
+        return Ok(Some(TableInfo {
+            base: false,
+            pk: Vec::new(),
+            has_triggers: false,
+            referenced_by: Vec::new(),
+        }));
     }
     let pk: Vec<(String, String)> = conn
         .query(format!(
@@ -79,9 +112,6 @@ async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo
              ORDER BY k.ORDINAL_POSITION"
         ))
         .await?;
-    if pk.is_empty() {
-        return Ok(None);
-    }
     let triggers: Option<u64> = conn
         .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = {d} AND EVENT_OBJECT_TABLE = {t}"
@@ -94,16 +124,27 @@ async fn read(conn: &mut Conn, db: &str, table: &str) -> Result<Option<TableInfo
         ))
         .await?;
     Ok(Some(TableInfo {
-        pk: pk.into_iter().map(|(c, ty)| (c.to_ascii_lowercase(), is_integer_type(&ty))).collect(),
+        base: true,
+        pk: pk
+            .into_iter()
+            .map(|(c, ty)| (c.to_ascii_lowercase(), is_integer_type(&ty)))
+            .collect(),
         has_triggers: triggers.unwrap_or(0) > 0,
         referenced_by,
     }))
 }
 
 pub fn is_integer_type(data_type: &str) -> bool {
-    ["tinyint", "smallint", "mediumint", "int", "integer", "bigint"]
-        .iter()
-        .any(|t| data_type.eq_ignore_ascii_case(t))
+    [
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+    ]
+    .iter()
+    .any(|t| data_type.eq_ignore_ascii_case(t))
 }
 
 #[cfg(test)]
@@ -118,7 +159,12 @@ mod tests {
         for t in ["varchar", "decimal", "char", "date", "binary"] {
             assert!(!is_integer_type(t));
         }
-        let info = TableInfo { pk: vec![("a".into(), true), ("b".into(), false)], has_triggers: false, referenced_by: vec![] };
+        let info = TableInfo {
+            base: true,
+            pk: vec![("a".into(), true), ("b".into(), false)],
+            has_triggers: false,
+            referenced_by: vec![],
+        };
         assert!(!info.integer_key());
     }
 }

@@ -95,7 +95,10 @@ impl Cache {
             .iter()
             .filter_map(|r| {
                 let (db, t) = r.name.split_once('.')?;
-                Some(((db.to_ascii_lowercase(), t.to_ascii_lowercase()), (r.enabled, r.ttl)))
+                Some((
+                    (db.to_ascii_lowercase(), t.to_ascii_lowercase()),
+                    (r.enabled, r.ttl),
+                ))
             })
             .collect();
         Arc::new(Cache {
@@ -124,13 +127,25 @@ impl Cache {
         if response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&guard) {
             return;
         }
-        self.store.insert(key, Arc::new(Entry { response, guard, ttl }));
-        self.stats.fills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.store.insert(
+            key,
+            Arc::new(Entry {
+                response,
+                guard,
+                ttl,
+            }),
+        );
+        self.stats
+            .fills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether `db.table` may be cached, and its TTL.
     pub fn rule(&self, db: &str, table: &str) -> (bool, Duration) {
-        match self.rules.get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase())) {
+        match self
+            .rules
+            .get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase()))
+        {
             Some((enabled, ttl)) => (*enabled, ttl.unwrap_or(self.cfg.ttl)),
             None => (true, self.cfg.ttl),
         }
@@ -145,7 +160,10 @@ impl Cache {
                 Some(n) => n.clone(),
                 None => {
                     map.insert(key.to_vec(), Arc::new(Notify::new()));
-                    return Some(Flight { cache: self, key: key.to_vec() });
+                    return Some(Flight {
+                        cache: self,
+                        key: key.to_vec(),
+                    });
                 }
             }
         };
@@ -153,11 +171,19 @@ impl Cache {
         tokio::pin!(notified);
         notified.as_mut().enable();
         // The leader may have finished between the lookup and enable().
-        if self.inflight.lock().unwrap().get(key).is_none_or(|n| !Arc::ptr_eq(n, &notify)) {
+        if self
+            .inflight
+            .lock()
+            .unwrap()
+            .get(key)
+            .is_none_or(|n| !Arc::ptr_eq(n, &notify))
+        {
             return None;
         }
         let _ = tokio::time::timeout(self.cfg.coalesce_wait, notified).await;
-        self.stats.coalesced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .coalesced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         None
     }
 
@@ -199,7 +225,9 @@ pub fn canonical_int(v: &Value) -> Option<String> {
 pub fn resolve(kv: &KeyValue, params: &[Value]) -> Option<Value> {
     match kv {
         KeyValue::Param(i) => params.get(*i).cloned(),
-        KeyValue::Lit(Lit::Number(n)) | KeyValue::Lit(Lit::Str(n)) => Some(Value::Bytes(n.as_bytes().to_vec())),
+        KeyValue::Lit(Lit::Number(n)) | KeyValue::Lit(Lit::Str(n)) => {
+            Some(Value::Bytes(n.as_bytes().to_vec()))
+        }
         KeyValue::Lit(Lit::Null) => None,
     }
 }
@@ -218,7 +246,11 @@ mod tests {
     use super::*;
 
     fn cfg() -> CacheConfig {
-        CacheConfig { max_memory: 10_000, max_result_bytes: 1000, ..CacheConfig::default() }
+        CacheConfig {
+            max_memory: 10_000,
+            max_result_bytes: 1000,
+            ..CacheConfig::default()
+        }
     }
 
     #[test]
@@ -228,7 +260,10 @@ mod tests {
         assert_eq!(canonical_int(&b(" 05")), Some("5".into()));
         assert_eq!(canonical_int(&b("-0")), Some("0".into()));
         assert_eq!(canonical_int(&Value::Int(5)), Some("5".into()));
-        assert_eq!(canonical_int(&Value::UInt(u64::MAX)), Some(u64::MAX.to_string()));
+        assert_eq!(
+            canonical_int(&Value::UInt(u64::MAX)),
+            Some(u64::MAX.to_string())
+        );
         for bad in ["5.0", "5abc", "", "1e3", "0x10"] {
             assert_eq!(canonical_int(&b(bad)), None, "{bad}");
         }
@@ -240,7 +275,12 @@ mod tests {
         let c = Cache::new(cfg());
         let tag = Tag::row("d", "t", "1");
         let g = c.tokens.guard(std::slice::from_ref(&tag));
-        c.insert(b"k".to_vec(), Bytes::from_static(b"resp"), g, Duration::from_secs(60));
+        c.insert(
+            b"k".to_vec(),
+            Bytes::from_static(b"resp"),
+            g,
+            Duration::from_secs(60),
+        );
         assert!(matches!(c.lookup(b"k"), Lookup::Hit(b) if &b[..] == b"resp"));
         c.invalidate(&tag);
         assert!(matches!(c.lookup(b"k"), Lookup::Stale));
@@ -253,10 +293,20 @@ mod tests {
         let tag = Tag::table("d", "t");
         let g = c.tokens.guard(std::slice::from_ref(&tag));
         c.invalidate(&tag);
-        c.insert(b"k".to_vec(), Bytes::from_static(b"old"), g, Duration::from_secs(60));
+        c.insert(
+            b"k".to_vec(),
+            Bytes::from_static(b"old"),
+            g,
+            Duration::from_secs(60),
+        );
         assert!(matches!(c.lookup(b"k"), Lookup::Miss));
         let g = c.tokens.guard(&[tag]);
-        c.insert(b"big".to_vec(), Bytes::from(vec![0u8; 2000]), g, Duration::from_secs(60));
+        c.insert(
+            b"big".to_vec(),
+            Bytes::from(vec![0u8; 2000]),
+            g,
+            Duration::from_secs(60),
+        );
         assert!(matches!(c.lookup(b"big"), Lookup::Miss));
     }
 
@@ -264,12 +314,22 @@ mod tests {
     fn ttl_and_byte_bound() {
         let c = Cache::new(cfg());
         let g = c.tokens.guard(&[]);
-        c.insert(b"short".to_vec(), Bytes::from_static(b"x"), g.clone(), Duration::from_millis(50));
+        c.insert(
+            b"short".to_vec(),
+            Bytes::from_static(b"x"),
+            g.clone(),
+            Duration::from_millis(50),
+        );
         assert!(matches!(c.lookup(b"short"), Lookup::Hit(_)));
         std::thread::sleep(Duration::from_millis(120));
         assert!(matches!(c.lookup(b"short"), Lookup::Miss));
         for i in 0..100u32 {
-            c.insert(i.to_le_bytes().to_vec(), Bytes::from(vec![1u8; 900]), g.clone(), Duration::from_secs(60));
+            c.insert(
+                i.to_le_bytes().to_vec(),
+                Bytes::from(vec![1u8; 900]),
+                g.clone(),
+                Duration::from_secs(60),
+            );
         }
         c.store.run_pending_tasks();
         assert!(c.bytes() <= 10_000, "{} bytes", c.bytes());
@@ -278,8 +338,16 @@ mod tests {
     #[test]
     fn table_rules() {
         let mut cf = cfg();
-        cf.tables.push(crate::config::TableRule { name: "Shop.P".into(), ttl: Some(Duration::from_secs(5)), enabled: true });
-        cf.tables.push(crate::config::TableRule { name: "shop.secret".into(), ttl: None, enabled: false });
+        cf.tables.push(crate::config::TableRule {
+            name: "Shop.P".into(),
+            ttl: Some(Duration::from_secs(5)),
+            enabled: true,
+        });
+        cf.tables.push(crate::config::TableRule {
+            name: "shop.secret".into(),
+            ttl: None,
+            enabled: false,
+        });
         let c = Cache::new(cf);
         assert_eq!(c.rule("shop", "p"), (true, Duration::from_secs(5)));
         assert!(!c.rule("shop", "secret").0);

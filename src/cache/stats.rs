@@ -17,7 +17,13 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [Route::Hit, Route::Miss, Route::Bypass, Route::Write, Route::Other];
+    pub const ALL: [Route; 5] = [
+        Route::Hit,
+        Route::Miss,
+        Route::Bypass,
+        Route::Write,
+        Route::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,7 +51,10 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let us = d.as_micros() as u64;
-        let i = BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(BUCKETS_US.len());
+        let i = BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(BUCKETS_US.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -62,7 +71,11 @@ impl Histogram {
                 acc
             })
             .collect();
-        (cum, self.sum_us.load(Ordering::Relaxed), self.count.load(Ordering::Relaxed))
+        (
+            cum,
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
     }
 }
 

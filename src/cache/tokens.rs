@@ -18,17 +18,31 @@ pub const SLOTS: usize = 1 << 20;
 /// What an entry depends on, or what a write changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tag {
-    Row { db: String, table: String, pk: String },
-    Table { db: String, table: String },
+    Row {
+        db: String,
+        table: String,
+        pk: String,
+    },
+    Table {
+        db: String,
+        table: String,
+    },
 }
 
 impl Tag {
     pub fn row(db: &str, table: &str, pk: &str) -> Tag {
-        Tag::Row { db: db.to_ascii_lowercase(), table: table.to_ascii_lowercase(), pk: pk.to_owned() }
+        Tag::Row {
+            db: db.to_ascii_lowercase(),
+            table: table.to_ascii_lowercase(),
+            pk: pk.to_owned(),
+        }
     }
 
     pub fn table(db: &str, table: &str) -> Tag {
-        Tag::Table { db: db.to_ascii_lowercase(), table: table.to_ascii_lowercase() }
+        Tag::Table {
+            db: db.to_ascii_lowercase(),
+            table: table.to_ascii_lowercase(),
+        }
     }
 
     /// The slot index; deterministic across processes (fixed-key SipHash).
@@ -86,7 +100,9 @@ impl TagTokens {
     /// True if nothing the guarded entry depends on was invalidated since.
     pub fn is_fresh(&self, g: &Guard) -> bool {
         g.global == self.global.load(Ordering::Acquire)
-            && g.slots.iter().all(|&(s, t)| self.slots[s as usize].load(Ordering::Acquire) == t)
+            && g.slots
+                .iter()
+                .all(|&(s, t)| self.slots[s as usize].load(Ordering::Acquire) == t)
     }
 
     pub fn invalidate(&self, tag: &Tag) {

@@ -13,6 +13,6 @@ pub mod verdict;
 pub use effects::{analyze, Effects, PinReason, TrackedSet};
 pub use sql::classify;
 pub use verdict::{
-    is_system_schema as is_system_schema_name, BypassReason, Invalidation, KeyValue, Lit, PointRead, TableName,
-    Verdict,
+    is_system_schema as is_system_schema_name, BypassReason, Invalidation, KeyValue, Lit,
+    PointRead, TableName, Verdict,
 };

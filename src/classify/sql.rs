@@ -25,15 +25,83 @@ use super::verdict::*;
 /// Built-in functions whose result depends only on their arguments (and on
 /// session state that is part of the cache key).
 const DETERMINISTIC: &[&str] = &[
-    "abs", "ceil", "ceiling", "floor", "round", "truncate", "mod", "sign", "greatest", "least",
-    "concat", "concat_ws", "lower", "upper", "lcase", "ucase", "length", "char_length",
-    "character_length", "octet_length", "substring", "substr", "left", "right", "trim", "ltrim",
-    "rtrim", "lpad", "rpad", "replace", "reverse", "repeat", "hex", "unhex", "coalesce", "ifnull",
-    "nullif", "if", "isnull", "json_extract", "json_unquote", "json_object", "json_array",
-    "json_length", "json_type", "json_valid", "year", "month", "day", "dayofmonth", "hour",
-    "minute", "second", "date", "time", "to_days", "datediff", "date_add", "date_sub", "md5",
-    "sha1", "sha2", "crc32", "bit_length", "ascii", "ord", "field", "find_in_set", "instr",
-    "locate", "position", "strcmp", "count", "sum", "min", "max", "avg",
+    "abs",
+    "ceil",
+    "ceiling",
+    "floor",
+    "round",
+    "truncate",
+    "mod",
+    "sign",
+    "greatest",
+    "least",
+    "concat",
+    "concat_ws",
+    "lower",
+    "upper",
+    "lcase",
+    "ucase",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "substring",
+    "substr",
+    "left",
+    "right",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "lpad",
+    "rpad",
+    "replace",
+    "reverse",
+    "repeat",
+    "hex",
+    "unhex",
+    "coalesce",
+    "ifnull",
+    "nullif",
+    "if",
+    "isnull",
+    "json_extract",
+    "json_unquote",
+    "json_object",
+    "json_array",
+    "json_length",
+    "json_type",
+    "json_valid",
+    "year",
+    "month",
+    "day",
+    "dayofmonth",
+    "hour",
+    "minute",
+    "second",
+    "date",
+    "time",
+    "to_days",
+    "datediff",
+    "date_add",
+    "date_sub",
+    "md5",
+    "sha1",
+    "sha2",
+    "crc32",
+    "bit_length",
+    "ascii",
+    "ord",
+    "field",
+    "find_in_set",
+    "instr",
+    "locate",
+    "position",
+    "strcmp",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
 ];
 
 /// Classifies one statement's SQL text.
@@ -42,7 +110,10 @@ pub fn classify(sql: &str) -> Verdict {
     if toks.iter().filter(|t| **t != Token::Semicolon).count() == 0 {
         return Verdict::Bypass(BypassReason::NotPointRead);
     }
-    if toks.iter().any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("SQL_NO_CACHE"))) {
+    if toks
+        .iter()
+        .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("SQL_NO_CACHE")))
+    {
         return read_or_unknown(&toks, BypassReason::SqlNoCache);
     }
     let stmts = match Parser::parse_sql(&MySqlDialect {}, sql) {
@@ -84,8 +155,24 @@ fn merge(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
 /// For text sqlparser rejects: read-only verbs bypass, anything else may write.
 fn read_or_unknown(toks: &[Token<'_>], reason: BypassReason) -> Verdict {
     const READ_ONLY: &[&str] = &[
-        "SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "USE", "SET", "HELP", "BEGIN", "START",
-        "SAVEPOINT", "RELEASE", "KILL", "DEALLOCATE", "PREPARE", "LOCK", "UNLOCK", "CHECKSUM",
+        "SELECT",
+        "SHOW",
+        "DESCRIBE",
+        "DESC",
+        "EXPLAIN",
+        "USE",
+        "SET",
+        "HELP",
+        "BEGIN",
+        "START",
+        "SAVEPOINT",
+        "RELEASE",
+        "KILL",
+        "DEALLOCATE",
+        "PREPARE",
+        "LOCK",
+        "UNLOCK",
+        "CHECKSUM",
     ];
     let first = match toks.first() {
         Some(Token::Word(w)) => w.to_ascii_uppercase(),
@@ -96,8 +183,14 @@ fn read_or_unknown(toks: &[Token<'_>], reason: BypassReason) -> Verdict {
         return Verdict::Commit;
     }
     if first == "ROLLBACK" {
-        let to_savepoint = toks.iter().any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("TO")));
-        return if to_savepoint { Verdict::Bypass(reason) } else { Verdict::Rollback };
+        let to_savepoint = toks
+            .iter()
+            .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("TO")));
+        return if to_savepoint {
+            Verdict::Bypass(reason)
+        } else {
+            Verdict::Rollback
+        };
     }
     if READ_ONLY.contains(&first.as_str()) && !calls_unknown_function(toks) {
         Verdict::Bypass(reason)
@@ -118,26 +211,164 @@ fn calls_unknown_function(toks: &[Token<'_>]) -> bool {
 
 fn is_builtin_or_keyword(name: &str) -> bool {
     const OTHER: &[&str] = &[
-        "in", "values", "value", "exists", "any", "all", "some", "using", "on", "into", "from",
-        "where", "and", "or", "not", "as", "cast", "convert", "char", "varchar", "decimal", "signed",
-        "unsigned", "binary", "now", "rand", "uuid", "uuid_short", "sysdate", "curdate", "curtime",
-        "current_timestamp", "current_date", "current_time", "unix_timestamp", "utc_timestamp",
-        "connection_id", "last_insert_id", "found_rows", "row_count", "database", "schema", "user",
-        "current_user", "session_user", "system_user", "version", "sleep", "benchmark", "get_lock",
-        "release_lock", "is_free_lock", "is_used_lock", "match", "against", "interval", "over",
-        "partition", "group_concat", "json_arrayagg", "json_objectagg", "std", "stddev", "variance",
-        "bit_and", "bit_or", "bit_xor", "extract", "date_format", "str_to_date", "from_unixtime",
-        "format", "weekday", "dayname", "monthname", "last_day", "timestampdiff", "timestampadd",
-        "json_contains", "json_search", "json_keys", "json_set", "json_insert", "json_remove",
-        "json_merge", "json_merge_patch", "json_merge_preserve", "json_quote", "json_table",
-        "regexp_replace", "regexp_substr", "regexp_instr", "regexp_like", "elt", "export_set",
-        "make_set", "quote", "soundex", "space", "conv", "bin", "oct", "pow", "power", "sqrt",
-        "exp", "ln", "log", "log2", "log10", "pi", "sin", "cos", "tan", "asin", "acos", "atan",
-        "atan2", "cot", "degrees", "radians", "inet_aton", "inet_ntoa", "inet6_aton", "inet6_ntoa",
-        "to_base64", "from_base64", "compress", "uncompress", "password", "encrypt", "aes_encrypt",
-        "aes_decrypt", "nextval", "lastval", "setval", "row", "point", "if", "case", "coalesce",
-        "limit", "tables", "table", "with", "returning", "key", "index", "primary", "unique",
-        "foreign", "references", "check", "constraint", "default", "lock", "share", "mode",
+        "in",
+        "values",
+        "value",
+        "exists",
+        "any",
+        "all",
+        "some",
+        "using",
+        "on",
+        "into",
+        "from",
+        "where",
+        "and",
+        "or",
+        "not",
+        "as",
+        "cast",
+        "convert",
+        "char",
+        "varchar",
+        "decimal",
+        "signed",
+        "unsigned",
+        "binary",
+        "now",
+        "rand",
+        "uuid",
+        "uuid_short",
+        "sysdate",
+        "curdate",
+        "curtime",
+        "current_timestamp",
+        "current_date",
+        "current_time",
+        "unix_timestamp",
+        "utc_timestamp",
+        "connection_id",
+        "last_insert_id",
+        "found_rows",
+        "row_count",
+        "database",
+        "schema",
+        "user",
+        "current_user",
+        "session_user",
+        "system_user",
+        "version",
+        "sleep",
+        "benchmark",
+        "get_lock",
+        "release_lock",
+        "is_free_lock",
+        "is_used_lock",
+        "match",
+        "against",
+        "interval",
+        "over",
+        "partition",
+        "group_concat",
+        "json_arrayagg",
+        "json_objectagg",
+        "std",
+        "stddev",
+        "variance",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+        "extract",
+        "date_format",
+        "str_to_date",
+        "from_unixtime",
+        "format",
+        "weekday",
+        "dayname",
+        "monthname",
+        "last_day",
+        "timestampdiff",
+        "timestampadd",
+        "json_contains",
+        "json_search",
+        "json_keys",
+        "json_set",
+        "json_insert",
+        "json_remove",
+        "json_merge",
+        "json_merge_patch",
+        "json_merge_preserve",
+        "json_quote",
+        "json_table",
+        "regexp_replace",
+        "regexp_substr",
+        "regexp_instr",
+        "regexp_like",
+        "elt",
+        "export_set",
+        "make_set",
+        "quote",
+        "soundex",
+        "space",
+        "conv",
+        "bin",
+        "oct",
+        "pow",
+        "power",
+        "sqrt",
+        "exp",
+        "ln",
+        "log",
+        "log2",
+        "log10",
+        "pi",
+        "sin",
+        "cos",
+        "tan",
+        "asin",
+        "acos",
+        "atan",
+        "atan2",
+        "cot",
+        "degrees",
+        "radians",
+        "inet_aton",
+        "inet_ntoa",
+        "inet6_aton",
+        "inet6_ntoa",
+        "to_base64",
+        "from_base64",
+        "compress",
+        "uncompress",
+        "password",
+        "encrypt",
+        "aes_encrypt",
+        "aes_decrypt",
+        "nextval",
+        "lastval",
+        "setval",
+        "row",
+        "point",
+        "if",
+        "case",
+        "coalesce",
+        "limit",
+        "tables",
+        "table",
+        "with",
+        "returning",
+        "key",
+        "index",
+        "primary",
+        "unique",
+        "foreign",
+        "references",
+        "check",
+        "constraint",
+        "default",
+        "lock",
+        "share",
+        "mode",
     ];
     let lower = name.to_ascii_lowercase();
     DETERMINISTIC.contains(&lower.as_str()) || OTHER.contains(&lower.as_str())
@@ -183,18 +414,27 @@ fn statement(stmt: &Statement) -> Verdict {
             Some(_) => Verdict::Bypass(BypassReason::NotPointRead),
             None => Verdict::Rollback,
         },
-        Statement::Drop { object_type, names, .. } => match object_type {
-            ObjectType::Table | ObjectType::View if !names.is_empty() => Verdict::Write(Invalidation::Tables {
-                tables: names.iter().map(table_name).collect(),
-                ddl: true,
-            }),
+        Statement::Drop {
+            object_type, names, ..
+        } => match object_type {
+            ObjectType::Table | ObjectType::View if !names.is_empty() => {
+                Verdict::Write(Invalidation::Tables {
+                    tables: names.iter().map(table_name).collect(),
+                    ddl: true,
+                })
+            }
             _ => Verdict::Write(Invalidation::Everything),
         },
         Statement::RenameTable(renames) => Verdict::Write(Invalidation::Tables {
-            tables: renames.iter().flat_map(|r| [table_name(&r.old_name), table_name(&r.new_name)]).collect(),
+            tables: renames
+                .iter()
+                .flat_map(|r| [table_name(&r.old_name), table_name(&r.new_name)])
+                .collect(),
             ddl: true,
         }),
-        Statement::Truncate(_) | Statement::LoadData { .. } | Statement::Merge(_) => tables_of(stmt, false),
+        Statement::Truncate(_) | Statement::LoadData { .. } | Statement::Merge(_) => {
+            tables_of(stmt, false)
+        }
         Statement::AlterTable(_)
         | Statement::CreateTable(_)
         | Statement::CreateIndex(_)
@@ -245,7 +485,12 @@ fn tables_of(stmt: &Statement, ddl: bool) -> Verdict {
 }
 
 /// Row-level when WHERE is a plain conjunction of equalities, else tables.
-fn rows_or_tables(stmt: &Statement, table: TableName, selection: Option<&Expr>, assigned: Vec<String>) -> Verdict {
+fn rows_or_tables(
+    stmt: &Statement,
+    table: TableName,
+    selection: Option<&Expr>,
+    assigned: Vec<String>,
+) -> Verdict {
     if has_subquery_or_function_call(stmt) {
         return tables_of(stmt, false);
     }
@@ -253,7 +498,11 @@ fn rows_or_tables(stmt: &Statement, table: TableName, selection: Option<&Expr>, 
     let mut eq = Vec::new();
     match selection {
         Some(e) if conjunction(e, &mut eq, &ph) && !eq.is_empty() => {
-            Verdict::Write(Invalidation::Rows { table, rows: vec![eq], assigned })
+            Verdict::Write(Invalidation::Rows {
+                table,
+                rows: vec![eq],
+                assigned,
+            })
         }
         _ => tables_of(stmt, false),
     }
@@ -262,7 +511,9 @@ fn rows_or_tables(stmt: &Statement, table: TableName, selection: Option<&Expr>, 
 /// `SET (a, b) = …`: table level (which columns are keys is only known
 /// later, against the schema, through `assigned`).
 fn assigns_tuple(assignments: &[sqlparser::ast::Assignment]) -> bool {
-    assignments.iter().any(|a| matches!(a.target, AssignmentTarget::Tuple(_)))
+    assignments
+        .iter()
+        .any(|a| matches!(a.target, AssignmentTarget::Tuple(_)))
 }
 
 fn insert(ins: &sqlparser::ast::Insert) -> Verdict {
@@ -287,18 +538,33 @@ fn insert(ins: &sqlparser::ast::Insert) -> Verdict {
     // key; INSERT … SELECT names no rows: table level.
     let values = match ins.source.as_deref().map(|q| q.body.as_ref()) {
         Some(SetExpr::Values(v)) if !ins.replace_into && ins.on.is_none() => v,
-        _ => return Verdict::Write(Invalidation::Tables { tables: stmt_tables(), ddl: false }),
+        _ => {
+            return Verdict::Write(Invalidation::Tables {
+                tables: stmt_tables(),
+                ddl: false,
+            })
+        }
     };
-    let cols: Vec<String> = ins.columns.iter().map(|c| last_part(c).to_ascii_lowercase()).collect();
+    let cols: Vec<String> = ins
+        .columns
+        .iter()
+        .map(|c| last_part(c).to_ascii_lowercase())
+        .collect();
     if cols.is_empty() {
-        return Verdict::Write(Invalidation::Tables { tables: stmt_tables(), ddl: false });
+        return Verdict::Write(Invalidation::Tables {
+            tables: stmt_tables(),
+            ddl: false,
+        });
     }
     let ph = Placeholders::of(ins);
     let mut rows = Vec::new();
     for row in &values.rows {
         let row = &row.content;
         if row.len() != cols.len() {
-            return Verdict::Write(Invalidation::Tables { tables: stmt_tables(), ddl: false });
+            return Verdict::Write(Invalidation::Tables {
+                tables: stmt_tables(),
+                ddl: false,
+            });
         }
         let mut eq = Vec::new();
         for (c, e) in cols.iter().zip(row) {
@@ -309,7 +575,11 @@ fn insert(ins: &sqlparser::ast::Insert) -> Verdict {
         }
         rows.push(eq);
     }
-    Verdict::Write(Invalidation::Rows { table, rows, assigned: Vec::new() })
+    Verdict::Write(Invalidation::Rows {
+        table,
+        rows,
+        assigned: Vec::new(),
+    })
 }
 
 /// Source positions of every `?` in a statement, in order: a placeholder's
@@ -344,7 +614,10 @@ impl Placeholders {
 fn has_subquery_or_function_call(stmt: &Statement) -> bool {
     let mut found = false;
     let _ = visit_expressions(stmt, |e| {
-        if matches!(e, Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Function(_)) {
+        if matches!(
+            e,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Function(_)
+        ) {
             found = true;
             return ControlFlow::Break(());
         }
@@ -392,13 +665,19 @@ fn point_read(q: &Query) -> Result<PointRead, BypassReason> {
     if s.into.is_some() {
         return Err(BypassReason::NonDeterministic);
     }
-    if s.select_modifiers.as_ref().is_some_and(|m| m.sql_no_cache || m.sql_calc_found_rows) {
+    if s.select_modifiers
+        .as_ref()
+        .is_some_and(|m| m.sql_no_cache || m.sql_calc_found_rows)
+    {
         return Err(BypassReason::SqlNoCache);
     }
     if s.having.is_some() || s.from.len() != 1 || !s.from[0].joins.is_empty() {
         return Err(BypassReason::NotPointRead);
     }
-    let TableFactor::Table { name, args: None, .. } = &s.from[0].relation else {
+    let TableFactor::Table {
+        name, args: None, ..
+    } = &s.from[0].relation
+    else {
         return Err(BypassReason::NotPointRead);
     };
     let table = table_name(name);
@@ -407,7 +686,9 @@ fn point_read(q: &Query) -> Result<PointRead, BypassReason> {
     }
     for item in &s.projection {
         match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => deterministic(e)?,
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                deterministic(e)?
+            }
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {}
             _ => return Err(BypassReason::NotPointRead),
         }
@@ -428,7 +709,9 @@ fn deterministic(e: &Expr) -> Result<(), BypassReason> {
     let mut bad = None;
     let _ = visit_expressions(e, |x| {
         let r = match x {
-            Expr::Identifier(id) if id.value.starts_with('@') => Some(BypassReason::NonDeterministic),
+            Expr::Identifier(id) if id.value.starts_with('@') => {
+                Some(BypassReason::NonDeterministic)
+            }
             Expr::CompoundIdentifier(ids) if ids.iter().any(|i| i.value.starts_with('@')) => {
                 Some(BypassReason::NonDeterministic)
             }
@@ -449,8 +732,13 @@ fn deterministic(e: &Expr) -> Result<(), BypassReason> {
             | Expr::Cast { .. } => None,
             Expr::Function(f) => {
                 let name = object_name(&f.name);
-                let plain_args = matches!(f.args, FunctionArguments::List(_) | FunctionArguments::None);
-                if plain_args && f.filter.is_none() && f.over.is_none() && DETERMINISTIC.contains(&name.as_str()) {
+                let plain_args =
+                    matches!(f.args, FunctionArguments::List(_) | FunctionArguments::None);
+                if plain_args
+                    && f.filter.is_none()
+                    && f.over.is_none()
+                    && DETERMINISTIC.contains(&name.as_str())
+                {
                     None
                 } else {
                     Some(BypassReason::NonDeterministic)
@@ -474,11 +762,17 @@ fn deterministic(e: &Expr) -> Result<(), BypassReason> {
 /// narrow the result.
 fn conjunction(e: &Expr, out: &mut Vec<(String, KeyValue)>, ph: &Placeholders) -> bool {
     match e {
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
-            conjunction(left, out, ph) && conjunction(right, out, ph)
-        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => conjunction(left, out, ph) && conjunction(right, out, ph),
         Expr::Nested(inner) => conjunction(inner, out, ph),
-        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
             let pair = match (column(left), column(right)) {
                 (Some(c), None) => key_value(right, ph).map(|v| (c, v)),
                 (None, Some(c)) => key_value(left, ph).map(|v| (c, v)),
@@ -487,7 +781,10 @@ fn conjunction(e: &Expr, out: &mut Vec<(String, KeyValue)>, ph: &Placeholders) -
             out.extend(pair);
             true
         }
-        Expr::BinaryOp { op: BinaryOperator::Or | BinaryOperator::Xor, .. } => false,
+        Expr::BinaryOp {
+            op: BinaryOperator::Or | BinaryOperator::Xor,
+            ..
+        } => false,
         _ => true,
     }
 }
@@ -506,11 +803,16 @@ fn key_value(e: &Expr, ph: &Placeholders) -> Option<KeyValue> {
         Expr::Value(v) => match &v.value {
             Value::Placeholder(_) => ph.index(&v.span).map(KeyValue::Param),
             Value::Number(n, _) => Some(KeyValue::Lit(Lit::Number(n.to_string()))),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(KeyValue::Lit(Lit::Str(s.clone()))),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                Some(KeyValue::Lit(Lit::Str(s.clone())))
+            }
             Value::Null => Some(KeyValue::Lit(Lit::Null)),
             _ => None,
         },
-        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => match expr.as_ref() {
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => Some(KeyValue::Lit(Lit::Number(format!("-{n}")))),
                 _ => None,
@@ -534,18 +836,26 @@ fn object_name(n: &ObjectName) -> String {
 }
 
 fn table_name(n: &ObjectName) -> TableName {
-    let parts: Vec<String> = n
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => i.value.clone(),
-            _ => String::new(),
-        })
-        .collect();
+    let parts: Vec<String> =
+        n.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => i.value.clone(),
+                _ => String::new(),
+            })
+            .collect();
     match parts.as_slice() {
-        [db, t] => TableName { db: Some(db.clone()), name: t.clone() },
-        [.., t] => TableName { db: None, name: t.clone() },
-        [] => TableName { db: None, name: String::new() },
+        [db, t] => TableName {
+            db: Some(db.clone()),
+            name: t.clone(),
+        },
+        [.., t] => TableName {
+            db: None,
+            name: t.clone(),
+        },
+        [] => TableName {
+            db: None,
+            name: String::new(),
+        },
     }
 }
 
@@ -555,7 +865,10 @@ mod tests {
     use BypassReason::*;
 
     fn t(db: Option<&str>, name: &str) -> TableName {
-        TableName { db: db.map(Into::into), name: name.into() }
+        TableName {
+            db: db.map(Into::into),
+            name: name.into(),
+        }
     }
 
     #[test]
@@ -577,7 +890,10 @@ mod tests {
                 ("b".into(), KeyValue::Lit(Lit::Str("7".into())))
             ]
         );
-        assert!(matches!(classify("SELECT UPPER(name) FROM t WHERE id = -3 LIMIT 1"), Verdict::Read(_)));
+        assert!(matches!(
+            classify("SELECT UPPER(name) FROM t WHERE id = -3 LIMIT 1"),
+            Verdict::Read(_)
+        ));
     }
 
     #[test]
@@ -585,24 +901,42 @@ mod tests {
         let cases: &[(&str, BypassReason)] = &[
             ("SELECT * FROM t WHERE id = 1 FOR UPDATE", Locking),
             ("SELECT * FROM t WHERE id = 1 FOR SHARE", Locking),
-            ("SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE", Unparsable),
+            (
+                "SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE",
+                Unparsable,
+            ),
             ("SELECT NOW() FROM t WHERE id = 1", NonDeterministic),
             ("SELECT RAND() FROM t WHERE id = 1", NonDeterministic),
             ("SELECT UUID() FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT CURRENT_USER() FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT CONNECTION_ID() FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT LAST_INSERT_ID() FROM t WHERE id = 1", NonDeterministic),
+            (
+                "SELECT CURRENT_USER() FROM t WHERE id = 1",
+                NonDeterministic,
+            ),
+            (
+                "SELECT CONNECTION_ID() FROM t WHERE id = 1",
+                NonDeterministic,
+            ),
+            (
+                "SELECT LAST_INSERT_ID() FROM t WHERE id = 1",
+                NonDeterministic,
+            ),
             ("SELECT FOUND_ROWS()", NotPointRead),
             ("SELECT @a FROM t WHERE id = 1", NonDeterministic),
             ("SELECT @@sql_mode FROM t WHERE id = 1", NonDeterministic),
             ("SELECT * FROM t WHERE id = @a", NonDeterministic),
-            ("SELECT * FROM information_schema.tables WHERE table_name = 'x'", SystemSchema),
+            (
+                "SELECT * FROM information_schema.tables WHERE table_name = 'x'",
+                SystemSchema,
+            ),
             ("SELECT * FROM mysql.user WHERE user = 'x'", SystemSchema),
             ("SELECT SQL_NO_CACHE * FROM t WHERE id = 1", SqlNoCache),
             ("SELECT * FROM t WHERE id = 1 OR id = 2", NotPointRead),
             ("SELECT * FROM t WHERE id > 1", NotPointRead),
             ("SELECT * FROM t", NotPointRead),
-            ("SELECT * FROM t JOIN u ON t.a = u.a WHERE t.id = 1", NotPointRead),
+            (
+                "SELECT * FROM t JOIN u ON t.a = u.a WHERE t.id = 1",
+                NotPointRead,
+            ),
             ("SELECT * FROM t WHERE id = (SELECT 1)", NotPointRead),
             ("SELECT 1 INTO @v", NonDeterministic),
             ("SHOW TABLES", NotPointRead),
@@ -618,12 +952,21 @@ mod tests {
             Verdict::Write(Invalidation::Rows { rows, .. }) => rows,
             v => panic!("{sql}: {v:?}"),
         };
-        assert_eq!(rows("UPDATE t SET v = 1 WHERE id = 5")[0], vec![("id".into(), KeyValue::Lit(Lit::Number("5".into())))]);
-        assert_eq!(rows("DELETE FROM t WHERE id = ?")[0], vec![("id".into(), KeyValue::Param(0))]);
+        assert_eq!(
+            rows("UPDATE t SET v = 1 WHERE id = 5")[0],
+            vec![("id".into(), KeyValue::Lit(Lit::Number("5".into())))]
+        );
+        assert_eq!(
+            rows("DELETE FROM t WHERE id = ?")[0],
+            vec![("id".into(), KeyValue::Param(0))]
+        );
         let r = rows("INSERT INTO t (id, v) VALUES (1, 'a'), (?, NOW())");
         assert_eq!(r.len(), 2);
         assert_eq!(r[1], vec![("id".into(), KeyValue::Param(0))]);
-        assert_eq!(rows("UPDATE t SET v = ? WHERE id = ?")[0], vec![("id".into(), KeyValue::Param(1))]);
+        assert_eq!(
+            rows("UPDATE t SET v = ? WHERE id = ?")[0],
+            vec![("id".into(), KeyValue::Param(1))]
+        );
         assert_eq!(
             rows("UPDATE t SET v = ?, w = ? WHERE x > ? AND id = ?")[0],
             vec![("id".into(), KeyValue::Param(3))]
@@ -632,29 +975,71 @@ mod tests {
             Verdict::Write(Invalidation::Tables { tables, ddl }) => (tables, ddl),
             v => panic!("{sql}: {v:?}"),
         };
-        assert_eq!(tables("UPDATE t SET v = 1 WHERE v = 2 OR id = 1").0, vec![t(None, "t")]);
-        assert_eq!(tables("INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE v = 2").0, vec![t(None, "t")]);
-        assert_eq!(tables("REPLACE INTO t (id) VALUES (1)").0, vec![t(None, "t")]);
-        assert_eq!(tables("INSERT INTO t SELECT * FROM u").0, vec![t(None, "t"), t(None, "u")]);
-        assert_eq!(tables("UPDATE t JOIN u ON t.a = u.a SET t.v = 1").0, vec![t(None, "t"), t(None, "u")]);
+        assert_eq!(
+            tables("UPDATE t SET v = 1 WHERE v = 2 OR id = 1").0,
+            vec![t(None, "t")]
+        );
+        assert_eq!(
+            tables("INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE v = 2").0,
+            vec![t(None, "t")]
+        );
+        assert_eq!(
+            tables("REPLACE INTO t (id) VALUES (1)").0,
+            vec![t(None, "t")]
+        );
+        assert_eq!(
+            tables("INSERT INTO t SELECT * FROM u").0,
+            vec![t(None, "t"), t(None, "u")]
+        );
+        assert_eq!(
+            tables("UPDATE t JOIN u ON t.a = u.a SET t.v = 1").0,
+            vec![t(None, "t"), t(None, "u")]
+        );
         assert_eq!(tables("DELETE t FROM t JOIN u ON t.a = u.a").0.len(), 2);
         assert_eq!(tables("TRUNCATE TABLE d.t").0, vec![t(Some("d"), "t")]);
-        assert_eq!(tables("ALTER TABLE t ADD COLUMN x INT"), (vec![t(None, "t")], true));
+        assert_eq!(
+            tables("ALTER TABLE t ADD COLUMN x INT"),
+            (vec![t(None, "t")], true)
+        );
         assert_eq!(tables("DROP TABLE a, b").0.len(), 2);
         assert_eq!(tables("RENAME TABLE a TO b").0.len(), 2);
-        assert_eq!(tables("UPDATE t SET v = 1 WHERE id = (SELECT 1)").0, vec![t(None, "t")]);
-        assert_eq!(classify("SELECT 1; SELECT 2"), Verdict::Bypass(MultiStatement));
-        assert_eq!(tables("SELECT 1; UPDATE t SET v = 1 WHERE id = 2").0, vec![t(None, "t")]);
+        assert_eq!(
+            tables("UPDATE t SET v = 1 WHERE id = (SELECT 1)").0,
+            vec![t(None, "t")]
+        );
+        assert_eq!(
+            classify("SELECT 1; SELECT 2"),
+            Verdict::Bypass(MultiStatement)
+        );
+        assert_eq!(
+            tables("SELECT 1; UPDATE t SET v = 1 WHERE id = 2").0,
+            vec![t(None, "t")]
+        );
         match classify("UPDATE t SET id = 7 WHERE id = 5") {
-            Verdict::Write(Invalidation::Rows { assigned, .. }) => assert_eq!(assigned, vec!["id".to_string()]),
+            Verdict::Write(Invalidation::Rows { assigned, .. }) => {
+                assert_eq!(assigned, vec!["id".to_string()])
+            }
             v => panic!("{v:?}"),
         }
-        for sql in ["CALL p()", "DROP DATABASE d", "FROBNICATE x", "SELECT my_func(1)", "SELECT 1; COMMIT"] {
-            assert_eq!(classify(sql), Verdict::Write(Invalidation::Everything), "{sql}");
+        for sql in [
+            "CALL p()",
+            "DROP DATABASE d",
+            "FROBNICATE x",
+            "SELECT my_func(1)",
+            "SELECT 1; COMMIT",
+        ] {
+            assert_eq!(
+                classify(sql),
+                Verdict::Write(Invalidation::Everything),
+                "{sql}"
+            );
         }
         assert_eq!(classify("COMMIT"), Verdict::Commit);
         assert_eq!(classify("ROLLBACK"), Verdict::Rollback);
-        assert_eq!(classify("ROLLBACK TO SAVEPOINT a"), Verdict::Bypass(NotPointRead));
+        assert_eq!(
+            classify("ROLLBACK TO SAVEPOINT a"),
+            Verdict::Bypass(NotPointRead)
+        );
         assert_eq!(classify("BEGIN"), Verdict::Bypass(NotPointRead));
     }
 }

@@ -42,7 +42,11 @@ pub struct PointRead {
 pub enum Invalidation {
     /// Specific rows of one table, each identified by its column equalities.
     /// `assigned`: columns an UPDATE sets (a key column there moves the row).
-    Rows { table: TableName, rows: Vec<Vec<(String, KeyValue)>>, assigned: Vec<String> },
+    Rows {
+        table: TableName,
+        rows: Vec<Vec<(String, KeyValue)>>,
+        assigned: Vec<String>,
+    },
     /// Whole tables; `ddl` when their definition may have changed.
     Tables { tables: Vec<TableName>, ddl: bool },
     /// Anything at all (unknown statement, stored routine, DROP DATABASE …).

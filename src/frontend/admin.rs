@@ -9,7 +9,7 @@ use mysql_common::packets::Column;
 
 use super::session::Session;
 use super::wire;
-use crate::cache::{Stats, Route};
+use crate::cache::{Route, Stats};
 use crate::classify::lexer::{is_kw, Lexer};
 use crate::classify::BypassReason;
 
@@ -31,7 +31,11 @@ impl Session {
         } else if is_kw(toks.get(2), "LAST") {
             vec![("route".into(), self.last.to_string())]
         } else {
-            return self.reply_err(1064, "42000", "sqlcache: expected SHOW SQLCACHE STATUS or SHOW SQLCACHE LAST");
+            return self.reply_err(
+                1064,
+                "42000",
+                "sqlcache: expected SHOW SQLCACHE STATUS or SHOW SQLCACHE LAST",
+            );
         };
         self.write_rows(&["Variable_name", "Value"], &rows);
     }
@@ -39,7 +43,10 @@ impl Session {
     /// A text result set of string columns.
     fn write_rows(&mut self, names: &[&str], rows: &[(String, String)]) {
         let status = self.status;
-        let deprecate = self.login.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+        let deprecate = self
+            .login
+            .caps
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
         let m = self.conn.begin();
         wire::put_lenenc_int(self.conn.buf(), names.len() as u64);
         self.conn.finish(m);
@@ -102,20 +109,52 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
     let s = &cache.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut o = String::with_capacity(8192);
-    let _ = writeln!(o, "# TYPE sqlcache_hits_total counter\nsqlcache_hits_total {}", g(&s.hits));
-    let _ = writeln!(o, "# TYPE sqlcache_misses_total counter\nsqlcache_misses_total {}", g(&s.misses));
-    let _ = writeln!(o, "# TYPE sqlcache_stale_total counter\nsqlcache_stale_total {}", g(&s.stale));
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_hits_total counter\nsqlcache_hits_total {}",
+        g(&s.hits)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_misses_total counter\nsqlcache_misses_total {}",
+        g(&s.misses)
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_stale_total counter\nsqlcache_stale_total {}",
+        g(&s.stale)
+    );
     let _ = writeln!(o, "# TYPE sqlcache_bypass_total counter");
     for r in BypassReason::ALL {
-        let _ = writeln!(o, "sqlcache_bypass_total{{reason=\"{}\"}} {}", r.as_str(), g(&s.bypass[r.index()]));
+        let _ = writeln!(
+            o,
+            "sqlcache_bypass_total{{reason=\"{}\"}} {}",
+            r.as_str(),
+            g(&s.bypass[r.index()])
+        );
     }
     let _ = writeln!(o, "# TYPE sqlcache_invalidations_total counter");
     for (i, src) in Stats::SOURCES.iter().enumerate() {
-        let _ = writeln!(o, "sqlcache_invalidations_total{{source=\"{src}\"}} {}", g(&s.invalidations[i]));
+        let _ = writeln!(
+            o,
+            "sqlcache_invalidations_total{{source=\"{src}\"}} {}",
+            g(&s.invalidations[i])
+        );
     }
-    let _ = writeln!(o, "# TYPE sqlcache_entries gauge\nsqlcache_entries {}", cache.entries());
-    let _ = writeln!(o, "# TYPE sqlcache_bytes gauge\nsqlcache_bytes {}", cache.bytes());
-    let _ = writeln!(o, "# TYPE sqlcache_backend_connections gauge\nsqlcache_backend_connections {backend_open}");
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_entries gauge\nsqlcache_entries {}",
+        cache.entries()
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_bytes gauge\nsqlcache_bytes {}",
+        cache.bytes()
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_backend_connections gauge\nsqlcache_backend_connections {backend_open}"
+    );
     let _ = writeln!(o, "# TYPE sqlcache_statement_duration_seconds histogram");
     for (i, route) in Route::ALL.iter().enumerate() {
         let (cum, sum_us, count) = s.latency[i].snapshot();
@@ -127,9 +166,22 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
                 *b as f64 / 1e6
             );
         }
-        let _ = writeln!(o, "sqlcache_statement_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {count}", route.as_str());
-        let _ = writeln!(o, "sqlcache_statement_duration_seconds_sum{{route=\"{}\"}} {}", route.as_str(), sum_us as f64 / 1e6);
-        let _ = writeln!(o, "sqlcache_statement_duration_seconds_count{{route=\"{}\"}} {count}", route.as_str());
+        let _ = writeln!(
+            o,
+            "sqlcache_statement_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {count}",
+            route.as_str()
+        );
+        let _ = writeln!(
+            o,
+            "sqlcache_statement_duration_seconds_sum{{route=\"{}\"}} {}",
+            route.as_str(),
+            sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            o,
+            "sqlcache_statement_duration_seconds_count{{route=\"{}\"}} {count}",
+            route.as_str()
+        );
     }
     o
 }
@@ -149,9 +201,16 @@ mod tests {
     #[test]
     fn prometheus_text_has_every_family() {
         let c = crate::cache::Cache::new(crate::config::CacheConfig::default());
-        c.stats.observe(Route::Hit, std::time::Duration::from_micros(30));
+        c.stats
+            .observe(Route::Hit, std::time::Duration::from_micros(30));
         let t = prometheus(&c, 3);
-        for f in ["sqlcache_hits_total 0", "reason=\"in_transaction\"", "source=\"proxy_row\"", "route=\"hit\",le=\"0.00005\"} 1", "sqlcache_backend_connections 3"] {
+        for f in [
+            "sqlcache_hits_total 0",
+            "reason=\"in_transaction\"",
+            "source=\"proxy_row\"",
+            "route=\"hit\",le=\"0.00005\"} 1",
+            "sqlcache_backend_connections 3",
+        ] {
             assert!(t.contains(f), "{f} missing");
         }
     }

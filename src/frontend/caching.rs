@@ -23,7 +23,9 @@ use mysql_common::value::Value;
 use super::session::Session;
 use crate::backend::BackendConn;
 use crate::cache::{canonical_int, resolve, Guard, Lookup, Route, Tag};
-use crate::classify::{is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict};
+use crate::classify::{
+    is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
+};
 
 /// Why a session cannot use the cache right now (before any parsing).
 pub fn session_bypass(
@@ -81,7 +83,10 @@ impl Session {
         self.vars.names.hash(&mut h);
         self.vars.sql_mode.hash(&mut h);
         self.vars.time_zone.hash(&mut h);
-        self.login.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF).hash(&mut h);
+        self.login
+            .caps
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+            .hash(&mut h);
         let k = &mut self.keybuf;
         k.clear();
         k.extend_from_slice(&h.finish().to_le_bytes());
@@ -99,13 +104,19 @@ impl Session {
         match cache.lookup(&self.keybuf) {
             Lookup::Hit(bytes) => {
                 self.conn.write_framed(&bytes);
-                cache.stats.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                cache
+                    .stats
+                    .hits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.route = "hit";
                 self.last = "hit".into();
                 true
             }
             Lookup::Stale => {
-                cache.stats.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                cache
+                    .stats
+                    .stale
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 false
             }
             Lookup::Miss => false,
@@ -146,6 +157,9 @@ impl Session {
                 None
             }
             (Verdict::Write(_), _) => {
+                if self.shared.cache.cfg.enabled {
+                    self.ensure_schema(c, verdict).await;
+                }
                 self.route = "write";
                 self.kind = Route::Write;
                 None
@@ -166,18 +180,34 @@ impl Session {
 
     /// Stores the response just relayed (from `mark` in the write buffer)
     /// if it is whole, cacheable and small enough.
-    pub(super) fn store_fill(&mut self, cacheable: bool, mark: usize, flushes: u64, guard: Guard, ttl: Duration) {
+    pub(super) fn store_fill(
+        &mut self,
+        cacheable: bool,
+        mark: usize,
+        flushes: u64,
+        guard: Guard,
+        ttl: Duration,
+    ) {
         let cache = self.shared.cache.clone();
         let flushed = self.conn.flushes() != flushes;
         let bytes = &self.conn.buf()[mark..];
         let too_large = flushed || bytes.len() as u64 > cache.cfg.max_result_bytes;
         if !cacheable || too_large {
-            let r = if too_large { BypassReason::TooLarge } else { BypassReason::Warnings };
+            let r = if too_large {
+                BypassReason::TooLarge
+            } else {
+                BypassReason::Warnings
+            };
             cache.stats.bypass(r);
             self.last = format!("miss(not stored: {})", r.as_str()).into();
             return;
         }
-        cache.insert(self.keybuf.clone(), Bytes::copy_from_slice(bytes), guard, ttl);
+        cache.insert(
+            self.keybuf.clone(),
+            Bytes::copy_from_slice(bytes),
+            guard,
+            ttl,
+        );
         self.last = "miss(filled)".into();
     }
 
@@ -192,7 +222,9 @@ impl Session {
         pr: &PointRead,
         params: &[Value],
     ) -> Result<(Vec<Tag>, Duration), BypassReason> {
-        let db = self.resolve_db(&pr.table).ok_or(BypassReason::NotPointRead)?;
+        let db = self
+            .resolve_db(&pr.table)
+            .ok_or(BypassReason::NotPointRead)?;
         if is_system_schema_name(&db) {
             return Err(BypassReason::SystemSchema);
         }
@@ -206,11 +238,17 @@ impl Session {
             .load(&mut c.conn, &db, &pr.table.name)
             .await
             .map_err(|_| BypassReason::NotKey)?
+            .filter(|i| i.base && !i.pk.is_empty())
             .ok_or(BypassReason::NotKey)?;
         let table = Tag::table(&db, &pr.table.name);
         let mut values = Vec::with_capacity(info.pk.len());
         for (col, _) in &info.pk {
-            let kv = pr.eq.iter().find(|(c, _)| c == col).map(|(_, v)| v).ok_or(BypassReason::NotKey)?;
+            let kv = pr
+                .eq
+                .iter()
+                .find(|(c, _)| c == col)
+                .map(|(_, v)| v)
+                .ok_or(BypassReason::NotKey)?;
             values.push(resolve(kv, params).ok_or(BypassReason::NotKey)?);
         }
         if !info.integer_key() {
@@ -222,48 +260,76 @@ impl Session {
         Ok((vec![Tag::row(&db, &pr.table.name, &pk), table], ttl))
     }
 
+    /// Loads schema facts for the tables a write names (triggers, foreign
+    /// keys, views change what it invalidates). Done on the write's own
+    /// connection, once per table.
+    pub(super) async fn ensure_schema(&mut self, c: &mut BackendConn, verdict: &Verdict) {
+        let tables: Vec<&TableName> = match verdict {
+            Verdict::Write(Invalidation::Rows { table, .. }) => vec![table],
+            Verdict::Write(Invalidation::Tables { tables, ddl: false }) => tables.iter().collect(),
+            _ => return,
+        };
+        for t in tables {
+            if let Some(db) = self.resolve_db(t) {
+                if self.shared.schema.get(&db, &t.name).is_none() {
+                    let _ = self.shared.schema.load(&mut c.conn, &db, &t.name).await;
+                }
+            }
+        }
+    }
+
     /// The tags a write invalidates (row level where the schema allows).
     pub(super) fn write_tags(&self, inv: &Invalidation, params: &[Value]) -> Resolved {
         let schema = &self.shared.schema;
         let mut tags = Vec::new();
+        // The table's own tag and those of tables a cascade may change;
+        // false when only "everything" is safe (view, trigger, unknown).
         let table_and_dependents = |db: &str, name: &str, tags: &mut Vec<Tag>| -> bool {
             tags.push(Tag::table(db, name));
             match schema.get(db, name) {
-                Some(Some(info)) if info.has_triggers => return false,
-                Some(Some(info)) => tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t))),
-                _ => {}
+                Some(Some(info)) if info.base && !info.has_triggers => {
+                    tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t)));
+                    true
+                }
+                // Not loaded (DDL, or no schema read possible): table level
+                // is enough only for tables that cannot hide a trigger, which
+                // the proxy cannot tell; be safe.
+                _ => false,
             }
-            true
         };
         match inv {
-            Invalidation::Everything => return Resolved::Everything,
+            Invalidation::Everything => {
+                // CREATE TRIGGER, DROP DATABASE, …: schema facts may be stale.
+                schema.forget_all();
+                return Resolved::Everything;
+            }
             Invalidation::Tables { tables, ddl } => {
                 for t in tables {
-                    let Some(db) = self.resolve_db(t) else { return Resolved::Everything };
-                    if !table_and_dependents(&db, &t.name, &mut tags) {
+                    let Some(db) = self.resolve_db(t) else {
                         return Resolved::Everything;
-                    }
+                    };
+                    let known = table_and_dependents(&db, &t.name, &mut tags);
                     if *ddl {
+                        // Triggers are dropped with their table; the entries
+                        // of this table are invalid through its tag.
                         schema.forget(&db, &t.name);
+                    } else if !known {
+                        return Resolved::Everything;
                     }
                 }
             }
-            Invalidation::Rows { table, rows, assigned } => {
-                let Some(db) = self.resolve_db(table) else { return Resolved::Everything };
-                let info = match schema.get(&db, &table.name) {
-                    Some(Some(info)) => info,
-                    // Unknown table facts: no entry can carry a row tag for
-                    // it that a table tag would not also cover.
-                    _ => {
-                        if !table_and_dependents(&db, &table.name, &mut tags) {
-                            return Resolved::Everything;
-                        }
-                        return Resolved::Tags(tags);
-                    }
-                };
-                if info.has_triggers {
+            Invalidation::Rows {
+                table,
+                rows,
+                assigned,
+            } => {
+                let Some(db) = self.resolve_db(table) else {
                     return Resolved::Everything;
-                }
+                };
+                let info = match schema.get(&db, &table.name) {
+                    Some(Some(info)) if info.base && !info.has_triggers => info,
+                    _ => return Resolved::Everything,
+                };
                 tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t)));
                 let moves_key = assigned.iter().any(|a| info.pk.iter().any(|(k, _)| k == a));
                 let row_tags: Option<Vec<Tag>> = (!moves_key && info.integer_key())
@@ -273,7 +339,11 @@ impl Session {
                                 let vals: Option<Vec<Value>> = info
                                     .pk
                                     .iter()
-                                    .map(|(k, _)| eq.iter().find(|(c, _)| c == k).and_then(|(_, v)| resolve(v, params)))
+                                    .map(|(k, _)| {
+                                        eq.iter()
+                                            .find(|(c, _)| c == k)
+                                            .and_then(|(_, v)| resolve(v, params))
+                                    })
                                     .collect();
                                 canonical_pk(&vals?).map(|pk| Tag::row(&db, &table.name, &pk))
                             })
@@ -393,10 +463,22 @@ mod tests {
         let ac = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
         let tx = StatusFlags::SERVER_STATUS_IN_TRANS;
         assert_eq!(session_bypass(true, ac, false, None, true), None);
-        assert_eq!(session_bypass(false, ac, false, None, true), Some(BypassReason::CacheDisabled));
-        assert_eq!(session_bypass(true, ac | tx, false, None, true), Some(BypassReason::InTransaction));
-        assert_eq!(session_bypass(true, StatusFlags::empty(), false, None, false), Some(BypassReason::AutocommitOff));
-        assert_eq!(session_bypass(true, ac, true, None, true), Some(BypassReason::LockTables));
+        assert_eq!(
+            session_bypass(false, ac, false, None, true),
+            Some(BypassReason::CacheDisabled)
+        );
+        assert_eq!(
+            session_bypass(true, ac | tx, false, None, true),
+            Some(BypassReason::InTransaction)
+        );
+        assert_eq!(
+            session_bypass(true, StatusFlags::empty(), false, None, false),
+            Some(BypassReason::AutocommitOff)
+        );
+        assert_eq!(
+            session_bypass(true, ac, true, None, true),
+            Some(BypassReason::LockTables)
+        );
         assert_eq!(
             session_bypass(true, ac, false, Some(PinReason::TemporaryTable), true),
             Some(BypassReason::PinnedSession)

@@ -21,7 +21,10 @@ use crate::backend::SessionVars;
 impl Session {
     /// `KILL [QUERY|CONNECTION] id` names *proxy* connection ids (the ones
     /// clients saw in their handshake); map them to backend threads.
-    pub(super) async fn kill(&mut self, k: crate::classify::effects::Kill) -> Result<(), SessionError> {
+    pub(super) async fn kill(
+        &mut self,
+        k: crate::classify::effects::Kill,
+    ) -> Result<(), SessionError> {
         let target = self.shared.sessions.lock().unwrap().get(&k.id).cloned();
         let Some(target) = target else {
             self.reply_err(1094, "HY000", &format!("Unknown thread id: {}", k.id));
@@ -224,7 +227,6 @@ impl Session {
         self.reply_ok(0, 0, b"");
         Ok(Flow::Continue)
     }
-
 }
 
 /// Rewrites `@@socket` so the backend's socket path never reaches the client.
@@ -271,7 +273,6 @@ fn statistics_line(v: &HashMap<String, String>) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +286,4 @@ mod tests {
         assert_eq!(hide_socket("select @@SOCKET"), "select NULL AS `@@socket`");
         assert_eq!(hide_socket("select @@socket_x"), "select @@socket_x");
     }
-
 }

@@ -72,19 +72,26 @@ async fn worker(
 async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
     use tokio::io::AsyncReadExt;
     loop {
-        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut req = Vec::with_capacity(512);
             let mut buf = [0u8; 512];
             while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+                    .await
+                {
                     Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
                     _ => return,
                 }
             }
             let (code, body) = if req.starts_with(b"GET /metrics") {
-                ("200 OK", admin::prometheus(&shared.cache, shared.backend.open_connections()))
+                (
+                    "200 OK",
+                    admin::prometheus(&shared.cache, shared.backend.open_connections()),
+                )
             } else if req.starts_with(b"GET /health") {
                 ("200 OK", "ok\n".to_string())
             } else {

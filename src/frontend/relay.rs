@@ -53,8 +53,21 @@ pub struct Relay<'c, S> {
 }
 
 impl<'c, S> Relay<'c, S> {
-    pub fn new(out: &'c mut PacketConn<S>, caps: CapabilityFlags, binary: bool, status: StatusFlags) -> Self {
-        Relay { out, caps, binary, status, row_sets: 0, ok_results: 0, warnings: 0 }
+    pub fn new(
+        out: &'c mut PacketConn<S>,
+        caps: CapabilityFlags,
+        binary: bool,
+        status: StatusFlags,
+    ) -> Self {
+        Relay {
+            out,
+            caps,
+            binary,
+            status,
+            row_sets: 0,
+            ok_results: 0,
+            warnings: 0,
+        }
     }
 
     /// Exactly one row set, no warnings: safe to replay for the same key.

@@ -20,13 +20,13 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
+use super::caching::{Resolved, TEXT};
+use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::relay::{self, Outcome, Relay};
 use super::stmt::PreparedStmt;
 use super::stream::ClientStream;
 use super::wire;
-use super::caching::{Resolved, TEXT};
-use super::commands::hide_socket;
 use crate::backend::schema::SchemaCache;
 use crate::backend::{Backend, BackendConn, BackendError, PoolKey, SessionVars};
 use crate::cache::{Cache, Route};
@@ -235,7 +235,10 @@ impl Session {
             self.kind = Route::Other;
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
-            self.shared.cache.stats.observe(self.kind, started.elapsed());
+            self.shared
+                .cache
+                .stats
+                .observe(self.kind, started.elapsed());
             debug!(
                 command = command_name(cmd),
                 route = self.route,
@@ -432,7 +435,11 @@ impl Session {
             Err(mysql_async::Error::Server(se)) => {
                 self.reply_err(se.code, &se.state, &se.message);
                 let status = relay::final_status(&c.conn, self.status);
-                self.invalidate_after(&verdict, &[], status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+                self.invalidate_after(
+                    &verdict,
+                    &[],
+                    status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+                );
                 self.note_pin(&fx);
                 self.settle(c, status);
                 return Ok(());
@@ -464,7 +471,11 @@ impl Session {
         if let Outcome::Done = outcome {
             self.apply_effects(&fx, &mut c);
         }
-        self.invalidate_after(&verdict, &[], status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+        self.invalidate_after(
+            &verdict,
+            &[],
+            status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+        );
         self.note_outcome(&mut c, insert_id, status);
         self.note_pin(&fx);
         self.settle(c, status);

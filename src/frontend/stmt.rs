@@ -24,10 +24,10 @@ use mysql_common::constants::StatusFlags;
 
 use super::caching::BINARY;
 use super::relay::{self, Outcome, Relay};
-use crate::cache::Route;
-use crate::classify::{BypassReason, Verdict};
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
+use crate::cache::Route;
+use crate::classify::{BypassReason, Verdict};
 
 pub struct PreparedStmt {
     pub sql: Arc<[u8]>,
@@ -285,7 +285,11 @@ impl Session {
         };
         let fill = self.plan(&mut c, &verdict, bypass, &exec.params).await;
         // Writes need the values afterwards to name the rows they changed.
-        let kept = if matches!(*verdict, Verdict::Write(_)) { exec.params.clone() } else { Vec::new() };
+        let kept = if matches!(*verdict, Verdict::Write(_)) {
+            exec.params.clone()
+        } else {
+            Vec::new()
+        };
         let params = if exec.params.is_empty() {
             Params::Empty
         } else {
@@ -295,14 +299,22 @@ impl Session {
             Ok(qr) => qr,
             Err(mysql_async::Error::Server(se)) => {
                 let status = relay::final_status(&c.conn, self.status);
-                self.invalidate_after(&verdict, &kept, status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+                self.invalidate_after(
+                    &verdict,
+                    &kept,
+                    status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+                );
                 self.settle(c, status);
                 self.reply_err(se.code, &se.state, &se.message);
                 return Ok(());
             }
             Err(mysql_async::Error::Driver(d)) => {
                 self.settle(c, self.status);
-                self.reply_err(1210, "HY000", &format!("Incorrect arguments to mysqld_stmt_execute: {d}"));
+                self.reply_err(
+                    1210,
+                    "HY000",
+                    &format!("Incorrect arguments to mysqld_stmt_execute: {d}"),
+                );
                 return Ok(());
             }
             Err(e) => {
@@ -327,9 +339,19 @@ impl Session {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            self.store_fill(matches!(outcome, Outcome::Done) && cacheable, mark, flushes, guard, ttl);
+            self.store_fill(
+                matches!(outcome, Outcome::Done) && cacheable,
+                mark,
+                flushes,
+                guard,
+                ttl,
+            );
         }
-        self.invalidate_after(&verdict, &kept, status.contains(StatusFlags::SERVER_STATUS_IN_TRANS));
+        self.invalidate_after(
+            &verdict,
+            &kept,
+            status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+        );
         self.note_outcome(&mut c, insert_id, status);
         self.settle(c, status);
         Ok(())

@@ -160,7 +160,12 @@ impl MariaDb {
     /// Runs SQL as root over the Unix socket with the mariadb CLI.
     pub fn sql_socket(&self, sql: &str) -> String {
         let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "--batch", "--default-character-set=utf8mb4"])
+            .args([
+                "--no-defaults",
+                "-uroot",
+                "--batch",
+                "--default-character-set=utf8mb4",
+            ])
             .arg(format!("--socket={}", self.socket.display()))
             .arg("-e")
             .arg(sql)
