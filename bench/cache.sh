@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Warm-cache benchmark, all in one run on one private MariaDB (started with
+# its own query cache available, toggled per run):
+#  1. oltp_point_select, prepared, 4 threads: direct (query cache OFF),
+#     through sqlcache (warm), direct with MariaDB's query cache ON
+#     (text protocol: MariaDB's query cache does not serve prepared
+#     statements, so that run uses --db-ps-mode=disable);
+#  2. single-thread p50 latency, direct vs sqlcache;
+#  3. mixed: point selects + a few % single-row UPDATEs (text protocol),
+#     sqlcache vs MariaDB's query cache, with sqlcache's hit ratio.
+# Prints qps, p95, CPU µs/query of sqlcache and mariadbd, and ratios.
+#
+# usage: bench/cache.sh [seconds per run, default 15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+SECS=${1:-15}
+
+work=$(mktemp -d /tmp/sqlcache-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --quiet
+db_port=$(free_port)
+start_mariadb "$work/db" "$db_port" --query-cache-type=0 --query-cache-size=64M
+pids+=("$MARIADB_PID")
+qc() { mariadb --no-defaults -uroot --socket="$work/db/sock" -e "SET GLOBAL query_cache_type = $1; RESET QUERY CACHE"; }
+
+proxy_port=$(free_port)
+cat >"$work/proxy.toml" <<TOML
+[proxy]
+listen = "127.0.0.1:$proxy_port"
+workers = ${SQLCACHE_WORKERS:-0}
+[backend]
+host = "127.0.0.1"
+port = $db_port
+pool_max = 16
+[[users]]
+name = "root"
+password = ""
+[cache]
+max_memory = "256MiB"
+ttl = "10m"
+[log]
+level = "warn"
+TOML
+./target/release/sqlcache --config "$work/proxy.toml" 2>"$work/proxy.log" &
+proxy_pid=$!
+pids+=("$proxy_pid")
+wait_port "$proxy_port"
+
+sb() { # PORT THREADS SECS SCRIPT [args] -> "qps p95 queries" (p95 or the --percentile given)
+    local port=$1 threads=$2 secs=$3 script=$4 out
+    shift 4
+    out=$(sysbench "$script" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+        --mysql-user=root --mysql-password= --mysql-db=sbtest --tables=1 --table-size=10000 \
+        --threads="$threads" --time="$secs" "$@" run)
+    echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); q=$3; n=$2} /th percentile:/ {p=$3} END {print q, p, n}'
+}
+measure() { # PORT THREADS SCRIPT [args] -> "qps pXX proxy_us db_us"
+    local port=$1 threads=$2 script=$3 p0 d0 p1 d1 qps pct n
+    shift 3
+    p0=$(cpu_ticks "$proxy_pid"); d0=$(cpu_ticks "$MARIADB_PID")
+    read -r qps pct n <<<"$(sb "$port" "$threads" "$SECS" "$script" "$@")"
+    p1=$(cpu_ticks "$proxy_pid"); d1=$(cpu_ticks "$MARIADB_PID")
+    awk -v q="$qps" -v p="$pct" -v n="$n" -v pp=$((p1 - p0)) -v dd=$((d1 - d0)) -v hz="$CLK_TCK" \
+        'BEGIN{printf "%s %s %.1f %.1f\n", q, p, pp/hz*1e6/n, dd/hz*1e6/n}'
+}
+status() { mariadb --no-defaults -h127.0.0.1 -P"$proxy_port" -uroot --batch --skip-column-names -e "SHOW SQLCACHE STATUS" | awk -v k="$1" '$1==k {print $2}'; }
+
+sysbench oltp_point_select --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$db_port" \
+    --mysql-user=root --mysql-password= --mysql-db=sbtest --tables=1 --table-size=10000 prepare >/dev/null
+qc OFF
+# Warm MariaDB's buffer pool and sqlcache (every row, both protocols).
+sb "$db_port" 4 3 oltp_point_select >/dev/null
+sb "$proxy_port" 4 5 oltp_point_select >/dev/null
+sb "$proxy_port" 4 5 oltp_point_select --db-ps-mode=disable >/dev/null
+
+read -r d_qps d_p95 _ d_db <<<"$(measure "$db_port" 4 oltp_point_select --percentile=95)"
+read -r p_qps p_p95 p_cpu p_db <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
+qc ON
+sb "$db_port" 4 3 oltp_point_select --db-ps-mode=disable >/dev/null
+read -r q_qps q_p95 _ q_db <<<"$(measure "$db_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+qc OFF
+read -r d1_qps d1_p50 _ _ <<<"$(measure "$db_port" 1 oltp_point_select --percentile=50)"
+read -r p1_qps p1_p50 _ _ <<<"$(measure "$proxy_port" 1 oltp_point_select --percentile=50)"
+
+echo
+echo "warm cache: oltp_point_select, 4 threads, ${SECS}s per run"
+printf '%-34s %10s %8s %16s %16s\n' path qps "p95 ms" "sqlcache us/q" "mariadbd us/q"
+printf '%-34s %10s %8s %16s %16s\n' "direct (query cache off)" "$d_qps" "$d_p95" - "$d_db"
+printf '%-34s %10s %8s %16s %16s\n' "sqlcache (warm)" "$p_qps" "$p_p95" "$p_cpu" "$p_db"
+printf '%-34s %10s %8s %16s %16s\n' "direct, MariaDB query cache ON*" "$q_qps" "$q_p95" - "$q_db"
+echo "  * text protocol: MariaDB's query cache does not serve prepared statements"
+awk -v p="$p_qps" -v d="$d_qps" -v q="$q_qps" 'BEGIN{printf "sqlcache / direct qps: %.2fx (target >= 2.2x); sqlcache / query cache: %.2fx (target >= 1.15x)\n", p/d, p/q}'
+echo "sqlcache CPU per hit: $p_cpu us (target <= 12)"
+awk -v p="$p1_p50" -v d="$d1_p50" 'BEGIN{printf "single thread p50: direct %s ms, sqlcache %s ms: %.2fx (target <= 0.6x)\n", d, p, p/d}'
+
+# Mixed: 3% single-row updates, text protocol on both sides.
+h0=$(status hits); m0=$(status misses)
+read -r mx_qps _ mx_cpu mx_db <<<"$(measure "$proxy_port" 4 bench/mixed.lua --percentile=95)"
+h1=$(status hits); m1=$(status misses)
+qc ON
+read -r mq_qps _ _ mq_db <<<"$(measure "$db_port" 4 bench/mixed.lua --percentile=95)"
+qcs=$(mariadb --no-defaults -uroot --socket="$work/db/sock" --batch --skip-column-names -e \
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Qcache_hits','Com_select')" | awk '{v[$1]=$2} END {h=v["Qcache_hits"]; s=v["Com_select"]; if (h+s>0) printf "%.3f", h/(h+s); else print "n/a"}')
+qc OFF
+echo
+echo "mixed (97% point selects, 3% single-row UPDATEs), 4 threads"
+awk -v h=$((h1 - h0)) -v m=$((m1 - m0)) -v q="$mx_qps" -v mq="$mq_qps" -v qcs="$qcs" \
+    'BEGIN{printf "sqlcache: %s qps, hit ratio %.3f | MariaDB query cache: %s qps, hit ratio %s (cumulative) | ratio %.2fx\n", q, h/(h+m), mq, qcs, q/mq}'
