@@ -491,3 +491,50 @@ async fn triggers_views_and_cascades_invalidate_what_they_change() {
     let n: i32 = c.query_first(audit).await.unwrap().unwrap();
     assert_eq!(n, 100);
 }
+
+#[tokio::test]
+async fn remaining_bypass_reasons() {
+    let db = mariadb();
+    setup(db, "bp2").await;
+    db.sql_socket("INSERT INTO test.bp2 VALUES (9, REPEAT('x', 20), 9);");
+    let proxy = Proxy::start_with(db.port, "", "\n[cache]\nmax_result_bytes = 150\n", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    // Warnings: never stored (SHOW WARNINGS after a hit would be empty).
+    c.query_drop("SELECT CAST(v AS UNSIGNED) FROM bp2 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(last(&mut c).await, "miss(not stored: warnings)");
+    // Larger than max_result_bytes.
+    c.query_drop("SELECT v, v AS a, v AS b, v AS c, v AS d FROM bp2 WHERE id = 9")
+        .await
+        .unwrap();
+    assert_eq!(last(&mut c).await, "miss(not stored: too_large)");
+    // Several statements in one text.
+    let mut r = c
+        .query_iter("SELECT v FROM bp2 WHERE id = 1; SELECT v FROM bp2 WHERE id = 2")
+        .await
+        .unwrap();
+    let _: Vec<String> = r.collect().await.unwrap();
+    let _: Vec<String> = r.collect().await.unwrap();
+    drop(r);
+    assert_eq!(last(&mut c).await, "bypass(multi_statement)");
+    // A table rule.
+    let off = Proxy::start_with(
+        db.port,
+        "",
+        "\n[[cache.tables]]\nname = \"test.bp2\"\nenabled = false\n",
+        "",
+    );
+    let mut c = Conn::new(opts(off.port, "test")).await.unwrap();
+    c.query_drop("SELECT v FROM bp2 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(last(&mut c).await, "bypass(table_disabled)");
+    // The cache switched off.
+    let off = Proxy::start_with(db.port, "", "\n[cache]\nenabled = false\n", "");
+    let mut c = Conn::new(opts(off.port, "test")).await.unwrap();
+    c.query_drop("SELECT v FROM bp2 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(last(&mut c).await, "bypass(cache_disabled)");
+}

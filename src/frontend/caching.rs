@@ -75,27 +75,18 @@ impl Session {
 
     /// Builds the lookup key into `self.keybuf`.
     pub(super) fn build_key(&mut self, proto: u8, body: &[u8], params: &[Value]) {
-        let mut h = DefaultHasher::new();
-        if !self.shared.cache.cfg.share_across_users {
-            self.login.user.hash(&mut h);
-        }
-        self.vars.db.hash(&mut h);
-        self.vars.names.hash(&mut h);
-        self.vars.sql_mode.hash(&mut h);
-        self.vars.time_zone.hash(&mut h);
-        self.login
-            .caps
-            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
-            .hash(&mut h);
-        let k = &mut self.keybuf;
-        k.clear();
-        k.extend_from_slice(&h.finish().to_le_bytes());
-        k.push(proto);
-        k.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        k.extend_from_slice(body);
-        for p in params {
-            encode_param(k, p);
-        }
+        let state = KeyState {
+            user: (!self.shared.cache.cfg.share_across_users).then_some(self.login.user.as_str()),
+            db: self.vars.db.as_deref(),
+            names: &self.vars.names,
+            sql_mode: self.vars.sql_mode.as_deref(),
+            time_zone: self.vars.time_zone.as_deref(),
+            deprecate_eof: self
+                .login
+                .caps
+                .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+        };
+        build_key(&mut self.keybuf, &state, proto, body, params);
     }
 
     /// Answers from the cache if `self.keybuf` is a fresh entry.
@@ -413,6 +404,41 @@ fn canonical_pk(values: &[Value]) -> Option<String> {
     parts.map(|p| p.join("\u{1f}"))
 }
 
+/// The session state that is part of every cache key.
+pub struct KeyState<'a> {
+    /// None when entries are shared across users.
+    pub user: Option<&'a str>,
+    pub db: Option<&'a str>,
+    pub names: &'a str,
+    pub sql_mode: Option<&'a str>,
+    pub time_zone: Option<&'a str>,
+    pub deprecate_eof: bool,
+}
+
+/// Writes the cache key for a statement into `k` (reused: no allocation
+/// once it has grown): a hash of the session state, the protocol byte, the
+/// statement bytes, and the type-tagged parameters.
+pub fn build_key(k: &mut Vec<u8>, s: &KeyState<'_>, proto: u8, body: &[u8], params: &[Value]) {
+    let mut h = DefaultHasher::new();
+    (
+        s.user,
+        s.db,
+        s.names,
+        s.sql_mode,
+        s.time_zone,
+        s.deprecate_eof,
+    )
+        .hash(&mut h);
+    k.clear();
+    k.extend_from_slice(&h.finish().to_le_bytes());
+    k.push(proto);
+    k.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    k.extend_from_slice(body);
+    for p in params {
+        encode_param(k, p);
+    }
+}
+
 /// Appends a binary-protocol parameter, type-tagged, to a key.
 fn encode_param(k: &mut Vec<u8>, v: &Value) {
     match v {
@@ -483,6 +509,57 @@ mod tests {
             session_bypass(true, ac, false, Some(PinReason::TemporaryTable), true),
             Some(BypassReason::PinnedSession)
         );
+    }
+
+    #[test]
+    fn every_part_of_the_state_changes_the_key() {
+        let base = KeyState {
+            user: Some("a"),
+            db: Some("d"),
+            names: "utf8mb4",
+            sql_mode: None,
+            time_zone: None,
+            deprecate_eof: true,
+        };
+        let key = |s: &KeyState<'_>, proto: u8, body: &[u8]| {
+            let mut k = Vec::new();
+            build_key(&mut k, s, proto, body, &[]);
+            k
+        };
+        let k0 = key(&base, TEXT, b"SELECT 1");
+        let variants = [
+            KeyState {
+                user: Some("b"),
+                ..base
+            },
+            KeyState { user: None, ..base },
+            KeyState {
+                db: Some("e"),
+                ..base
+            },
+            KeyState {
+                names: "latin1",
+                ..base
+            },
+            KeyState {
+                sql_mode: Some("'ANSI'"),
+                ..base
+            },
+            KeyState {
+                time_zone: Some("'+01:00'"),
+                ..base
+            },
+            KeyState {
+                deprecate_eof: false,
+                ..base
+            },
+        ];
+        for v in &variants {
+            assert_ne!(key(v, TEXT, b"SELECT 1"), k0);
+        }
+        assert_ne!(key(&base, BINARY, b"SELECT 1"), k0);
+        assert_ne!(key(&base, TEXT, b"SELECT 2"), k0);
+        assert_eq!(key(&base, TEXT, b"SELECT 1"), k0);
     }
 
     #[test]
