@@ -16,10 +16,8 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 SECS=${1:-15}
 
-work=$(mktemp -d /tmp/sqlcache-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
+work=$WORK
 
 cargo build --release --quiet
 db_port=$(free_port)
@@ -27,28 +25,12 @@ start_mariadb "$work/db" "$db_port" --query-cache-type=0 --query-cache-size=64M
 pids+=("$MARIADB_PID")
 qc() { mariadb --no-defaults -uroot --socket="$work/db/sock" -e "SET GLOBAL query_cache_type = $1; RESET QUERY CACHE"; }
 
-proxy_port=$(free_port)
-cat >"$work/proxy.toml" <<TOML
-[proxy]
-listen = "127.0.0.1:$proxy_port"
-workers = ${SQLCACHE_WORKERS:-0}
-[backend]
-host = "127.0.0.1"
-port = $db_port
-pool_max = 16
-[[users]]
-name = "root"
-password = ""
-[cache]
+start_proxy "$work" "$db_port" '[cache]
 max_memory = "256MiB"
-ttl = "10m"
-[log]
-level = "warn"
-TOML
-./target/release/sqlcache --config "$work/proxy.toml" 2>"$work/proxy.log" &
-proxy_pid=$!
+ttl = "10m"'
+proxy_port=$PROXY_PORT
+proxy_pid=$PROXY_PID
 pids+=("$proxy_pid")
-wait_port "$proxy_port"
 
 sb() { # PORT THREADS SECS SCRIPT [args] -> "qps p95 queries" (p95 or the --percentile given)
     local port=$1 threads=$2 secs=$3 script=$4 out

@@ -50,3 +50,34 @@ sb_run() {
     p95=$(echo "$out" | awk '/95th percentile:/ {print $3; exit}')
     echo "$qps $p95 $queries"
 }
+
+# start_proxy WORKDIR DB_PORT [extra toml] -> sets PROXY_PORT, PROXY_PID
+start_proxy() {
+    local work=$1 db_port=$2 extra=${3:-}
+    PROXY_PORT=$(free_port)
+    cat >"$work/proxy.toml" <<TOML
+[proxy]
+listen = "127.0.0.1:$PROXY_PORT"
+workers = ${SQLCACHE_WORKERS:-0}
+[backend]
+host = "127.0.0.1"
+port = $db_port
+pool_max = 16
+[[users]]
+name = "root"
+password = ""
+$extra
+[log]
+level = "warn"
+TOML
+    ./target/release/sqlcache --config "$work/proxy.toml" 2>"$work/proxy.log" &
+    PROXY_PID=$!
+    wait_port "$PROXY_PORT"
+}
+
+# bench_workdir -> sets WORK, installs the cleanup trap (uses the pids array)
+bench_workdir() {
+    WORK=$(mktemp -d /tmp/sqlcache-bench.XXXXXX)
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}

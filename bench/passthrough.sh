@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pass-through benchmark: sysbench oltp_point_select (prepared, 4 threads)
 # direct to a private MariaDB, through sqlcache, and (if installed) through
-# HAProxy in TCP mode as the plain-relay reference — all in one run, since
+# HAProxy in TCP mode as the plain-relay reference (sqlcache with its cache
+# off: this measures forwarding) — all in one run, since
 # this 2-core machine is noisy. Prints qps, ratios and CPU µs per query.
 #
 # usage: bench/passthrough.sh [seconds per run, default 20]
@@ -11,35 +12,19 @@ cd "$(dirname "$0")/.."
 SECS=${1:-20}
 THREADS=4
 
-work=$(mktemp -d /tmp/sqlcache-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
+work=$WORK
 
 cargo build --release --quiet
 db_port=$(free_port)
 start_mariadb "$work/db" "$db_port"
 pids+=("$MARIADB_PID")
 
-proxy_port=$(free_port)
-cat >"$work/proxy.toml" <<TOML
-[proxy]
-listen = "127.0.0.1:$proxy_port"
-workers = ${SQLCACHE_WORKERS:-0}
-[backend]
-host = "127.0.0.1"
-port = $db_port
-pool_max = 16
-[[users]]
-name = "root"
-password = ""
-[log]
-level = "warn"
-TOML
-./target/release/sqlcache --config "$work/proxy.toml" 2>"$work/proxy.log" &
-proxy_pid=$!
+start_proxy "$work" "$db_port" '[cache]
+enabled = false'
+proxy_port=$PROXY_PORT
+proxy_pid=$PROXY_PID
 pids+=("$proxy_pid")
-wait_port "$proxy_port"
 
 sysbench oltp_point_select --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$db_port" \
     --mysql-user=root --mysql-password= --mysql-db=sbtest --tables=1 --table-size=10000 prepare >/dev/null

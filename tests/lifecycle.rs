@@ -182,19 +182,10 @@ fn caching_sha2_clients_are_switched_to_native_password() {
     let db = mariadb();
     let users = "[[users]]\nname = \"root\"\npassword = \"\"\n[[users]]\nname = \"carol\"\npassword = \"s3cret\"\n";
     let proxy = Proxy::start(db, "", users);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/auth_switch.py");
-    let out = Command::new("python3")
-        .args([script, &proxy.port.to_string(), "carol", "s3cret"])
-        .output()
-        .expect("python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("2 passed, 0 failed"),
-        "{text}"
+    python_check(
+        "auth_switch.py",
+        &[&proxy.port.to_string(), "carol", "s3cret"],
+        || proxy.log_text(),
     );
 }
 

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 fn setup_cli_table(db: &MariaDb) {
     db.sql_socket(
@@ -77,47 +76,17 @@ fn mariadb_cli_batch_output_is_identical() {
 fn pymysql_types_errors_and_result_sets_match() {
     let db = mariadb();
     let proxy = Proxy::start(db, "", "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/pymysql_compare.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(db.port.to_string())
-        .arg(proxy.port.to_string())
-        .output()
-        .expect("python3 (with pymysql: pip install pymysql)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "PyMySQL comparison failed:\n{text}\nproxy log:\n{}",
-        proxy.log_text()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    let (d, p) = (db.port.to_string(), proxy.port.to_string());
+    python_check("pymysql_compare.py", &[&d, &p], || proxy.log_text());
 }
 
 #[test]
 fn hostile_and_unusual_input_gets_errors_and_the_proxy_survives() {
     let db = mariadb();
     let mut proxy = Proxy::start(db, "", "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/negative.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(proxy.port.to_string())
-        .output()
-        .expect("python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{text}\nproxy log:\n{}",
+    python_check("negative.py", &[&proxy.port.to_string()], || {
         proxy.log_text()
-    );
-    assert!(text.contains(" passed, 0 failed"), "{text}");
+    });
     assert!(proxy.alive(), "proxy died");
     assert!(
         !proxy.log_text().contains("panicked"),

@@ -22,7 +22,7 @@ use mysql_common::value::Value;
 
 use super::session::Session;
 use crate::backend::BackendConn;
-use crate::cache::{canonical_int, resolve, Guard, Lookup, Route, Tag};
+use crate::cache::{canonical_int, resolve, Cache, Flight, Guard, Lookup, Route, Tag};
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
 };
@@ -56,6 +56,14 @@ pub fn session_bypass(
 pub enum Resolved {
     Tags(Vec<Tag>),
     Everything,
+}
+
+/// Outcome of joining a miss in flight.
+pub enum Coalesced<'c> {
+    /// Another session's fill answered this one from the cache.
+    Served,
+    /// This session runs the query; waiters wake when this drops.
+    Leader(Flight<'c>),
 }
 
 /// Protocol byte of a key.
@@ -200,6 +208,16 @@ impl Session {
             ttl,
         );
         self.last = "miss(filled)".into();
+    }
+
+    /// Joins the miss already running for `self.keybuf`, if any: becomes its
+    /// leader, or waits for it and answers from the cache when it filled.
+    pub(super) async fn coalesce<'c>(&mut self, cache: &'c Cache) -> Option<Coalesced<'c>> {
+        match cache.join_flight(&self.keybuf).await {
+            Some(f) => Some(Coalesced::Leader(f)),
+            None if self.serve_hit() => Some(Coalesced::Served),
+            None => None,
+        }
     }
 
     fn resolve_db(&self, t: &TableName) -> Option<String> {

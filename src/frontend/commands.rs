@@ -36,12 +36,8 @@ impl Session {
         let thread = target.backend_thread.load(Ordering::Relaxed);
         if thread != 0 {
             let sql = if k.query_only { "KILL QUERY" } else { "KILL" };
-            let mut c = match self.acquire(false).await {
-                Ok(c) => c,
-                Err(e) => {
-                    self.reply_backend_error(&e);
-                    return Ok(());
-                }
+            let Some(mut c) = self.acquire_or_reply(false).await else {
+                return Ok(());
             };
             let r = c.conn.query_drop(format!("{sql} {thread}")).await;
             let status = relay::final_status(&c.conn, self.status);
@@ -60,12 +56,8 @@ impl Session {
     pub(super) async fn com_field_list(&mut self, body: &[u8]) -> Result<(), SessionError> {
         let mut r = wire::Reader::new(body);
         let table = String::from_utf8_lossy(r.cstr()).into_owned();
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let Some(mut c) = self.acquire_or_reply(false).await else {
+            return Ok(());
         };
         let sql = format!(
             "SELECT * FROM {} LIMIT 0",
@@ -106,12 +98,8 @@ impl Session {
     }
 
     pub(super) async fn com_statistics(&mut self) -> Result<(), SessionError> {
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let Some(mut c) = self.acquire_or_reply(false).await else {
+            return Ok(());
         };
         let rows: Result<Vec<(String, String)>, _> = c
             .conn

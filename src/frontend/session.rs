@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
-use super::caching::{Resolved, TEXT};
+use super::caching::{Coalesced, Resolved, TEXT};
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::relay::{self, Outcome, Relay};
@@ -102,8 +102,14 @@ pub enum SessionError {
     StateLost(String),
 }
 
-fn outcome_ok(o: &Outcome) -> bool {
-    matches!(o, Outcome::Done)
+/// A relayed result, before its final packet.
+pub(super) struct Relayed {
+    outcome: Outcome,
+    insert_id: u64,
+    last: Option<relay::End>,
+    cacheable: bool,
+    mark: usize,
+    flushes: u64,
 }
 
 pub enum Flow {
@@ -326,6 +332,17 @@ impl Session {
         Ok(c)
     }
 
+    /// `acquire`, answering the client with the error when it fails.
+    pub(super) async fn acquire_or_reply(&mut self, needs_insert_id: bool) -> Option<BackendConn> {
+        match self.acquire(needs_insert_id).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.reply_backend_error(&e);
+                None
+            }
+        }
+    }
+
     /// After a statement: record the status and keep or return the connection.
     pub(super) fn settle(&mut self, c: BackendConn, status: StatusFlags) {
         self.status = status
@@ -374,7 +391,6 @@ impl Session {
         if bypass.is_none() {
             self.build_key(TEXT, sql, &[]);
             if self.serve_hit() {
-                self.kind = Route::Hit;
                 return Ok(());
             }
         }
@@ -395,12 +411,9 @@ impl Session {
         let cache = self.shared.cache.clone();
         let mut _flight = None;
         if bypass.is_none() && matches!(verdict, Verdict::Read(_)) {
-            match cache.join_flight(&self.keybuf).await {
-                Some(f) => _flight = Some(f),
-                None if self.serve_hit() => {
-                    self.kind = Route::Hit;
-                    return Ok(());
-                }
+            match self.coalesce(&cache).await {
+                Some(Coalesced::Served) => return Ok(()),
+                Some(Coalesced::Leader(f)) => _flight = Some(f),
                 None => {}
             }
         }
@@ -409,12 +422,8 @@ impl Session {
         } else {
             Cow::Borrowed(sql)
         };
-        let mut c = match self.acquire(fx.reads_last_insert_id).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let Some(mut c) = self.acquire_or_reply(fx.reads_last_insert_id).await else {
+            return Ok(());
         };
         let fill = self.plan(&mut c, &verdict, bypass, &[]).await;
         let timeout = self.shared.cfg.backend.query_timeout;
@@ -449,37 +458,76 @@ impl Session {
                 return self.lost(c, &e);
             }
         };
+        let relayed = self.relay(qr, false).await?;
+        let Some((mut c, status, done)) = self.complete(c, relayed, fill, &verdict, &[]).await?
+        else {
+            return Ok(());
+        };
+        if done {
+            self.apply_effects(&fx, &mut c);
+        }
+        self.note_pin(&fx);
+        self.settle(c, status);
+        Ok(())
+    }
+
+    /// Streams a backend result to the client (see `relay`).
+    pub(super) async fn relay<P: mysql_async::prelude::Protocol>(
+        &mut self,
+        qr: mysql_async::QueryResult<'_, '_, P>,
+        binary: bool,
+    ) -> Result<Relayed, ProtoError> {
         let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
-        let mut r = Relay::new(&mut self.conn, self.login.caps, false, self.status);
+        let mut r = Relay::new(&mut self.conn, self.login.caps, binary, self.status);
         let (outcome, insert_id, last) = r.run(qr).await?;
+        Ok(Relayed {
+            outcome,
+            insert_id,
+            last,
+            cacheable: r.cacheable(),
+            mark,
+            flushes,
+        })
+    }
+
+    /// After a relayed result: the final packet with the server's own
+    /// status, the cache fill, the write's invalidation. `None` when the
+    /// backend connection was lost (the client has its error).
+    pub(super) async fn complete(
+        &mut self,
+        mut c: BackendConn,
+        r: Relayed,
+        fill: Option<(crate::cache::Guard, std::time::Duration)>,
+        verdict: &Verdict,
+        params: &[mysql_common::value::Value],
+    ) -> Result<Option<(BackendConn, StatusFlags, bool)>, SessionError> {
         let status = relay::final_status(&c.conn, self.status);
-        if let Some(end) = last {
-            r.write_end(end, status);
+        if let Some(end) = r.last {
+            Relay::new(&mut self.conn, self.login.caps, false, self.status).write_end(end, status);
         }
-        let cacheable = r.cacheable();
-        if let Outcome::Lost(e) = outcome {
-            self.invalidate_after(&verdict, &[], false);
-            return self.lost(c, &e);
-        }
+        let done = match r.outcome {
+            Outcome::Lost(e) => {
+                self.invalidate_after(verdict, params, false);
+                self.lost(c, &e)?;
+                return Ok(None);
+            }
+            Outcome::Done => true,
+            Outcome::ServerError => false,
+        };
         if let Some((guard, ttl)) = fill {
             let delay = self.shared.cache.cfg.fill_delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            self.store_fill(outcome_ok(&outcome) && cacheable, mark, flushes, guard, ttl);
-        }
-        if let Outcome::Done = outcome {
-            self.apply_effects(&fx, &mut c);
+            self.store_fill(done && r.cacheable, r.mark, r.flushes, guard, ttl);
         }
         self.invalidate_after(
-            &verdict,
-            &[],
+            verdict,
+            params,
             status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
         );
-        self.note_outcome(&mut c, insert_id, status);
-        self.note_pin(&fx);
-        self.settle(c, status);
-        Ok(())
+        self.note_outcome(&mut c, r.insert_id, status);
+        Ok(Some((c, status, done)))
     }
 
     /// State the server reported in a statement's final packet.

@@ -22,11 +22,10 @@ use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
 use mysql_common::constants::StatusFlags;
 
-use super::caching::BINARY;
-use super::relay::{self, Outcome, Relay};
+use super::caching::{Coalesced, BINARY};
+use super::relay;
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
-use crate::cache::Route;
 use crate::classify::{BypassReason, Verdict};
 
 pub struct PreparedStmt {
@@ -142,12 +141,8 @@ pub fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUse
 
 impl Session {
     pub(super) async fn com_stmt_prepare(&mut self, sql: &[u8]) -> Result<(), SessionError> {
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let Some(mut c) = self.acquire_or_reply(false).await else {
+            return Ok(());
         };
         let prepared = c.statement(self.vars.db.as_deref(), sql).await;
         let status = relay::final_status(&c.conn, self.status);
@@ -249,24 +244,16 @@ impl Session {
         if bypass.is_none() && matches!(*verdict, Verdict::Read(_)) {
             self.build_key(BINARY, &sql, &exec.params);
             if self.serve_hit() {
-                self.kind = Route::Hit;
                 return Ok(());
             }
-            match cache.join_flight(&self.keybuf).await {
-                Some(f) => _flight = Some(f),
-                None if self.serve_hit() => {
-                    self.kind = Route::Hit;
-                    return Ok(());
-                }
+            match self.coalesce(&cache).await {
+                Some(Coalesced::Served) => return Ok(()),
+                Some(Coalesced::Leader(f)) => _flight = Some(f),
                 None => {}
             }
         }
-        let mut c = match self.acquire(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let Some(mut c) = self.acquire_or_reply(false).await else {
+            return Ok(());
         };
         let backend_stmt = match c.statement(self.vars.db.as_deref(), &sql).await {
             Ok(s) => s,
@@ -322,38 +309,10 @@ impl Session {
                 return self.lost(c, &e);
             }
         };
-        let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
-        let mut r = Relay::new(&mut self.conn, self.login.caps, true, self.status);
-        let (outcome, insert_id, last) = r.run(qr).await?;
-        let status = relay::final_status(&c.conn, self.status);
-        if let Some(end) = last {
-            r.write_end(end, status);
+        let relayed = self.relay(qr, true).await?;
+        if let Some((c, status, _)) = self.complete(c, relayed, fill, &verdict, &kept).await? {
+            self.settle(c, status);
         }
-        let cacheable = r.cacheable();
-        if let Outcome::Lost(e) = outcome {
-            self.invalidate_after(&verdict, &kept, false);
-            return self.lost(c, &e);
-        }
-        if let Some((guard, ttl)) = fill {
-            let delay = self.shared.cache.cfg.fill_delay;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            self.store_fill(
-                matches!(outcome, Outcome::Done) && cacheable,
-                mark,
-                flushes,
-                guard,
-                ttl,
-            );
-        }
-        self.invalidate_after(
-            &verdict,
-            &kept,
-            status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-        );
-        self.note_outcome(&mut c, insert_id, status);
-        self.settle(c, status);
         Ok(())
     }
 

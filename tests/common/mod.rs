@@ -303,3 +303,24 @@ pub fn cli(port: u16, db: &str, sql: &str, extra: &[&str]) -> std::process::Outp
         .output()
         .expect("mariadb CLI")
 }
+
+/// Runs `tests/py/<script>` with python3 and asserts it reported
+/// `N passed, 0 failed` and exited 0; `context` is shown on failure.
+pub fn python_check(script: &str, args: &[&str], context: impl Fn() -> String) {
+    let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 (with PyMySQL: .ci/run installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains(" passed, 0 failed"),
+        "{script} failed:\n{text}\n{}",
+        context()
+    );
+}
