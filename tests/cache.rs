@@ -538,3 +538,36 @@ async fn remaining_bypass_reasons() {
         .unwrap();
     assert_eq!(last(&mut c).await, "bypass(cache_disabled)");
 }
+
+#[tokio::test]
+async fn unique_and_string_keys_use_table_level_freshness() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.uk; CREATE TABLE test.uk (id INT PRIMARY KEY, email VARCHAR(50) NOT NULL UNIQUE, v INT); \
+         INSERT INTO test.uk VALUES (1, 'a@x', 1), (2, 'b@x', 2); \
+         DROP TABLE IF EXISTS test.sk; CREATE TABLE test.sk (code VARCHAR(10) PRIMARY KEY, v INT); INSERT INTO test.sk VALUES ('abc', 1);",
+    );
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let by_email = "SELECT v FROM uk WHERE email = 'a@x'";
+    c.query_drop(by_email).await.unwrap();
+    c.query_drop(by_email).await.unwrap();
+    assert_eq!(last(&mut c).await, "hit");
+    // A write by primary key invalidates the unique-key entry (table level).
+    c.query_drop("UPDATE uk SET v = 10 WHERE id = 1")
+        .await
+        .unwrap();
+    let v: i32 = c.query_first(by_email).await.unwrap().unwrap();
+    assert_eq!(v, 10);
+    // String primary key: 'ABC' and 'abc ' are the same row under the
+    // default collation; a write naming it either way must invalidate.
+    let read = "SELECT v FROM sk WHERE code = 'abc'";
+    c.query_drop(read).await.unwrap();
+    c.query_drop(read).await.unwrap();
+    assert_eq!(last(&mut c).await, "hit");
+    c.query_drop("UPDATE sk SET v = 7 WHERE code = 'ABC '")
+        .await
+        .unwrap();
+    let v: i32 = c.query_first(read).await.unwrap().unwrap();
+    assert_eq!(v, 7);
+}

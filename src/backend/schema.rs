@@ -2,7 +2,8 @@
 //!
 //! Policy: per (db, table), cached until DDL through the proxy (or a schema
 //! change event) forgets it. A table is cacheable only if it is a base table
-//! with a primary key; row tags are used only when every key column is an
+//! with a primary key (a point read may also name a NOT NULL unique key; it
+//! then gets table-level freshness); row tags are used only when every key column is an
 //! integer (collation-dependent string equality cannot be canonicalised
 //! safely, so string keys get table-level freshness). Tables with triggers,
 //! and tables referenced by foreign keys, are recorded so that a write to
@@ -23,6 +24,8 @@ pub struct TableInfo {
     /// Primary key columns (lower-cased) and whether each is an integer;
     /// empty: no primary key, not cacheable.
     pub pk: Vec<(String, bool)>,
+    /// Unique keys whose columns are all NOT NULL (each pins one row too).
+    pub unique: Vec<Vec<String>>,
     pub has_triggers: bool,
     /// Tables with a foreign key referencing this one (db, table).
     pub referenced_by: Vec<(String, String)>,
@@ -99,6 +102,7 @@ async fn read(
         return Ok(Some(TableInfo {
             base: false,
             pk: Vec::new(),
+            unique: Vec::new(),
             has_triggers: false,
             referenced_by: Vec::new(),
         }));
@@ -112,6 +116,30 @@ async fn read(
              ORDER BY k.ORDINAL_POSITION"
         ))
         .await?;
+    // Unique indexes other than the primary key, with nullability per column.
+    let uniq: Vec<(String, String, String)> = conn
+        .query(format!(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA \
+             AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
+             WHERE s.TABLE_SCHEMA = {d} AND s.TABLE_NAME = {t} AND s.NON_UNIQUE = 0 \
+             AND s.INDEX_NAME <> 'PRIMARY' AND s.SUB_PART IS NULL ORDER BY s.INDEX_NAME, s.SEQ_IN_INDEX"
+        ))
+        .await?;
+    let mut unique: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, col, nullable) in uniq {
+        if unique.last().is_none_or(|(i, _, _)| *i != index) {
+            unique.push((index, Vec::new(), true));
+        }
+        let last = unique.last_mut().expect("pushed");
+        last.1.push(col.to_ascii_lowercase());
+        last.2 &= nullable == "NO";
+    }
+    let unique = unique
+        .into_iter()
+        .filter(|(_, _, not_null)| *not_null)
+        .map(|(_, cols, _)| cols)
+        .collect();
     let triggers: Option<u64> = conn
         .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = {d} AND EVENT_OBJECT_TABLE = {t}"
@@ -129,6 +157,7 @@ async fn read(
             .into_iter()
             .map(|(c, ty)| (c.to_ascii_lowercase(), is_integer_type(&ty)))
             .collect(),
+        unique,
         has_triggers: triggers.unwrap_or(0) > 0,
         referenced_by,
     }))
@@ -162,6 +191,7 @@ mod tests {
         let info = TableInfo {
             base: true,
             pk: vec![("a".into(), true), ("b".into(), false)],
+            unique: vec![],
             has_triggers: false,
             referenced_by: vec![],
         };

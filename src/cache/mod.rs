@@ -19,11 +19,12 @@
 //!   types (binary protocol).
 
 pub mod stats;
+pub mod store;
 pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use mysql_common::value::Value;
@@ -32,13 +33,14 @@ use tokio::sync::Notify;
 use crate::classify::{KeyValue, Lit};
 use crate::config::CacheConfig;
 pub use stats::{Route, Source, Stats};
+pub use store::{MokaStore, Store};
 pub use tokens::{Guard, Tag, TagTokens};
 
 /// A cached response.
 pub struct Entry {
     pub response: Bytes,
     pub guard: Guard,
-    ttl: Duration,
+    pub ttl: Duration,
 }
 
 /// Result of a lookup.
@@ -49,17 +51,9 @@ pub enum Lookup {
     Miss,
 }
 
-struct EntryExpiry;
-
-impl moka::Expiry<Vec<u8>, Arc<Entry>> for EntryExpiry {
-    fn expire_after_create(&self, _k: &Vec<u8>, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
-        Some(v.ttl)
-    }
-}
-
 pub struct Cache {
     pub cfg: CacheConfig,
-    store: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
+    store: Box<dyn Store>,
     pub tokens: TagTokens,
     pub stats: Stats,
     inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
@@ -83,13 +77,7 @@ impl Drop for Flight<'_> {
 
 impl Cache {
     pub fn new(cfg: CacheConfig) -> Arc<Cache> {
-        let store = moka::sync::Cache::builder()
-            .max_capacity(cfg.max_memory)
-            .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
-                (k.len() + v.response.len() + 96).min(u32::MAX as usize) as u32
-            })
-            .expire_after(EntryExpiry)
-            .build();
+        let store = Box::new(MokaStore::new(cfg.max_memory));
         let rules = cfg
             .tables
             .iter()
@@ -115,7 +103,7 @@ impl Cache {
         match self.store.get(key) {
             Some(e) if self.tokens.is_fresh(&e.guard) => Lookup::Hit(e.response.clone()),
             Some(_) => {
-                self.store.invalidate(key);
+                self.store.remove(key);
                 Lookup::Stale
             }
             None => Lookup::Miss,
@@ -191,7 +179,7 @@ impl Cache {
         self.tokens.invalidate(tag);
         self.stats.invalidated(match tag {
             Tag::Row { .. } => Source::ProxyRow,
-            Tag::Table { .. } => Source::ProxyTable,
+            Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
         });
     }
 
@@ -201,12 +189,11 @@ impl Cache {
     }
 
     pub fn entries(&self) -> u64 {
-        self.store.run_pending_tasks();
-        self.store.entry_count()
+        self.store.entries()
     }
 
     pub fn bytes(&self) -> u64 {
-        self.store.weighted_size()
+        self.store.bytes()
     }
 }
 
@@ -244,6 +231,7 @@ fn parse_int(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn cfg() -> CacheConfig {
         CacheConfig {
@@ -331,7 +319,7 @@ mod tests {
                 Duration::from_secs(60),
             );
         }
-        c.store.run_pending_tasks();
+        let _ = c.entries();
         assert!(c.bytes() <= 10_000, "{} bytes", c.bytes());
     }
 

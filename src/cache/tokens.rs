@@ -16,6 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const SLOTS: usize = 1 << 20;
 
 /// What an entry depends on, or what a write changed.
+///
+/// * `Row`: one row by canonical primary key; bumped by writes naming it.
+/// * `Table`: bumped by writes that cannot name their rows.
+/// * `AnyWrite`: bumped by every write to the table, row-level or not.
+///
+/// A read by primary key depends on `Row` + `Table`; a read that names its
+/// row any other way (unique key, non-integer key) depends on `AnyWrite`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tag {
     Row {
@@ -24,6 +31,10 @@ pub enum Tag {
         pk: String,
     },
     Table {
+        db: String,
+        table: String,
+    },
+    AnyWrite {
         db: String,
         table: String,
     },
@@ -45,12 +56,20 @@ impl Tag {
         }
     }
 
+    pub fn any_write(db: &str, table: &str) -> Tag {
+        Tag::AnyWrite {
+            db: db.to_ascii_lowercase(),
+            table: table.to_ascii_lowercase(),
+        }
+    }
+
     /// The slot index; deterministic across processes (fixed-key SipHash).
     pub fn slot(&self) -> u32 {
         let mut h = DefaultHasher::new();
         match self {
             Tag::Row { db, table, pk } => (0u8, db, table, pk).hash(&mut h),
             Tag::Table { db, table } => (1u8, db, table).hash(&mut h),
+            Tag::AnyWrite { db, table } => (2u8, db, table).hash(&mut h),
         }
         (h.finish() % SLOTS as u64) as u32
     }

@@ -250,20 +250,31 @@ impl Session {
             .filter(|i| i.base && !i.pk.is_empty())
             .ok_or(BypassReason::NotKey)?;
         let table = Tag::table(&db, &pr.table.name);
-        let mut values = Vec::with_capacity(info.pk.len());
-        for (col, _) in &info.pk {
-            let kv = pr
-                .eq
+        let any_write = Tag::any_write(&db, &pr.table.name);
+        let value_of = |col: &str| {
+            pr.eq
                 .iter()
                 .find(|(c, _)| c == col)
-                .map(|(_, v)| v)
-                .ok_or(BypassReason::NotKey)?;
-            values.push(resolve(kv, params).ok_or(BypassReason::NotKey)?);
-        }
+                .and_then(|(_, v)| resolve(v, params))
+        };
+        let values: Option<Vec<Value>> = info.pk.iter().map(|(col, _)| value_of(col)).collect();
+        let Some(values) = values else {
+            // A NOT NULL unique key also pins one row; writes name rows by
+            // primary key, so such entries are fresh per table.
+            let by_unique = info
+                .unique
+                .iter()
+                .any(|cols| cols.iter().all(|c| value_of(c).is_some()));
+            return if by_unique {
+                Ok((vec![any_write], ttl))
+            } else {
+                Err(BypassReason::NotKey)
+            };
+        };
         if !info.integer_key() {
             // String/decimal/date keys: equality depends on collation and
-            // conversion rules; freshness is tracked per table.
-            return Ok((vec![table], ttl));
+            // conversion rules; any write to the table invalidates.
+            return Ok((vec![any_write], ttl));
         }
         let pk = canonical_pk(&values).ok_or(BypassReason::NotKey)?;
         Ok((vec![Tag::row(&db, &pr.table.name, &pk), table], ttl))
@@ -294,10 +305,14 @@ impl Session {
         // The table's own tag and those of tables a cascade may change;
         // false when only "everything" is safe (view, trigger, unknown).
         let table_and_dependents = |db: &str, name: &str, tags: &mut Vec<Tag>| -> bool {
-            tags.push(Tag::table(db, name));
+            tags.extend(whole_table(db, name));
             match schema.get(db, name) {
                 Some(Some(info)) if info.base && !info.has_triggers => {
-                    tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t)));
+                    tags.extend(
+                        info.referenced_by
+                            .iter()
+                            .flat_map(|(d, t)| whole_table(d, t)),
+                    );
                     true
                 }
                 // Not loaded (DDL, or no schema read possible): table level
@@ -339,7 +354,12 @@ impl Session {
                     Some(Some(info)) if info.base && !info.has_triggers => info,
                     _ => return Resolved::Everything,
                 };
-                tags.extend(info.referenced_by.iter().map(|(d, t)| Tag::table(d, t)));
+                tags.extend(
+                    info.referenced_by
+                        .iter()
+                        .flat_map(|(d, t)| whole_table(d, t)),
+                );
+                tags.push(Tag::any_write(&db, &table.name));
                 let moves_key = assigned.iter().any(|a| info.pk.iter().any(|(k, _)| k == a));
                 let row_tags: Option<Vec<Tag>> = (!moves_key && info.integer_key())
                     .then(|| {
@@ -361,7 +381,7 @@ impl Session {
                     .flatten();
                 match row_tags {
                     Some(r) => tags.extend(r),
-                    None => tags.push(Tag::table(&db, &table.name)),
+                    None => tags.extend(whole_table(&db, &table.name)),
                 }
             }
         }
@@ -393,6 +413,11 @@ impl Session {
     }
 }
 
+/// The tags of a write that changes a table without naming its rows.
+fn whole_table(db: &str, table: &str) -> [Tag; 2] {
+    [Tag::table(db, table), Tag::any_write(db, table)]
+}
+
 fn apply(cache: &crate::cache::Cache, r: &Resolved) {
     match r {
         Resolved::Everything => cache.invalidate_all(),
@@ -409,6 +434,7 @@ fn describe(r: &Resolved) -> String {
                 .map(|t| match t {
                     Tag::Row { db, table, pk } => format!("{db}.{table}[{pk}]"),
                     Tag::Table { db, table } => format!("{db}.{table}"),
+                    Tag::AnyWrite { db, table } => format!("{db}.{table}(any)"),
                 })
                 .collect();
             format!("write(invalidated: {})", names.join(", "))

@@ -40,6 +40,21 @@ pub use session::Shared;
 /// An accepted socket and its `max_connections` slot.
 type Accepted = (std::net::TcpStream, OwnedSemaphorePermit);
 
+/// Binds the client listener with a deep accept queue: a burst of clients
+/// (an application pool starting) must wait in the kernel, not be dropped
+/// (tokio's default backlog of 1024 lost connections in a 2,000-client burst).
+fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr.parse()?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(8192)?)
+}
+
 /// A worker: serves the sockets it is handed until told to exit.
 async fn worker(
     shared: Arc<Shared>,
@@ -133,7 +148,7 @@ impl Proxy {
             Some(t) => Some(stream::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?),
             None => None,
         };
-        let listener = TcpListener::bind(&cfg.proxy.listen).await?;
+        let listener = listen(&cfg.proxy.listen)?;
         let backend = Backend::new(cfg.backend.clone());
         let cache = crate::cache::Cache::new(cfg.cache.clone());
         let shared = Arc::new(Shared {

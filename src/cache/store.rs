@@ -1,0 +1,69 @@
+//! Where entries live: the `Store` trait and its in-process moka tier.
+//!
+//! Policy: a store only keeps bytes; freshness is decided by `Cache` from
+//! the entry's `Guard`, so any tier behind this trait (a shared Ignite tier
+//! next) gives the same guarantees as long as it returns what was put.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Entry;
+
+pub trait Store: Send + Sync {
+    fn get(&self, key: &[u8]) -> Option<Arc<Entry>>;
+    fn insert(&self, key: Vec<u8>, entry: Arc<Entry>);
+    fn remove(&self, key: &[u8]);
+    fn entries(&self) -> u64;
+    /// Bytes counted against the memory bound.
+    fn bytes(&self) -> u64;
+}
+
+/// moka, bounded by bytes (key + response + overhead) and per-entry TTL.
+pub struct MokaStore {
+    inner: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<Vec<u8>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(&self, _k: &Vec<u8>, v: &Arc<Entry>, _now: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+impl MokaStore {
+    pub fn new(max_bytes: u64) -> Self {
+        let inner = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
+                (k.len() + v.response.len() + 96).min(u32::MAX as usize) as u32
+            })
+            .expire_after(EntryExpiry)
+            .build();
+        Self { inner }
+    }
+}
+
+impl Store for MokaStore {
+    fn get(&self, key: &[u8]) -> Option<Arc<Entry>> {
+        self.inner.get(key)
+    }
+
+    fn insert(&self, key: Vec<u8>, entry: Arc<Entry>) {
+        self.inner.insert(key, entry);
+    }
+
+    fn remove(&self, key: &[u8]) {
+        self.inner.invalidate(key);
+    }
+
+    fn entries(&self) -> u64 {
+        self.inner.run_pending_tasks();
+        self.inner.entry_count()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.inner.run_pending_tasks();
+        self.inner.weighted_size()
+    }
+}
