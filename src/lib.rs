@@ -9,6 +9,7 @@
 //! | [`classify`] | pure functions over SQL text: lexer, session-state effects (later: cacheability verdicts) |
 //! | [`cache`] | cached responses (moka), tag tokens, guarded fills, coalescing, stats |
 //! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state, schema facts |
+//! | [`invalidation`] | `ChangeEvent` (the one currency of invalidation) and change-feed decoders (Debezium, Canal, Maxwell) |
 //! | [`telemetry`] | tracing setup (text or JSON) |
 //!
 //! Data takes one path: `frontend` reads a command, `classify` says what it
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod frontend;
+pub mod invalidation;
 pub mod telemetry;
 
 pub use config::Config;

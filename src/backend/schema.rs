@@ -72,6 +72,14 @@ impl SchemaCache {
         Ok(info)
     }
 
+    /// Records facts learnt elsewhere (a schema-change event, a test).
+    pub fn remember(&self, db: &str, table: &str, info: Option<TableInfo>) {
+        self.map
+            .lock()
+            .unwrap()
+            .insert((db.to_owned(), table.to_owned()), info.map(Arc::new));
+    }
+
     pub fn forget(&self, db: &str, table: &str) {
         self.map
             .lock()

@@ -1,0 +1,139 @@
+//! Change events: the one currency of invalidation (DESIGN.md).
+//!
+//! Policy: every source — a write the proxy forwarded, a Debezium / Canal /
+//! Maxwell message, the binlog reader — becomes `ChangeEvent`s, and only
+//! `tags` turns them into cache tags. A row event names its row by column
+//! values; it becomes a row tag only when the table's primary-key facts are
+//! known and every key value is an integer, and otherwise the table's tags.
+//! Every row event also bumps the table's "any write" tag. Anything a decoder
+//! cannot read becomes a table event, or `Everything` when even the table is
+//! unknown: an unreadable message never leaves the cache trusting old data.
+
+pub mod decode;
+
+use crate::backend::schema::SchemaCache;
+use crate::cache::{canonical_int, Tag};
+use mysql_common::value::Value;
+
+/// One change, from any source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// A row, identified by (lower-cased column, value as text) pairs.
+    Row {
+        db: String,
+        table: String,
+        key: Vec<(String, String)>,
+    },
+    /// Rows that cannot be named (TRUNCATE, DDL, a message without a key).
+    Table { db: String, table: String },
+    /// Anything (database-level DDL, an unknown table).
+    Everything,
+}
+
+/// What applying events does to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Tags(Vec<Tag>),
+    Everything,
+}
+
+/// The tags an event invalidates, given what is known of the schema.
+pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
+    match ev {
+        ChangeEvent::Everything => Effect::Everything,
+        ChangeEvent::Table { db, table } => {
+            schema.forget(db, table);
+            Effect::Tags(vec![Tag::table(db, table), Tag::any_write(db, table)])
+        }
+        ChangeEvent::Row { db, table, key } => {
+            let mut tags = vec![Tag::any_write(db, table)];
+            let info = match schema.get(db, table) {
+                Some(Some(info)) => info,
+                // Unknown facts: no entry can hold a row tag of this table
+                // that its table tag does not also cover.
+                _ => {
+                    tags.push(Tag::table(db, table));
+                    return Effect::Tags(tags);
+                }
+            };
+            let values: Option<Vec<String>> = info
+                .pk
+                .iter()
+                .map(|(col, _)| {
+                    let (_, v) = key.iter().find(|(c, _)| c == col)?;
+                    canonical_int(&Value::Bytes(v.as_bytes().to_vec()))
+                })
+                .collect();
+            match values {
+                Some(v) if info.integer_key() => tags.push(Tag::row(db, table, &v.join("\u{1f}"))),
+                _ => tags.push(Tag::table(db, table)),
+            }
+            Effect::Tags(tags)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_tables_get_table_tags_and_table_events_forget_facts() {
+        let s = SchemaCache::default();
+        let ev = ChangeEvent::Row {
+            db: "d".into(),
+            table: "t".into(),
+            key: vec![("id".into(), "5".into())],
+        };
+        assert_eq!(
+            tags(&ev, &s),
+            Effect::Tags(vec![Tag::any_write("d", "t"), Tag::table("d", "t")])
+        );
+        assert_eq!(tags(&ChangeEvent::Everything, &s), Effect::Everything);
+    }
+
+    #[test]
+    fn integer_keys_become_row_tags_matching_the_read_side() {
+        use crate::backend::schema::TableInfo;
+        let s = SchemaCache::default();
+        let info = |int| TableInfo {
+            base: true,
+            pk: vec![("id".into(), int)],
+            unique: vec![],
+            has_triggers: false,
+            referenced_by: vec![],
+        };
+        s.remember("d", "t", Some(info(true)));
+        // Canal sends strings, Debezium numbers: both give the read side's tag.
+        for v in ["5", " 05"] {
+            let ev = ChangeEvent::Row {
+                db: "d".into(),
+                table: "t".into(),
+                key: vec![("id".into(), v.into())],
+            };
+            assert_eq!(
+                tags(&ev, &s),
+                Effect::Tags(vec![Tag::any_write("d", "t"), Tag::row("d", "t", "5")])
+            );
+        }
+        s.remember("d", "s", Some(info(false)));
+        let ev = ChangeEvent::Row {
+            db: "d".into(),
+            table: "s".into(),
+            key: vec![("id".into(), "abc".into())],
+        };
+        assert_eq!(
+            tags(&ev, &s),
+            Effect::Tags(vec![Tag::any_write("d", "s"), Tag::table("d", "s")])
+        );
+        // A table event forgets the table's facts (DDL may have changed them).
+        let _ = tags(
+            &ChangeEvent::Table {
+                db: "d".into(),
+                table: "t".into(),
+            },
+            &s,
+        );
+        assert!(s.get("d", "t").is_none());
+    }
+}
