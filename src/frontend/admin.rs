@@ -71,13 +71,7 @@ impl Session {
             wire::put_lenenc_bytes(self.conn.buf(), v.as_bytes());
             self.conn.finish(m);
         }
-        let m = self.conn.begin();
-        if deprecate {
-            wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
-        } else {
-            wire::eof(self.conn.buf(), 0, status);
-        }
-        self.conn.finish(m);
+        self.write_end_of_rows();
     }
 }
 

@@ -80,14 +80,7 @@ impl Session {
                     self.conn.buf().push(0xFB);
                     self.conn.finish(m);
                 }
-                let status = self.status;
-                let m = self.conn.begin();
-                if self.deprecate_eof() {
-                    wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
-                } else {
-                    wire::eof(self.conn.buf(), 0, status);
-                }
-                self.conn.finish(m);
+                self.write_end_of_rows();
             }
             Err(mysql_async::Error::Server(se)) => self.reply_err(se.code, &se.state, &se.message),
             Err(e) => return self.lost(c, &e),
@@ -123,14 +116,7 @@ impl Session {
             Some(1) => self.multi_statements = false,
             _ => return self.reply_err(1047, "08S01", "Unknown command"),
         }
-        let status = self.status;
-        let m = self.conn.begin();
-        if self.deprecate_eof() {
-            wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
-        } else {
-            wire::eof(self.conn.buf(), 0, status);
-        }
-        self.conn.finish(m);
+        self.write_end_of_rows();
     }
 
     /// Forgets every piece of session state; the connection returns reset.
@@ -203,11 +189,7 @@ impl Session {
         self.key.user = req.user;
         self.vars = SessionVars::new(req.db, self.login.collation);
         if self.vars.db.is_some() {
-            if let Err(e) = self
-                .acquire(false)
-                .await
-                .map(|c| self.settle(c, self.status))
-            {
+            if let Err(e) = self.check_db().await {
                 self.reply_backend_error(&e);
                 return Ok(Flow::Quit);
             }

@@ -211,11 +211,7 @@ impl Session {
     async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), SessionError> {
         if self.vars.db.is_some() {
             // CONNECT_WITH_DB: the database must exist and be allowed.
-            if let Err(e) = self
-                .acquire(false)
-                .await
-                .map(|c| self.settle(c, self.status))
-            {
+            if let Err(e) = self.check_db().await {
                 self.reply_backend_error(&e);
                 self.conn.flush().await?;
                 return Ok(());
@@ -330,6 +326,26 @@ impl Session {
             return Err(e);
         }
         Ok(c)
+    }
+
+    /// The current database exists and the user may use it (runs `USE`).
+    pub(super) async fn check_db(&mut self) -> Result<(), BackendError> {
+        let c = self.acquire(false).await?;
+        self.settle(c, self.status);
+        Ok(())
+    }
+
+    /// Ends a row set or field list: EOF, or an OK with 0xFE under
+    /// CLIENT_DEPRECATE_EOF.
+    pub(super) fn write_end_of_rows(&mut self) {
+        let status = self.status;
+        let m = self.conn.begin();
+        if self.deprecate_eof() {
+            wire::ok(self.conn.buf(), 0xFE, 0, 0, status, 0, b"");
+        } else {
+            wire::eof(self.conn.buf(), 0, status);
+        }
+        self.conn.finish(m);
     }
 
     /// `acquire`, answering the client with the error when it fails.

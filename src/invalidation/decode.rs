@@ -76,6 +76,19 @@ fn pairs(o: &Map<String, Value>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The key a row had before an update whose changed columns are `changed`.
+fn previous_key(key: &[(String, String)], changed: &[(String, String)]) -> Vec<(String, String)> {
+    key.iter()
+        .map(|(c, v)| {
+            changed
+                .iter()
+                .find(|(oc, _)| oc == c)
+                .cloned()
+                .unwrap_or((c.clone(), v.clone()))
+        })
+        .collect()
+}
+
 /// Strips Debezium's optional `{schema, payload}` envelope.
 fn payload(v: &Value) -> &Value {
     match v.get("payload") {
@@ -200,16 +213,7 @@ fn canal(v: &Value) -> Result<Vec<ChangeEvent>, DecodeError> {
         if let Some(prev) = old.and_then(|o| o.get(i)).and_then(Value::as_object) {
             let changed = pairs(prev);
             if changed.iter().any(|(c, _)| pk.contains(c)) {
-                let old_key = key
-                    .iter()
-                    .map(|(c, v)| {
-                        changed
-                            .iter()
-                            .find(|(oc, _)| oc == c)
-                            .cloned()
-                            .unwrap_or((c.clone(), v.clone()))
-                    })
-                    .collect();
+                let old_key = previous_key(&key, &changed);
                 out.push(ChangeEvent::Row {
                     db: db.clone(),
                     table: table.clone(),
@@ -264,16 +268,7 @@ fn maxwell(key: Option<&Value>, v: &Value) -> Result<Vec<ChangeEvent>, DecodeErr
     if let Some(old) = v.get("old").and_then(Value::as_object) {
         let changed = pairs(old);
         if changed.iter().any(|(c, _)| key.iter().any(|(k, _)| k == c)) {
-            let old_key = key
-                .iter()
-                .map(|(c, v)| {
-                    changed
-                        .iter()
-                        .find(|(oc, _)| oc == c)
-                        .cloned()
-                        .unwrap_or((c.clone(), v.clone()))
-                })
-                .collect();
+            let old_key = previous_key(&key, &changed);
             out.push(ChangeEvent::Row {
                 db: db.clone(),
                 table: table.clone(),
