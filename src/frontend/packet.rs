@@ -43,6 +43,8 @@ pub struct PacketConn<S> {
     /// Mid-response flushes so far (a response captured for the cache must
     /// still be whole in the buffer).
     flushes: u64,
+    /// Buffer the whole response (no mid-response flush).
+    hold: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
@@ -54,6 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
             seq: 0,
             max_packet,
             flushes: 0,
+            hold: false,
         }
     }
 
@@ -207,9 +210,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketConn<S> {
         Ok(())
     }
 
+    /// Keeps the whole response buffered until `flush` (used when a write's
+    /// OK must not reach the client before its invalidation is applied).
+    pub fn hold_response(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
     /// Flushes only if the buffer has grown past the streaming threshold.
     pub async fn flush_if_full(&mut self) -> Result<(), ProtoError> {
-        if self.wbuf.len() >= FLUSH_AT {
+        if self.wbuf.len() >= FLUSH_AT && !self.hold {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
             self.flushes += 1;
@@ -260,6 +269,21 @@ mod tests {
         ] {
             roundtrip(len).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_held_response_is_not_flushed_mid_stream() {
+        let (a, _b) = tokio::io::duplex(8 * 1024 * 1024);
+        let mut w = PacketConn::new(a, usize::MAX);
+        w.hold_response(true);
+        for _ in 0..10 {
+            w.write_packet(&[0u8; 64 * 1024]);
+            w.flush_if_full().await.unwrap();
+        }
+        assert_eq!(w.flushes(), 0);
+        w.hold_response(false);
+        w.flush_if_full().await.unwrap();
+        assert_eq!(w.flushes(), 1);
     }
 
     #[tokio::test]

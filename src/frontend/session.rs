@@ -474,8 +474,13 @@ impl Session {
                 return self.lost(c, &e);
             }
         };
-        let relayed = self.relay(qr, false).await?;
-        let Some((mut c, status, done)) = self.complete(c, relayed, fill, &verdict, &[]).await?
+        // A batch that writes and then returns rows: its OK must not reach
+        // the client (mid-stream flush) before the invalidation below.
+        let hold = fx.statements > 1 && matches!(verdict, Verdict::Write(_));
+        self.conn.hold_response(hold);
+        let relayed = self.relay(qr, false).await;
+        self.conn.hold_response(false);
+        let Some((mut c, status, done)) = self.complete(c, relayed?, fill, &verdict, &[]).await?
         else {
             return Ok(());
         };
