@@ -10,6 +10,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
     && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 COPY proxy.toml ./
 RUN cargo build --release --locked --bin sqlcache
 
