@@ -140,7 +140,7 @@ pub struct ProxyConfig {
     pub listen: String,
     /// Client connections accepted at once; more get error 1040.
     pub max_connections: usize,
-    /// Worker threads, each a single-threaded runtime; 0 = half the CPUs.
+    /// Worker threads, each a single-threaded runtime; 0 = one per CPU.
     pub workers: usize,
     /// How long a graceful shutdown waits for sessions to finish.
     #[serde(with = "humantime_serde")]
