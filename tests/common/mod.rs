@@ -128,7 +128,7 @@ impl MariaDb {
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         // Watchdog: stop the server and remove its files when this process ends.
         let script = format!(
-            "mariadbd {} & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; wait $pid; rm -rf '{}'",
+            "PATH=$PATH:/usr/sbin:/sbin; mariadbd {} & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; wait $pid; rm -rf '{}'",
             quoted.join(" "),
             std::process::id(),
             dir.display()
