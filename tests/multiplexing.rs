@@ -294,3 +294,41 @@ async fn change_user_authenticates_and_resets() {
     let one: i32 = d.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preparing_inside_a_transaction_keeps_the_transaction() {
+    let db = mariadb();
+    db.sql_socket("CREATE TABLE IF NOT EXISTS test.ptx (id INT PRIMARY KEY) ENGINE=InnoDB; DELETE FROM test.ptx;");
+    let proxy = Proxy::start_with(db.port, "workers = 2", "pool_max = 2", "");
+    let mut a = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let mut b = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    a.query_drop("BEGIN").await.unwrap();
+    // A fresh PREPARE (and EXECUTE) inside the transaction.
+    a.exec_drop("INSERT INTO ptx VALUES (?)", (1,))
+        .await
+        .unwrap();
+    a.exec_drop("INSERT INTO ptx VALUES (?)", (2,))
+        .await
+        .unwrap();
+    let mine: u64 = a
+        .exec_first("SELECT COUNT(*) FROM ptx WHERE id > ?", (0,))
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs: u64 = b
+        .query_first("SELECT COUNT(*) FROM ptx")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((mine, theirs), (2, 0));
+    a.query_drop("ROLLBACK").await.unwrap();
+    let after: u64 = b
+        .query_first("SELECT COUNT(*) FROM ptx")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after, 0,
+        "the transaction must have been rolled back as a whole"
+    );
+}

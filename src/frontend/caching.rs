@@ -39,7 +39,8 @@ pub fn session_bypass(
         Some(BypassReason::CacheDisabled)
     } else if status.contains(StatusFlags::SERVER_STATUS_IN_TRANS) {
         Some(BypassReason::InTransaction)
-    } else if !autocommit {
+    } else if !autocommit || !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
+        // Tracked from SET, and confirmed by the server's own flag.
         Some(BypassReason::AutocommitOff)
     } else if lock_tables {
         Some(BypassReason::LockTables)

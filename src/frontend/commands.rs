@@ -13,7 +13,6 @@ use mysql_common::constants::StatusFlags;
 
 use super::auth;
 use super::packet::ProtoError;
-use super::relay;
 use super::session::{Flow, Session, SessionError};
 use super::wire;
 use crate::backend::SessionVars;
@@ -40,7 +39,7 @@ impl Session {
                 return Ok(());
             };
             let r = c.conn.query_drop(format!("{sql} {thread}")).await;
-            let status = relay::final_status(&c.conn, self.status);
+            let status = self.status; // these commands change no transaction state
             self.settle(c, status);
             if let Err(mysql_async::Error::Server(se)) = r {
                 if se.code != 1094 {
@@ -85,7 +84,7 @@ impl Session {
             Err(mysql_async::Error::Server(se)) => self.reply_err(se.code, &se.state, &se.message),
             Err(e) => return self.lost(c, &e),
         }
-        let status = relay::final_status(&c.conn, self.status);
+        let status = self.status; // these commands change no transaction state
         self.settle(c, status);
         Ok(())
     }
@@ -98,7 +97,7 @@ impl Session {
             .conn
             .query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime','Threads_connected','Questions','Slow_queries','Opened_tables','Open_tables')")
             .await;
-        let status = relay::final_status(&c.conn, self.status);
+        let status = self.status; // these commands change no transaction state
         self.settle(c, status);
         match rows {
             Ok(rows) => {

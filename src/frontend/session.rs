@@ -459,7 +459,10 @@ impl Session {
             Ok(qr) => qr,
             Err(mysql_async::Error::Server(se)) => {
                 self.reply_err(se.code, &se.state, &se.message);
-                let status = relay::final_status(&c.conn, self.status);
+                // After an error the connection's last OK is an older one
+                // (or a prepare reply mysql_async misreads as an OK): keep
+                // the state known before the statement.
+                let status = self.status;
                 self.invalidate_after(
                     &verdict,
                     &[],
@@ -522,7 +525,11 @@ impl Session {
         verdict: &Verdict,
         params: &[mysql_common::value::Value],
     ) -> Result<Option<(BackendConn, StatusFlags, bool)>, SessionError> {
-        let status = relay::final_status(&c.conn, self.status);
+        // Only a response that ended normally carries the server's flags.
+        let status = match r.outcome {
+            Outcome::Done => relay::final_status(&c.conn, self.status),
+            _ => self.status,
+        };
         if let Some(end) = r.last {
             Relay::new(&mut self.conn, self.login.caps, false, self.status).write_end(end, status);
         }

@@ -23,7 +23,6 @@ use mysql_common::value::{BinValue, Value, ValueDeserializer};
 use mysql_common::constants::StatusFlags;
 
 use super::caching::{Coalesced, BINARY};
-use super::relay;
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
 use crate::classify::{BypassReason, Verdict};
@@ -145,7 +144,11 @@ impl Session {
             return Ok(());
         };
         let prepared = c.statement(self.vars.db.as_deref(), sql).await;
-        let status = relay::final_status(&c.conn, self.status);
+        // A prepare changes no session state. (mysql_async also records the
+        // COM_STMT_PREPARE reply, which starts with 0x00, as its "last OK",
+        // with garbage status flags: reading them released a connection in
+        // the middle of a transaction.)
+        let status = self.status;
         let stmt = match prepared {
             Ok(s) => s,
             Err(crate::backend::BackendError::Mysql(mysql_async::Error::Server(se))) => {
@@ -258,7 +261,7 @@ impl Session {
         let backend_stmt = match c.statement(self.vars.db.as_deref(), &sql).await {
             Ok(s) => s,
             Err(crate::backend::BackendError::Mysql(mysql_async::Error::Server(se))) => {
-                let status = relay::final_status(&c.conn, self.status);
+                let status = self.status;
                 self.settle(c, status);
                 self.reply_err(se.code, &se.state, &se.message);
                 return Ok(());
@@ -285,7 +288,7 @@ impl Session {
         let qr = match c.conn.exec_iter(&backend_stmt, params).await {
             Ok(qr) => qr,
             Err(mysql_async::Error::Server(se)) => {
-                let status = relay::final_status(&c.conn, self.status);
+                let status = self.status;
                 self.invalidate_after(
                     &verdict,
                     &kept,
