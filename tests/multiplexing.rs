@@ -299,7 +299,7 @@ async fn change_user_authenticates_and_resets() {
 async fn preparing_inside_a_transaction_keeps_the_transaction() {
     let db = mariadb();
     db.sql_socket("CREATE TABLE IF NOT EXISTS test.ptx (id INT PRIMARY KEY) ENGINE=InnoDB; DELETE FROM test.ptx;");
-    let proxy = Proxy::start_with(db.port, "workers = 2", "pool_max = 2", "");
+    let proxy = Proxy::start_with(db.port, "workers = 1", "pool_max = 2", "");
     let mut a = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let mut b = Conn::new(opts(proxy.port, "test")).await.unwrap();
     a.query_drop("BEGIN").await.unwrap();
