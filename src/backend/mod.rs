@@ -113,10 +113,6 @@ impl Backend {
         })
     }
 
-    pub fn config(&self) -> &BackendConfig {
-        &self.cfg
-    }
-
     pub fn addr(&self) -> String {
         match &self.cfg.socket {
             Some(s) => s.display().to_string(),
@@ -388,9 +384,5 @@ impl BackendConn {
             .or_default()
             .insert(sql.to_vec(), s.clone());
         Ok(s)
-    }
-
-    pub fn key(&self) -> &PoolKey {
-        &self.key
     }
 }

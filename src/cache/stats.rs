@@ -114,9 +114,5 @@ impl Stats {
         self.latency[i].observe(d);
     }
 
-    pub fn get(a: &AtomicU64) -> u64 {
-        a.load(Ordering::Relaxed)
-    }
-
     pub const SOURCES: [&'static str; 3] = ["proxy_row", "proxy_table", "proxy_all"];
 }

@@ -43,22 +43,6 @@ impl PinReason {
             PinReason::MultiStatementState => "multi_statement_state",
         }
     }
-
-    /// `forward_pinned_<reason>`, for the statement event's route field.
-    pub fn pinned_label(self) -> &'static str {
-        match self {
-            PinReason::UserVariable => "forward_pinned_user_variable",
-            PinReason::TemporaryTable => "forward_pinned_temporary_table",
-            PinReason::NamedLock => "forward_pinned_named_lock",
-            PinReason::SqlPrepare => "forward_pinned_sql_prepare",
-            PinReason::Handler => "forward_pinned_handler",
-            PinReason::Xa => "forward_pinned_xa",
-            PinReason::FoundRows => "forward_pinned_found_rows",
-            PinReason::SessionVariable => "forward_pinned_session_variable",
-            PinReason::TxCharacteristics => "forward_pinned_transaction_characteristics",
-            PinReason::MultiStatementState => "forward_pinned_multi_statement_state",
-        }
-    }
 }
 
 /// A tracked session setting, with the value as the client wrote it.

@@ -183,29 +183,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
     }
 
     pub fn write_end(&mut self, end: End, status: StatusFlags) {
-        let m = self.out.begin();
-        match end {
-            End::Ok {
-                affected,
-                insert_id,
-                warnings,
-                info,
-            } => wire::ok(
-                self.out.buf(),
-                0x00,
-                affected,
-                insert_id,
-                status,
-                warnings,
-                &info,
-            ),
-            End::Rows { warnings } if self.deprecate_eof() => {
-                wire::ok(self.out.buf(), 0xFE, 0, 0, status, warnings, b"")
-            }
-            End::Rows { warnings } => wire::eof(self.out.buf(), warnings, status),
-        }
-        self.out.finish(m);
+        write_end(self.out, self.caps, end, status);
     }
+}
+
+/// Writes the packet that ends a result (an OK, or EOF / 0xFE-OK after rows).
+pub fn write_end<S>(out: &mut PacketConn<S>, caps: CapabilityFlags, end: End, status: StatusFlags)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let m = out.begin();
+    match end {
+        End::Ok {
+            affected,
+            insert_id,
+            warnings,
+            info,
+        } => wire::ok(
+            out.buf(),
+            0x00,
+            affected,
+            insert_id,
+            status,
+            warnings,
+            &info,
+        ),
+        End::Rows { warnings } if caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) => {
+            wire::ok(out.buf(), 0xFE, 0, 0, status, warnings, b"")
+        }
+        End::Rows { warnings } => wire::eof(out.buf(), warnings, status),
+    }
+    out.finish(m);
 }
 
 /// The server's final status flags after a response, without MORE_RESULTS.

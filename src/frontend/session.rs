@@ -75,7 +75,7 @@ impl Hold {
             Hold::Release => "forward",
             Hold::Transaction => "forward_pinned_transaction",
             Hold::LockTables => "forward_pinned_lock_tables",
-            Hold::Pinned(r) => r.pinned_label(),
+            Hold::Pinned(_) => "forward_pinned",
         }
     }
 }
@@ -244,6 +244,7 @@ impl Session {
             debug!(
                 command = command_name(cmd),
                 route = self.route,
+                pin = self.pin.map(PinReason::as_str),
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "statement"
             );
@@ -531,7 +532,7 @@ impl Session {
             _ => self.status,
         };
         if let Some(end) = r.last {
-            Relay::new(&mut self.conn, self.login.caps, false, self.status).write_end(end, status);
+            relay::write_end(&mut self.conn, self.login.caps, end, status);
         }
         let done = match r.outcome {
             Outcome::Lost(e) => {
