@@ -38,6 +38,50 @@ pub struct Config {
     pub cache: CacheConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub invalidation: InvalidationConfig,
+}
+
+/// Change feeds that keep the cache fresh from writes the proxy never sees.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct InvalidationConfig {
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// `[invalidation.kafka]`: a Debezium / Canal / Maxwell feed on Kafka.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `host:port[,host:port…]` (librdkafka's `bootstrap.servers`).
+    pub brokers: String,
+    /// Topic names, or librdkafka regular expressions starting with `^`.
+    pub topics: Vec<String>,
+    pub format: crate::invalidation::decode::Format,
+    /// Default: unique per proxy process — every proxy must see every event.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Where a partition without a committed offset starts.
+    #[serde(default)]
+    pub start: FeedStart,
+    /// Hits stop when the feed cannot prove it is this close to the head.
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub max_staleness: Duration,
+    /// Passed verbatim to librdkafka (`security.protocol`, `sasl.*`, …).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedStart {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,6 +394,29 @@ impl Config {
                 p.push(format!("admin.listen: `{a}` is not an address:port"));
             }
         }
+        if let Some(k) = self.invalidation.kafka.as_ref().filter(|k| k.enabled) {
+            if k.brokers.trim().is_empty() {
+                p.push("invalidation.kafka.brokers: empty".into());
+            }
+            if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+                p.push("invalidation.kafka.topics: name at least one topic (or a `^regex`)".into());
+            }
+            for t in k.topics.iter().filter(|t| t.starts_with('^')) {
+                if let Err(e) = regex::Regex::new(t) {
+                    p.push(format!("invalidation.kafka.topics: `{t}`: {e}"));
+                }
+            }
+            if k.max_staleness < Duration::from_millis(100) {
+                p.push("invalidation.kafka.max_staleness: must be at least 100ms".into());
+            }
+            for (key, v) in &k.properties {
+                if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    p.push(format!(
+                        "invalidation.kafka.properties.{key}: must be a string, number or boolean"
+                    ));
+                }
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level: `{}`: {e}", self.log.level));
         }
@@ -409,6 +476,38 @@ mod tests {
             "users:",
         ] {
             assert!(err.contains(key), "{key} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_feed_section_parses() {
+        // proxy.toml's commented example, uncommented.
+        let text = include_str!("../proxy.toml");
+        let start = text.find("# [invalidation.kafka]").unwrap();
+        let feed: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{feed}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let k = c.invalidation.kafka.unwrap();
+        assert_eq!(k.format, crate::invalidation::decode::Format::Debezium);
+        assert_eq!(k.max_staleness, Duration::from_secs(5));
+        assert_eq!(k.topics, vec!["^dbserver1(\\..*)?$".to_string()]);
+        assert_eq!(k.properties.len(), 5);
+        let bad = Config::parse(
+            "[[users]]\nname='u'\n[invalidation.kafka]\nbrokers=''\ntopics=[]\nformat='canal'\nmax_staleness='1ms'\n",
+            "t",
+        )
+        .unwrap()
+        .validate("t")
+        .unwrap_err()
+        .to_string();
+        for key in ["kafka.brokers", "kafka.topics", "kafka.max_staleness"] {
+            assert!(bad.contains(key), "{key} missing in {bad}");
         }
     }
 

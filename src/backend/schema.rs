@@ -29,6 +29,8 @@ pub struct TableInfo {
     pub has_triggers: bool,
     /// Tables with a foreign key referencing this one (db, table).
     pub referenced_by: Vec<(String, String)>,
+    /// Tables this one's foreign keys reference (db, table).
+    pub references: Vec<(String, String)>,
 }
 
 impl TableInfo {
@@ -80,6 +82,27 @@ impl SchemaCache {
             .insert((db.to_owned(), table.to_owned()), info.map(Arc::new));
     }
 
+    /// Tables a cascade from `db.table` may change: its own `referenced_by`
+    /// if loaded, and every loaded table whose foreign keys reference it
+    /// (a parent loaded before a child's FK was added does not know it).
+    pub fn dependents(&self, db: &str, table: &str) -> Vec<(String, String)> {
+        let map = self.map.lock().unwrap();
+        let key = (db.to_owned(), table.to_owned());
+        let mut out: Vec<(String, String)> = map
+            .get(&key)
+            .and_then(|i| i.as_ref())
+            .map(|i| i.referenced_by.clone())
+            .unwrap_or_default();
+        for (child, info) in map.iter() {
+            if let Some(info) = info {
+                if info.references.contains(&key) && !out.contains(child) {
+                    out.push(child.clone());
+                }
+            }
+        }
+        out
+    }
+
     pub fn forget(&self, db: &str, table: &str) {
         self.map
             .lock()
@@ -113,6 +136,7 @@ async fn read(
             unique: Vec::new(),
             has_triggers: false,
             referenced_by: Vec::new(),
+            references: Vec::new(),
         }));
     }
     let pk: Vec<(String, String)> = conn
@@ -159,6 +183,12 @@ async fn read(
              WHERE UNIQUE_CONSTRAINT_SCHEMA = {d} AND REFERENCED_TABLE_NAME = {t}"
         ))
         .await?;
+    let references: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT DISTINCT UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = {d} AND TABLE_NAME = {t}"
+        ))
+        .await?;
     Ok(Some(TableInfo {
         base: true,
         pk: pk
@@ -168,6 +198,7 @@ async fn read(
         unique,
         has_triggers: triggers.unwrap_or(0) > 0,
         referenced_by,
+        references,
     }))
 }
 
@@ -202,7 +233,20 @@ mod tests {
             unique: vec![],
             has_triggers: false,
             referenced_by: vec![],
+            references: vec![],
         };
         assert!(!info.integer_key());
+        let s = SchemaCache::default();
+        let child = |parent: &str| TableInfo {
+            references: vec![("d".into(), parent.into())],
+            ..info.clone()
+        };
+        s.remember("d", "child", Some(child("parent")));
+        s.remember("d", "other", Some(child("elsewhere")));
+        // The parent's facts were never loaded: its loaded children still count.
+        assert_eq!(
+            s.dependents("d", "parent"),
+            vec![("d".into(), "child".into())]
+        );
     }
 }

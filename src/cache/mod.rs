@@ -18,6 +18,7 @@
 //! * the statement text (text protocol) or the parameter values and their
 //!   types (binary protocol).
 
+pub mod gate;
 pub mod stats;
 pub mod store;
 pub mod tokens;
@@ -32,7 +33,8 @@ use tokio::sync::Notify;
 
 use crate::classify::{KeyValue, Lit};
 use crate::config::CacheConfig;
-pub use stats::{Route, Source, Stats};
+pub use gate::FeedGate;
+pub use stats::{FeedStats, Route, Source, Stats};
 pub use store::{MokaStore, Store};
 pub use tokens::{Guard, Tag, TagTokens};
 
@@ -56,6 +58,8 @@ pub struct Cache {
     store: Box<dyn Store>,
     pub tokens: TagTokens,
     pub stats: Stats,
+    /// Closed while a configured change feed cannot prove it is fresh.
+    pub gate: FeedGate,
     inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
     rules: HashMap<(String, String), (bool, Option<Duration>)>,
 }
@@ -94,6 +98,7 @@ impl Cache {
             store,
             tokens: TagTokens::new(),
             stats: Stats::default(),
+            gate: FeedGate::open(),
             inflight: Mutex::new(HashMap::new()),
             rules,
         })
@@ -175,17 +180,29 @@ impl Cache {
         None
     }
 
+    /// Invalidates after a write the proxy forwarded.
     pub fn invalidate(&self, tag: &Tag) {
+        self.invalidate_from(
+            tag,
+            match tag {
+                Tag::Row { .. } => Source::ProxyRow,
+                Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
+            },
+        );
+    }
+
+    pub fn invalidate_from(&self, tag: &Tag, source: Source) {
         self.tokens.invalidate(tag);
-        self.stats.invalidated(match tag {
-            Tag::Row { .. } => Source::ProxyRow,
-            Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
-        });
+        self.stats.invalidated(source);
     }
 
     pub fn invalidate_all(&self) {
+        self.invalidate_all_from(Source::ProxyAll);
+    }
+
+    pub fn invalidate_all_from(&self, source: Source) {
         self.tokens.invalidate_all();
-        self.stats.invalidated(Source::ProxyAll);
+        self.stats.invalidated(source);
     }
 
     pub fn entries(&self) -> u64 {

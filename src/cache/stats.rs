@@ -85,6 +85,26 @@ pub enum Source {
     ProxyRow,
     ProxyTable,
     ProxyAll,
+    FeedRow,
+    FeedTable,
+    FeedAll,
+}
+
+/// The change feed's counters (zero when no feed is configured).
+#[derive(Default)]
+pub struct FeedStats {
+    pub messages: AtomicU64,
+    pub events: AtomicU64,
+    /// Messages that could not be decoded (their table, or all, invalidated).
+    pub malformed: AtomicU64,
+    /// Times continuity of the stream could not be proven.
+    pub gaps: AtomicU64,
+    /// Broker or metadata errors while checking freshness.
+    pub errors: AtomicU64,
+    /// Milliseconds from the last applied message's timestamp to applying it.
+    pub lag_ms: AtomicU64,
+    /// Milliseconds since the feed last proved it was caught up (u64::MAX: never).
+    pub proof_age_ms: AtomicU64,
 }
 
 #[derive(Default)]
@@ -96,7 +116,8 @@ pub struct Stats {
     pub fills: AtomicU64,
     pub coalesced: AtomicU64,
     pub bypass: [AtomicU64; BypassReason::ALL.len()],
-    pub invalidations: [AtomicU64; 3],
+    pub invalidations: [AtomicU64; 6],
+    pub feed: FeedStats,
     pub latency: [Histogram; Route::ALL.len()],
 }
 
@@ -114,5 +135,12 @@ impl Stats {
         self.latency[i].observe(d);
     }
 
-    pub const SOURCES: [&'static str; 3] = ["proxy_row", "proxy_table", "proxy_all"];
+    pub const SOURCES: [&'static str; 6] = [
+        "proxy_row",
+        "proxy_table",
+        "proxy_all",
+        "feed_row",
+        "feed_table",
+        "feed_all",
+    ];
 }

@@ -94,6 +94,19 @@ fn status_rows(cache: &crate::cache::Cache) -> Vec<(String, String)> {
     for (i, src) in Stats::SOURCES.iter().enumerate() {
         rows.push((format!("invalidations_{src}"), g(&s.invalidations[i])));
     }
+    let f = &s.feed;
+    rows.push(("feed_fresh".into(), cache.gate.is_open().to_string()));
+    for (k, v) in [
+        ("feed_messages", &f.messages),
+        ("feed_events", &f.events),
+        ("feed_malformed", &f.malformed),
+        ("feed_gaps", &f.gaps),
+        ("feed_errors", &f.errors),
+        ("feed_lag_ms", &f.lag_ms),
+        ("feed_proof_age_ms", &f.proof_age_ms),
+    ] {
+        rows.push((k.into(), g(v)));
+    }
     rows
 }
 
@@ -133,6 +146,39 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
             o,
             "sqlcache_invalidations_total{{source=\"{src}\"}} {}",
             g(&s.invalidations[i])
+        );
+    }
+    let f = &s.feed;
+    let feed = cache.gate.has_feed();
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_feed_fresh gauge\nsqlcache_feed_fresh {}",
+        cache.gate.is_open() as u8
+    );
+    for (name, v) in [
+        ("messages", &f.messages),
+        ("events", &f.events),
+        ("malformed", &f.malformed),
+        ("gaps", &f.gaps),
+        ("errors", &f.errors),
+    ] {
+        let _ = writeln!(
+            o,
+            "# TYPE sqlcache_feed_{name}_total counter\nsqlcache_feed_{name}_total {}",
+            g(v)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# TYPE sqlcache_feed_lag_seconds gauge\nsqlcache_feed_lag_seconds {}",
+        g(&f.lag_ms) as f64 / 1e3
+    );
+    let proof = g(&f.proof_age_ms);
+    if feed && proof != u64::MAX {
+        let _ = writeln!(
+            o,
+            "# TYPE sqlcache_feed_proof_age_seconds gauge\nsqlcache_feed_proof_age_seconds {}",
+            proof as f64 / 1e3
         );
     }
     let _ = writeln!(

@@ -30,6 +30,7 @@ use crate::classify::{
 /// Why a session cannot use the cache right now (before any parsing).
 pub fn session_bypass(
     enabled: bool,
+    feed_fresh: bool,
     status: StatusFlags,
     lock_tables: bool,
     pin: Option<PinReason>,
@@ -37,6 +38,9 @@ pub fn session_bypass(
 ) -> Option<BypassReason> {
     if !enabled {
         Some(BypassReason::CacheDisabled)
+    } else if !feed_fresh {
+        // Writes the proxy never saw may not have reached the cache.
+        Some(BypassReason::FeedUnhealthy)
     } else if status.contains(StatusFlags::SERVER_STATUS_IN_TRANS) {
         Some(BypassReason::InTransaction)
     } else if !autocommit || !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
@@ -75,6 +79,7 @@ impl Session {
     pub(super) fn cache_bypass(&self) -> Option<BypassReason> {
         session_bypass(
             self.shared.cache.cfg.enabled,
+            self.shared.cache.gate.is_open(),
             self.status,
             self.lock_tables,
             self.pin,
@@ -310,7 +315,8 @@ impl Session {
             match schema.get(db, name) {
                 Some(Some(info)) if info.base && !info.has_triggers => {
                     tags.extend(
-                        info.referenced_by
+                        schema
+                            .dependents(db, name)
                             .iter()
                             .flat_map(|(d, t)| whole_table(d, t)),
                     );
@@ -356,7 +362,8 @@ impl Session {
                     _ => return Resolved::Everything,
                 };
                 tags.extend(
-                    info.referenced_by
+                    schema
+                        .dependents(&db, &table.name)
                         .iter()
                         .flat_map(|(d, t)| whole_table(d, t)),
                 );
@@ -533,25 +540,33 @@ mod tests {
     fn session_bypass_reasons() {
         let ac = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
         let tx = StatusFlags::SERVER_STATUS_IN_TRANS;
-        assert_eq!(session_bypass(true, ac, false, None, true), None);
+        assert_eq!(session_bypass(true, true, ac, false, None, true), None);
         assert_eq!(
-            session_bypass(false, ac, false, None, true),
+            session_bypass(false, true, ac, false, None, true),
             Some(BypassReason::CacheDisabled)
         );
         assert_eq!(
-            session_bypass(true, ac | tx, false, None, true),
+            session_bypass(true, true, ac | tx, false, None, true),
             Some(BypassReason::InTransaction)
         );
         assert_eq!(
-            session_bypass(true, StatusFlags::empty(), false, None, false),
+            session_bypass(true, true, StatusFlags::empty(), false, None, false),
             Some(BypassReason::AutocommitOff)
         );
         assert_eq!(
-            session_bypass(true, ac, true, None, true),
+            session_bypass(true, true, ac, true, None, true),
             Some(BypassReason::LockTables)
         );
         assert_eq!(
-            session_bypass(true, ac, false, Some(PinReason::TemporaryTable), true),
+            session_bypass(true, false, ac, false, None, true),
+            Some(BypassReason::FeedUnhealthy)
+        );
+        assert_eq!(
+            session_bypass(true, true, ac, true, None, true),
+            Some(BypassReason::LockTables)
+        );
+        assert_eq!(
+            session_bypass(true, true, ac, false, Some(PinReason::TemporaryTable), true),
             Some(BypassReason::PinnedSession)
         );
     }

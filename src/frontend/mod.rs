@@ -140,6 +140,8 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
 pub struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// The change feed, if configured; stops when dropped.
+    feed: Option<crate::invalidation::kafka::FeedHandle>,
 }
 
 impl Proxy {
@@ -151,16 +153,29 @@ impl Proxy {
         let listener = listen(&cfg.proxy.listen)?;
         let backend = Backend::new(cfg.backend.clone());
         let cache = crate::cache::Cache::new(cfg.cache.clone());
+        let schema = Arc::new(crate::backend::schema::SchemaCache::default());
+        let feed = match cfg.invalidation.kafka.as_ref().filter(|k| k.enabled) {
+            Some(k) => Some(crate::invalidation::kafka::spawn(
+                k,
+                cache.clone(),
+                schema.clone(),
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             cfg,
             backend,
             cache,
-            schema: Arc::new(crate::backend::schema::SchemaCache::default()),
+            schema,
             tls,
             next_id: AtomicU32::new(1),
             sessions: Mutex::new(HashMap::new()),
         });
-        Ok(Proxy { listener, shared })
+        Ok(Proxy {
+            listener,
+            shared,
+            feed,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -185,6 +200,7 @@ impl Proxy {
     /// current-thread runtime: it is worker 0; it starts the others.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let shared = self.shared;
+        let _feed = self.feed;
         let max = shared.cfg.proxy.max_connections;
         let slots = Arc::new(Semaphore::new(max));
         let (stop_tx, stop_rx) = watch::channel(false);

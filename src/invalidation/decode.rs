@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 
 use super::ChangeEvent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Debezium,
     Canal,
@@ -59,6 +60,45 @@ pub fn decode(
         Format::Canal => canal(&value),
         Format::Maxwell => maxwell(key.as_ref(), &value),
     }
+}
+
+/// What a message that could not be decoded invalidates: its table when the
+/// message (or, for Debezium, the `<prefix>.<db>.<table>` topic) still names
+/// one, else everything.
+pub fn fallback(format: Format, topic: &str, value: Option<&[u8]>) -> ChangeEvent {
+    let named = |db: Option<&str>, table: Option<&str>| match (db, table) {
+        (Some(db), Some(table)) if !db.is_empty() && !table.is_empty() => {
+            Some(ChangeEvent::Table {
+                db: db.to_string(),
+                table: table.to_string(),
+            })
+        }
+        _ => None,
+    };
+    let json = value.and_then(|v| serde_json::from_slice::<Value>(v).ok());
+    let from_value = json.as_ref().and_then(|v| match format {
+        Format::Debezium => {
+            let source = payload(v).get("source")?;
+            named(
+                source.get("db").and_then(Value::as_str),
+                source.get("table").and_then(Value::as_str),
+            )
+        }
+        Format::Canal | Format::Maxwell => named(
+            v.get("database").and_then(Value::as_str),
+            v.get("table").and_then(Value::as_str),
+        ),
+    });
+    let from_topic = || {
+        let mut parts = topic.rsplit('.');
+        match (format, parts.next(), parts.next(), parts.next()) {
+            (Format::Debezium, Some(t), Some(d), Some(_prefix)) => named(Some(d), Some(t)),
+            _ => None,
+        }
+    };
+    from_value
+        .or_else(from_topic)
+        .unwrap_or(ChangeEvent::Everything)
 }
 
 /// Column/value pairs of a JSON object, values as text (numbers unquoted).
@@ -283,6 +323,43 @@ fn maxwell(key: Option<&Value>, v: &Value) -> Result<Vec<ChangeEvent>, DecodeErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undecodable_messages_invalidate_their_table_or_everything() {
+        let table = |d: &str, t: &str| ChangeEvent::Table {
+            db: d.into(),
+            table: t.into(),
+        };
+        // Debezium: the topic still names the table.
+        assert_eq!(
+            fallback(Format::Debezium, "srv.shop.items", Some(b"{not json")),
+            table("shop", "items")
+        );
+        assert_eq!(
+            fallback(
+                Format::Debezium,
+                "odd",
+                Some(br#"{"payload":{"source":{"db":"a","table":"b"}},"schema":{}}"#)
+            ),
+            table("a", "b")
+        );
+        assert_eq!(
+            fallback(
+                Format::Canal,
+                "x",
+                Some(br#"{"database":"a","table":"b","data":7}"#)
+            ),
+            table("a", "b")
+        );
+        assert_eq!(
+            fallback(Format::Maxwell, "maxwell", Some(b"garbage")),
+            ChangeEvent::Everything
+        );
+        assert_eq!(
+            fallback(Format::Debezium, "two.parts", None),
+            ChangeEvent::Everything
+        );
+    }
 
     fn row(db: &str, t: &str, key: &[(&str, &str)]) -> ChangeEvent {
         ChangeEvent::Row {

@@ -10,9 +10,11 @@
 //! unknown: an unreadable message never leaves the cache trusting old data.
 
 pub mod decode;
+pub mod freshness;
+pub mod kafka;
 
 use crate::backend::schema::SchemaCache;
-use crate::cache::{canonical_int, Tag};
+use crate::cache::{canonical_int, Cache, Source, Tag};
 use mysql_common::value::Value;
 
 /// One change, from any source.
@@ -38,15 +40,25 @@ pub enum Effect {
 }
 
 /// The tags an event invalidates, given what is known of the schema.
+///
+/// Row-based binlogs log what triggers change as rows of their own, but not
+/// what foreign-key cascades change: every event also invalidates the whole
+/// of each table whose foreign keys reference the changed one.
 pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
     match ev {
-        ChangeEvent::Everything => Effect::Everything,
+        ChangeEvent::Everything => {
+            schema.forget_all();
+            Effect::Everything
+        }
         ChangeEvent::Table { db, table } => {
+            let mut tags = vec![Tag::table(db, table), Tag::any_write(db, table)];
+            push_dependents(&mut tags, schema, db, table);
             schema.forget(db, table);
-            Effect::Tags(vec![Tag::table(db, table), Tag::any_write(db, table)])
+            Effect::Tags(tags)
         }
         ChangeEvent::Row { db, table, key } => {
             let mut tags = vec![Tag::any_write(db, table)];
+            push_dependents(&mut tags, schema, db, table);
             let info = match schema.get(db, table) {
                 Some(Some(info)) => info,
                 // Unknown facts: no entry can hold a row tag of this table
@@ -69,6 +81,33 @@ pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
                 _ => tags.push(Tag::table(db, table)),
             }
             Effect::Tags(tags)
+        }
+    }
+}
+
+fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &str) {
+    for (d, t) in schema.dependents(db, table) {
+        tags.push(Tag::table(&d, &t));
+        tags.push(Tag::any_write(&d, &t));
+    }
+}
+
+/// Applies change events to the cache (bumps their tags' tokens).
+pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache) {
+    for ev in events {
+        match tags(ev, schema) {
+            Effect::Everything => cache.invalidate_all_from(Source::FeedAll),
+            Effect::Tags(tags) => {
+                for t in &tags {
+                    cache.invalidate_from(
+                        t,
+                        match t {
+                            Tag::Row { .. } => Source::FeedRow,
+                            _ => Source::FeedTable,
+                        },
+                    );
+                }
+            }
         }
     }
 }
@@ -102,6 +141,7 @@ mod tests {
             unique: vec![],
             has_triggers: false,
             referenced_by: vec![],
+            references: vec![],
         };
         s.remember("d", "t", Some(info(true)));
         // Canal sends strings, Debezium numbers: both give the read side's tag.

@@ -9,6 +9,8 @@
 //! the test panics with the reason (it never skips).
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
+pub fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if start.elapsed() > timeout {
@@ -218,7 +220,7 @@ impl Proxy {
         std::fs::write(
             &config,
             format!(
-                "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"3s\"\n{proxy_extra}\n\n[backend]\nhost = \"127.0.0.1\"\nport = {backend_port}\nuser = \"root\"\npassword = \"\"\nconnect_timeout = \"2s\"\n{backend_extra}\n{users}\n[log]\nlevel = \"info\"\n"
+                "[proxy]\nlisten = \"127.0.0.1:{port}\"\nshutdown_timeout = \"3s\"\n{proxy_extra}\n\n[backend]\nhost = \"127.0.0.1\"\nport = {backend_port}\nuser = \"root\"\npassword = \"\"\nconnect_timeout = \"2s\"\n{backend_extra}\n{users}\n[log]\nlevel = \"info,sqlcache::invalidation=debug\"\n"
             ),
         )
         .unwrap();

@@ -1,0 +1,143 @@
+//! A private Kafka-protocol broker per test: tansu in memory mode.
+//!
+//! tansu is installed by `.ci/install-tansu` into `.tools/bin/tansu` (or
+//! named by `SQLCACHE_TANSU`). Like the MariaDB rig, a watchdog shell kills
+//! it when the test process ends; a test that cannot start it panics.
+//! tansu does not create topics on first use, so tests create them through
+//! the Kafka admin API. Its memory storage forgets everything on restart —
+//! which is also how tests make a feed lose continuity.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::{free_port, tempdir, wait_port};
+
+pub struct Broker {
+    pub port: u16,
+    dir: PathBuf,
+    producer: Option<BaseProducer>,
+}
+
+fn tansu() -> PathBuf {
+    if let Ok(p) = std::env::var("SQLCACHE_TANSU") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu");
+    assert!(
+        p.is_file(),
+        "tansu (the Kafka-protocol broker) is not installed at {}: run .ci/install-tansu",
+        p.display()
+    );
+    p
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let mut b = Broker {
+            port: free_port(),
+            dir: tempdir(),
+            producer: None,
+        };
+        b.launch();
+        b
+    }
+
+    #[allow(clippy::zombie_processes)] // the watchdog shell outlives this call by design
+    fn launch(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = self.dir.join("tansu.log");
+        let pidfile = self.dir.join("tansu.pid");
+        let script = format!(
+            "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {url} >>'{}' 2>&1 & pid=$!; echo $pid > '{}'; \
+             while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null",
+            tansu().display(),
+            log.display(),
+            pidfile.display(),
+            std::process::id()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
+        wait_port(self.port, Duration::from_secs(20), "tansu", Some(&log));
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (its memory storage is lost).
+    pub fn stop(&mut self) {
+        self.producer = None;
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("tansu.pid")) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the broker again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let addr = self.addr();
+        let name = name.to_string();
+        // Its own thread and runtime: callers may be inside a runtime.
+        std::thread::spawn(move || {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", addr)
+                .create()
+                .expect("admin client");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+            let r = rt
+                .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+                .expect("create_topics");
+            for t in r {
+                t.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+            }
+        })
+        .join()
+        .expect("topic created");
+    }
+
+    /// Publishes one message and waits for the broker's acknowledgement.
+    pub fn send(&mut self, topic: &str, key: Option<&str>, value: Option<&str>) {
+        let addr = self.addr();
+        let p = self.producer.get_or_insert_with(|| {
+            ClientConfig::new()
+                .set("bootstrap.servers", addr)
+                .set("linger.ms", "0")
+                .create()
+                .expect("producer")
+        });
+        let mut rec: BaseRecord<'_, str, str> = BaseRecord::to(topic);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        p.send(rec).map_err(|(e, _)| e).expect("send");
+        p.flush(Duration::from_secs(10))
+            .expect("broker acknowledged");
+    }
+}
