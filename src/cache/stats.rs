@@ -101,6 +101,8 @@ pub struct FeedStats {
     pub gaps: AtomicU64,
     /// Broker or metadata errors while checking freshness.
     pub errors: AtomicU64,
+    /// New librdkafka clients started after gaps.
+    pub client_restarts: AtomicU64,
     /// Milliseconds from the last applied message's timestamp to applying it.
     pub lag_ms: AtomicU64,
     /// Milliseconds since the feed last proved it was caught up (u64::MAX: never).

@@ -102,6 +102,7 @@ fn status_rows(cache: &crate::cache::Cache) -> Vec<(String, String)> {
         ("feed_malformed", &f.malformed),
         ("feed_gaps", &f.gaps),
         ("feed_errors", &f.errors),
+        ("feed_client_restarts", &f.client_restarts),
         ("feed_lag_ms", &f.lag_ms),
         ("feed_proof_age_ms", &f.proof_age_ms),
     ] {
@@ -161,6 +162,7 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
         ("malformed", &f.malformed),
         ("gaps", &f.gaps),
         ("errors", &f.errors),
+        ("client_restarts", &f.client_restarts),
     ] {
         let _ = writeln!(
             o,

@@ -197,10 +197,8 @@ pub fn spawn(
     schema: Arc<SchemaCache>,
 ) -> Result<FeedHandle, FeedError> {
     let topics = Topics::new(&cfg.topics)?;
-    let consumer: BaseConsumer<FeedContext> =
-        client_config(cfg).create_with_context(FeedContext {
-            quiet: Mutex::new(Quiet::default()),
-        })?;
+    let client = client_config(cfg);
+    let consumer = new_consumer(&client)?;
     cache.gate.close();
     cache
         .stats
@@ -210,6 +208,8 @@ pub fn spawn(
     let interval = (cfg.max_staleness / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let stop = Arc::new(AtomicBool::new(false));
     let feed = Feed {
+        client,
+        renew: false,
         topics,
         format: cfg.format,
         start: cfg.start,
@@ -244,7 +244,16 @@ pub fn spawn(
 
 type Kafka = BaseConsumer<FeedContext>;
 
+fn new_consumer(client: &ClientConfig) -> Result<Kafka, KafkaError> {
+    client.create_with_context(FeedContext {
+        quiet: Mutex::new(Quiet::default()),
+    })
+}
+
 struct Feed {
+    client: ClientConfig,
+    /// Start a new librdkafka client before the next check (after a gap).
+    renew: bool,
     topics: Topics,
     format: Format,
     start: FeedStart,
@@ -265,9 +274,29 @@ struct Feed {
 }
 
 impl Feed {
-    fn run(mut self, consumer: Kafka) {
+    fn run(mut self, mut consumer: Kafka) {
         let mut next_check = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
+            if std::mem::take(&mut self.renew) {
+                // A fresh client after a gap: no metadata, topic ids or
+                // leader epochs from before it. (librdkafka 2.12.1 crashed
+                // here on a Fetch response's leader-change tags from a
+                // broker that came back empty: a NULL topic name in
+                // rd_kafka_metadata_update_op.)
+                match new_consumer(&self.client) {
+                    Ok(c) => {
+                        consumer = c;
+                        self.resync = true;
+                        self.cache
+                            .stats
+                            .feed
+                            .client_restarts
+                            .fetch_add(1, Ordering::Relaxed);
+                        info!("change feed: new Kafka client after a gap");
+                    }
+                    Err(e) => warn!(error = %e, "change feed: cannot start a new Kafka client"),
+                }
+            }
             if Instant::now() >= next_check {
                 self.check(&consumer);
                 next_check = Instant::now() + self.interval;
@@ -362,13 +391,20 @@ impl Feed {
         }
     }
 
+    fn note_gaps_and_renew(&mut self, before: u64) {
+        self.note_gaps(before);
+        if self.freshness.gaps() > before {
+            self.renew = true;
+        }
+    }
+
     fn check(&mut self, consumer: &Kafka) {
         let at = Instant::now();
         match self.read_heads(consumer) {
             Ok(highs) => {
                 let gaps_before = self.freshness.gaps();
                 self.freshness.observe(at, highs);
-                self.note_gaps(gaps_before);
+                self.note_gaps_and_renew(gaps_before);
             }
             Err(why) => {
                 debug!(reason = %why, elapsed = ?at.elapsed(), "change feed check failed");
@@ -395,7 +431,7 @@ impl Feed {
             .store(age, Ordering::Relaxed);
         let gaps_before = self.freshness.gaps();
         let decision = self.freshness.decide(Instant::now());
-        self.note_gaps(gaps_before);
+        self.note_gaps_and_renew(gaps_before);
         match decision {
             Decision::Closed => self.cache.gate.close(),
             Decision::OpenUntil(deadline) => self.cache.gate.open_until(deadline),
