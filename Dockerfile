@@ -7,6 +7,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential pkg-config zlib1g-dev \
+    libssl-dev libsasl2-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -15,7 +16,7 @@ COPY proxy.toml ./
 RUN cargo build --release --locked --bin sqlcache
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 libsasl2-2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin sqlcache
 COPY --from=build /src/target/release/sqlcache /usr/local/bin/sqlcache
