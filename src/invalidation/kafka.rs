@@ -372,6 +372,7 @@ impl Feed {
             "change feed lost continuity: hits stop until it catches up, then every entry is dropped"
         );
         self.freshness.gap(Instant::now());
+        self.renew = true;
         self.cache
             .stats
             .feed
