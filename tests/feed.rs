@@ -280,23 +280,43 @@ fn topics_for(fmt: Fmt, table: &str) -> Vec<String> {
     }
 }
 
-async fn direct_writes_are_invalidated_by_the_feed(fmt: Fmt, table: &str) {
-    let db = mariadb();
+/// A table `test.<table>` holding `rows`, a private broker with the
+/// format's topics, a proxy consuming them, a client once the feed is fresh.
+async fn rig(
+    db: &MariaDb,
+    fmt: Fmt,
+    table: &str,
+    rows: &str,
+    max_staleness: &str,
+) -> (Broker, Proxy, Conn, Publisher) {
     db.sql_socket(&format!(
         "DROP TABLE IF EXISTS test.{table}; CREATE TABLE test.{table} (id INT PRIMARY KEY, v VARCHAR(20)); \
-         INSERT INTO test.{table} VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four');"
+         INSERT INTO test.{table} VALUES {rows};"
     ));
-    let mut broker = Broker::start();
+    let broker = Broker::start();
     for t in topics_for(fmt, table) {
         broker.create_topic(&t, 1);
     }
-    let proxy = Proxy::start_with(db.port, "", &feed_config(&broker, fmt, "5s"), "");
+    let proxy = Proxy::start_with(db.port, "", &feed_config(&broker, fmt, max_staleness), "");
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     wait_fresh(&mut c).await;
     let p = Publisher {
         fmt,
         table: table.into(),
     };
+    (broker, proxy, c, p)
+}
+
+async fn direct_writes_are_invalidated_by_the_feed(fmt: Fmt, table: &str) {
+    let db = mariadb();
+    let (mut broker, proxy, mut c, p) = rig(
+        db,
+        fmt,
+        table,
+        "(1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')",
+        "5s",
+    )
+    .await;
     let mut publish = |msgs: Vec<Msg>| {
         for (t, k, v) in msgs {
             broker.send(&t, k.as_deref(), v.as_deref());
@@ -426,23 +446,9 @@ async fn maxwell_feed_invalidates_direct_writes() {
 async fn broker_outage_stops_hits_and_recovery_drops_entries_from_before_the_gap() {
     let db = mariadb();
     let table = "feed_outage";
-    db.sql_socket(&format!(
-        "DROP TABLE IF EXISTS test.{table}; CREATE TABLE test.{table} (id INT PRIMARY KEY, v VARCHAR(20)); \
-         INSERT INTO test.{table} VALUES (1, 'one'), (2, 'two');"
-    ));
     let fmt = Fmt::Debezium { wrapped: false };
-    let mut broker = Broker::start();
-    for t in topics_for(fmt, table) {
-        broker.create_topic(&t, 1);
-    }
     let max_staleness = Duration::from_secs(1);
-    let proxy = Proxy::start_with(db.port, "", &feed_config(&broker, fmt, "1s"), "");
-    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
-    wait_fresh(&mut c).await;
-    let p = Publisher {
-        fmt,
-        table: table.into(),
-    };
+    let (mut broker, _proxy, mut c, p) = rig(db, fmt, table, "(1, 'one'), (2, 'two')", "1s").await;
     // An idle feed stays fresh (silence is not lag).
     warm(&mut c, table, 1).await;
     tokio::time::sleep(max_staleness * 3).await;

@@ -63,6 +63,12 @@ impl Tag {
         }
     }
 
+    /// Both tags that cover every entry of a table (a write that changes
+    /// it without naming its rows).
+    pub fn whole_table(db: &str, table: &str) -> [Tag; 2] {
+        [Tag::table(db, table), Tag::any_write(db, table)]
+    }
+
     /// The slot index; deterministic across processes (fixed-key SipHash).
     pub fn slot(&self) -> u32 {
         let mut h = DefaultHasher::new();

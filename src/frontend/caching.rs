@@ -311,14 +311,14 @@ impl Session {
         // The table's own tag and those of tables a cascade may change;
         // false when only "everything" is safe (view, trigger, unknown).
         let table_and_dependents = |db: &str, name: &str, tags: &mut Vec<Tag>| -> bool {
-            tags.extend(whole_table(db, name));
+            tags.extend(Tag::whole_table(db, name));
             match schema.get(db, name) {
                 Some(Some(info)) if info.base && !info.has_triggers => {
                     tags.extend(
                         schema
                             .dependents(db, name)
                             .iter()
-                            .flat_map(|(d, t)| whole_table(d, t)),
+                            .flat_map(|(d, t)| Tag::whole_table(d, t)),
                     );
                     true
                 }
@@ -365,7 +365,7 @@ impl Session {
                     schema
                         .dependents(&db, &table.name)
                         .iter()
-                        .flat_map(|(d, t)| whole_table(d, t)),
+                        .flat_map(|(d, t)| Tag::whole_table(d, t)),
                 );
                 tags.push(Tag::any_write(&db, &table.name));
                 let moves_key = assigned.iter().any(|a| info.pk.iter().any(|(k, _)| k == a));
@@ -389,7 +389,7 @@ impl Session {
                     .flatten();
                 match row_tags {
                     Some(r) => tags.extend(r),
-                    None => tags.extend(whole_table(&db, &table.name)),
+                    None => tags.extend(Tag::whole_table(&db, &table.name)),
                 }
             }
         }
@@ -419,11 +419,6 @@ impl Session {
             }
         }
     }
-}
-
-/// The tags of a write that changes a table without naming its rows.
-fn whole_table(db: &str, table: &str) -> [Tag; 2] {
-    [Tag::table(db, table), Tag::any_write(db, table)]
 }
 
 fn apply(cache: &crate::cache::Cache, r: &Resolved) {

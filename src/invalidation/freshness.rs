@@ -70,7 +70,8 @@ impl Freshness {
         self.gaps
     }
 
-    pub fn in_gap(&self) -> bool {
+    #[cfg(test)]
+    fn in_gap(&self) -> bool {
         self.gap_since.is_some()
     }
 

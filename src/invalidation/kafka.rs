@@ -225,6 +225,12 @@ pub fn spawn(
         quiet_check: Quiet::default(),
         stop: stop.clone(),
     };
+    // Startup is the first gap.
+    feed.cache
+        .stats
+        .feed
+        .gaps
+        .store(feed.freshness.gaps(), Ordering::Relaxed);
     info!(
         brokers = %cfg.brokers,
         topics = ?cfg.topics,
@@ -384,17 +390,11 @@ impl Feed {
     /// Reads metadata and watermarks: (re)assigns partitions and records a
     /// freshness proof.
     /// Counts and reports gaps the freshness rules found on their own.
-    fn note_gaps(&self, before: u64) {
+    fn note_gaps(&mut self, before: u64) {
         let now = self.freshness.gaps();
-        self.cache.stats.feed.gaps.store(now, Ordering::Relaxed);
         if now > before {
             warn!("change feed unproven for longer than max_staleness: hits stopped; the cache is flushed when it recovers");
-        }
-    }
-
-    fn note_gaps_and_renew(&mut self, before: u64) {
-        self.note_gaps(before);
-        if self.freshness.gaps() > before {
+            self.cache.stats.feed.gaps.store(now, Ordering::Relaxed);
             self.renew = true;
         }
     }
@@ -405,7 +405,7 @@ impl Feed {
             Ok(highs) => {
                 let gaps_before = self.freshness.gaps();
                 self.freshness.observe(at, highs);
-                self.note_gaps_and_renew(gaps_before);
+                self.note_gaps(gaps_before);
             }
             Err(why) => {
                 debug!(reason = %why, elapsed = ?at.elapsed(), "change feed check failed");
@@ -432,7 +432,7 @@ impl Feed {
             .store(age, Ordering::Relaxed);
         let gaps_before = self.freshness.gaps();
         let decision = self.freshness.decide(Instant::now());
-        self.note_gaps_and_renew(gaps_before);
+        self.note_gaps(gaps_before);
         match decision {
             Decision::Closed => self.cache.gate.close(),
             Decision::OpenUntil(deadline) => self.cache.gate.open_until(deadline),

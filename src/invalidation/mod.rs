@@ -51,7 +51,7 @@ pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
             Effect::Everything
         }
         ChangeEvent::Table { db, table } => {
-            let mut tags = vec![Tag::table(db, table), Tag::any_write(db, table)];
+            let mut tags = Tag::whole_table(db, table).to_vec();
             push_dependents(&mut tags, schema, db, table);
             schema.forget(db, table);
             Effect::Tags(tags)
@@ -87,8 +87,7 @@ pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
 
 fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &str) {
     for (d, t) in schema.dependents(db, table) {
-        tags.push(Tag::table(&d, &t));
-        tags.push(Tag::any_write(&d, &t));
+        tags.extend(Tag::whole_table(&d, &t));
     }
 }
 

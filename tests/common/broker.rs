@@ -8,7 +8,7 @@
 //! which is also how tests make a feed lose continuity.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -16,7 +16,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{free_port, tempdir, wait_port};
+use super::{free_port, spawn_watched, tempdir, wait_port};
 
 pub struct Broker {
     pub port: u16,
@@ -48,27 +48,20 @@ impl Broker {
         b
     }
 
-    #[allow(clippy::zombie_processes)] // the watchdog shell outlives this call by design
     fn launch(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = self.dir.join("tansu.log");
         let pidfile = self.dir.join("tansu.pid");
-        let script = format!(
-            "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {url} >>'{}' 2>&1 & pid=$!; echo $pid > '{}'; \
-             while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null",
-            tansu().display(),
-            log.display(),
-            pidfile.display(),
-            std::process::id()
+        spawn_watched(
+            &format!(
+                "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {url} >>'{}' 2>&1",
+                tansu().display(),
+                log.display()
+            ),
+            &format!("echo $pid > '{}'", pidfile.display()),
+            "",
+            "tansu",
         );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu: {e}"));
         wait_port(self.port, Duration::from_secs(20), "tansu", Some(&log));
     }
 

@@ -72,9 +72,6 @@ impl MariaDb {
     }
 
     /// Like `start`, on a given port.
-    // The watchdog shell is deliberately detached: it outlives the tests and
-    // reaps mariadbd itself.
-    #[allow(clippy::zombie_processes)]
     pub fn start_on(port: u16, extra: &[&str]) -> MariaDb {
         let dir = std::env::temp_dir().join(format!(
             "sqlcache-mariadb-{}-{}",
@@ -129,20 +126,12 @@ impl MariaDb {
         args.extend(extra.iter().map(|s| s.to_string()));
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         // Watchdog: stop the server and remove its files when this process ends.
-        let script = format!(
-            "PATH=$PATH:/usr/sbin:/sbin; mariadbd {} & pid=$!; while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; wait $pid; rm -rf '{}'",
-            quoted.join(" "),
-            std::process::id(),
-            dir.display()
+        spawn_watched(
+            &format!("PATH=$PATH:/usr/sbin:/sbin; mariadbd {}", quoted.join(" ")),
+            "",
+            &format!("wait $pid; rm -rf '{}'", dir.display()),
+            "mariadbd",
         );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start mariadbd: {e}"));
         wait_port(
             port,
             Duration::from_secs(60),
@@ -275,6 +264,26 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `command` in the background under a watchdog shell that kills it
+/// when this test process exits. `after_start` runs once it started (`$pid`
+/// is its process id), `on_exit` after it was killed.
+#[allow(clippy::zombie_processes)] // the watchdog outlives this call by design
+pub fn spawn_watched(command: &str, after_start: &str, on_exit: &str, what: &str) {
+    let script = format!(
+        "{command} & pid=$!; {after_start}\n\
+         while kill -0 {} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.5; done; kill $pid 2>/dev/null; {on_exit}",
+        std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
 }
 
 pub fn tempdir() -> PathBuf {
