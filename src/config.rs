@@ -46,6 +46,27 @@ pub struct Config {
 #[serde(default)]
 pub struct InvalidationConfig {
     pub kafka: Option<KafkaConfig>,
+    pub binlog: Option<BinlogConfig>,
+}
+
+/// `[invalidation.binlog]`: the proxy tails MySQL's binlog itself.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BinlogConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The replica id announced to MySQL; unique among its replicas.
+    /// Default: random in 1000000000..2000000000.
+    #[serde(default)]
+    pub server_id: Option<u32>,
+    /// Account with REPLICATION SLAVE (+ BINLOG MONITOR on MariaDB,
+    /// REPLICATION CLIENT on MySQL). Default: `backend.user` / `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Hits stop when the reader cannot prove it is this close to the head.
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub max_staleness: Duration,
 }
 
 /// `[invalidation.kafka]`: a Debezium / Canal / Maxwell feed on Kafka.
@@ -117,6 +138,20 @@ pub struct TableRule {
     pub ttl: Option<Duration>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// What a change feed does to this table's entries.
+    #[serde(default)]
+    pub on_change: OnChange,
+}
+
+/// `[[cache.tables]] on_change`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// Drop the entry; the next read refills it.
+    #[default]
+    Invalidate,
+    /// Drop it, and re-run the read at once if it was hit recently.
+    Refresh,
 }
 
 fn yes() -> bool {
@@ -415,6 +450,20 @@ impl Config {
                         "invalidation.kafka.properties.{key}: must be a string, number or boolean"
                     ));
                 }
+            }
+        }
+        if let Some(b) = self.invalidation.binlog.as_ref().filter(|b| b.enabled) {
+            if b.max_staleness < Duration::from_millis(100) {
+                p.push("invalidation.binlog.max_staleness: must be at least 100ms".into());
+            }
+            if b.server_id == Some(0) {
+                p.push("invalidation.binlog.server_id: must be above 0".into());
+            }
+            if self.invalidation.kafka.as_ref().is_some_and(|k| k.enabled) {
+                p.push(
+                    "invalidation: enable either [invalidation.kafka] or [invalidation.binlog], not both"
+                        .into(),
+                );
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

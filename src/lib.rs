@@ -9,7 +9,8 @@
 //! | [`classify`] | pure functions over SQL text: lexer, session-state effects (later: cacheability verdicts) |
 //! | [`cache`] | cached responses (moka), tag tokens, guarded fills, coalescing, stats |
 //! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state, schema facts |
-//! | [`invalidation`] | `ChangeEvent` (the one currency of invalidation) and change-feed decoders (Debezium, Canal, Maxwell) |
+//! | [`invalidation`] | `ChangeEvent` (the one currency of invalidation), change-feed decoders (Debezium, Canal, Maxwell), the Kafka and binlog feeds, freshness proofs |
+//! | [`binlog`] | the binlog reader (a replica connection → decoded row/statement events with positions), shared by the binlog feed and `cdc` |
 //! | [`telemetry`] | tracing setup (text or JSON) |
 //!
 //! Data takes one path: `frontend` reads a command, `classify` says what it
@@ -17,6 +18,7 @@
 //! answer back. `classify` never sees packets, so it is unit-testable.
 
 pub mod backend;
+pub mod binlog;
 pub mod cache;
 pub mod classify;
 pub mod config;

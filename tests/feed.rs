@@ -9,72 +9,11 @@
 mod common;
 
 use common::broker::Broker;
+use common::sqlcache::*;
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use std::time::{Duration, Instant};
-
-async fn last(c: &mut Conn) -> String {
-    let r: Option<(String, String)> = c.query_first("SHOW SQLCACHE LAST").await.unwrap();
-    r.unwrap().1
-}
-
-async fn status(c: &mut Conn, key: &str) -> String {
-    let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
-    rows.into_iter()
-        .find(|(k, _)| k == key)
-        .unwrap_or_else(|| panic!("no {key} in SHOW SQLCACHE STATUS"))
-        .1
-}
-
-/// A bounded wait: `while !cond { d.tick().await }` panics after `limit`.
-struct Deadline {
-    start: Instant,
-    limit: Duration,
-    what: &'static str,
-}
-
-impl Deadline {
-    fn new(limit: Duration, what: &'static str) -> Self {
-        Deadline {
-            start: Instant::now(),
-            limit,
-            what,
-        }
-    }
-
-    async fn tick(&self) {
-        assert!(
-            self.start.elapsed() < self.limit,
-            "{}: not within {:?}",
-            self.what,
-            self.limit
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_fresh(c: &mut Conn) {
-    let d = Deadline::new(Duration::from_secs(30), "feed fresh");
-    while status(c, "feed_fresh").await != "true" {
-        d.tick().await;
-    }
-}
-
-async fn value(c: &mut Conn, table: &str, id: i64) -> Option<String> {
-    c.query_first(format!("SELECT v FROM {table} WHERE id = {id}"))
-        .await
-        .unwrap()
-}
-
-/// Fills the entry for `id`, checks that the next read is a hit.
-async fn warm(c: &mut Conn, table: &str, id: i64) -> Option<String> {
-    let v = value(c, table, id).await;
-    let again = value(c, table, id).await;
-    assert_eq!(v, again);
-    assert_eq!(last(c).await, "hit", "{table} id={id} should be cached");
-    v
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Fmt {

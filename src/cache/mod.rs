@@ -347,11 +347,13 @@ mod tests {
             name: "Shop.P".into(),
             ttl: Some(Duration::from_secs(5)),
             enabled: true,
+            on_change: Default::default(),
         });
         cf.tables.push(crate::config::TableRule {
             name: "shop.secret".into(),
             ttl: None,
             enabled: false,
+            on_change: Default::default(),
         });
         let c = Cache::new(cf);
         assert_eq!(c.rule("shop", "p"), (true, Duration::from_secs(5)));

@@ -134,6 +134,11 @@ impl TagTokens {
         self.slots[tag.slot() as usize].fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Bumps one slot (a tag already hashed: `Tag::slot`).
+    pub fn invalidate_slot(&self, slot: u32) {
+        self.slots[slot as usize % SLOTS].fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn invalidate_all(&self) {
         self.global.fetch_add(1, Ordering::AcqRel);
     }

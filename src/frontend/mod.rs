@@ -141,7 +141,7 @@ pub struct Proxy {
     listener: TcpListener,
     shared: Arc<Shared>,
     /// The change feed, if configured; stops when dropped.
-    feed: Option<crate::invalidation::kafka::FeedHandle>,
+    feed: Option<crate::invalidation::FeedHandle>,
 }
 
 impl Proxy {
@@ -154,13 +154,21 @@ impl Proxy {
         let backend = Backend::new(cfg.backend.clone());
         let cache = crate::cache::Cache::new(cfg.cache.clone());
         let schema = Arc::new(crate::backend::schema::SchemaCache::default());
-        let feed = match cfg.invalidation.kafka.as_ref().filter(|k| k.enabled) {
-            Some(k) => Some(crate::invalidation::kafka::spawn(
+        let kafka = cfg.invalidation.kafka.as_ref().filter(|k| k.enabled);
+        let binlog = cfg.invalidation.binlog.as_ref().filter(|b| b.enabled);
+        let feed = match (kafka, binlog) {
+            (Some(k), _) => Some(crate::invalidation::kafka::spawn(
                 k,
                 cache.clone(),
                 schema.clone(),
             )?),
-            None => None,
+            (None, Some(b)) => Some(crate::invalidation::binlog::spawn(
+                b,
+                &cfg.backend,
+                cache.clone(),
+                schema.clone(),
+            )?),
+            (None, None) => None,
         };
         let shared = Arc::new(Shared {
             cfg,

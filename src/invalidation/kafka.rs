@@ -30,7 +30,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::client::ClientContext;
@@ -42,44 +41,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use super::decode::{self, Format};
-use super::freshness::{Decision, Freshness, Partition};
+use super::freshness::Partition;
+use super::keeper::Keeper;
+use super::{Echo, FeedError, FeedHandle, Quiet};
 use crate::backend::schema::SchemaCache;
 use crate::cache::Cache;
 use crate::config::{FeedStart, KafkaConfig};
-
-/// Errors of the feed layer (all at start; afterwards the feed retries).
-#[derive(Debug, thiserror::Error)]
-pub enum FeedError {
-    #[error("invalidation.kafka: {0}")]
-    Client(#[from] KafkaError),
-    #[error("invalidation.kafka.topics: `{0}` is not a valid regular expression: {1}")]
-    Pattern(String, regex::Error),
-    #[error("invalidation.kafka: cannot start the feed thread: {0}")]
-    Thread(std::io::Error),
-}
-
-/// At most one log line per kind of trouble per this period.
-const LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// A rate-limited logger: says how many it suppressed.
-#[derive(Default)]
-struct Quiet {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Quiet {
-    /// Some(number suppressed since the last line) if a line may be logged.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
 
 /// librdkafka's own log lines, warnings and worse, rate-limited.
 struct FeedContext {
@@ -133,20 +100,6 @@ impl Topics {
 }
 
 /// A running feed; stops (and joins its thread) when dropped.
-pub struct FeedHandle {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for FeedHandle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The group id when none is configured: unique per proxy process.
 fn default_group_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -199,12 +152,6 @@ pub fn spawn(
     let topics = Topics::new(&cfg.topics)?;
     let client = client_config(cfg);
     let consumer = new_consumer(&client)?;
-    cache.gate.close();
-    cache
-        .stats
-        .feed
-        .proof_age_ms
-        .store(u64::MAX, Ordering::Relaxed);
     let interval = (cfg.max_staleness / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let stop = Arc::new(AtomicBool::new(false));
     let feed = Feed {
@@ -213,24 +160,19 @@ pub fn spawn(
         topics,
         format: cfg.format,
         start: cfg.start,
+        keeper: Keeper::start(cache.clone(), cfg.max_staleness),
         cache,
         schema,
         next: HashMap::new(),
         started: false,
         resync: false,
-        freshness: Freshness::new(cfg.max_staleness, Instant::now()),
+        echo: Echo::new(cfg.max_staleness),
         interval,
         timeout: (cfg.max_staleness / 2).clamp(Duration::from_millis(100), Duration::from_secs(2)),
         quiet_bad: Quiet::default(),
         quiet_check: Quiet::default(),
         stop: stop.clone(),
     };
-    // Startup is the first gap.
-    feed.cache
-        .stats
-        .feed
-        .gaps
-        .store(feed.freshness.gaps(), Ordering::Relaxed);
     info!(
         brokers = %cfg.brokers,
         topics = ?cfg.topics,
@@ -242,10 +184,7 @@ pub fn spawn(
         .name("sqlcache-feed".into())
         .spawn(move || feed.run(consumer))
         .map_err(FeedError::Thread)?;
-    Ok(FeedHandle {
-        stop,
-        thread: Some(thread),
-    })
+    Ok(FeedHandle::new(stop, None, thread))
 }
 
 type Kafka = BaseConsumer<FeedContext>;
@@ -271,7 +210,8 @@ struct Feed {
     started: bool,
     /// librdkafka reset an offset: re-place positions at the next check.
     resync: bool,
-    freshness: Freshness,
+    keeper: Keeper,
+    echo: Echo,
     interval: Duration,
     timeout: Duration,
     quiet_bad: Quiet,
@@ -321,6 +261,7 @@ impl Feed {
                 }
                 Some(Err(e)) => self.consume_error(e),
             }
+            self.echo.tick(Instant::now(), &self.cache);
         }
         info!("change feed stopped");
     }
@@ -350,7 +291,7 @@ impl Feed {
         stats
             .events
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        super::apply(&events, &self.cache, &self.schema);
+        super::apply(&events, &self.cache, &self.schema, &mut self.echo);
         self.next
             .insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         if let Some(ts) = m.timestamp().to_millis() {
@@ -373,39 +314,19 @@ impl Feed {
     }
 
     fn gap(&mut self, why: &str) {
-        warn!(
-            reason = why,
-            "change feed lost continuity: hits stop until it catches up, then every entry is dropped"
-        );
-        self.freshness.gap(Instant::now());
+        self.keeper.gap(why);
         self.renew = true;
-        self.cache
-            .stats
-            .feed
-            .gaps
-            .store(self.freshness.gaps(), Ordering::Relaxed);
-        self.cache.gate.close();
     }
 
     /// Reads metadata and watermarks: (re)assigns partitions and records a
     /// freshness proof.
-    /// Counts and reports gaps the freshness rules found on their own.
-    fn note_gaps(&mut self, before: u64) {
-        let now = self.freshness.gaps();
-        if now > before {
-            warn!("change feed unproven for longer than max_staleness: hits stopped; the cache is flushed when it recovers");
-            self.cache.stats.feed.gaps.store(now, Ordering::Relaxed);
-            self.renew = true;
-        }
-    }
-
     fn check(&mut self, consumer: &Kafka) {
         let at = Instant::now();
         match self.read_heads(consumer) {
             Ok(highs) => {
-                let gaps_before = self.freshness.gaps();
-                self.freshness.observe(at, highs);
-                self.note_gaps(gaps_before);
+                if self.keeper.observe(at, highs) {
+                    self.renew = true;
+                }
             }
             Err(why) => {
                 debug!(reason = %why, elapsed = ?at.elapsed(), "change feed check failed");
@@ -420,28 +341,8 @@ impl Feed {
 
     fn settle(&mut self) {
         let next = &self.next;
-        self.freshness.settle(|p| next.get(p).copied());
-        let age = self
-            .freshness
-            .proved_at()
-            .map_or(u64::MAX, |t| t.elapsed().as_millis() as u64);
-        self.cache
-            .stats
-            .feed
-            .proof_age_ms
-            .store(age, Ordering::Relaxed);
-        let gaps_before = self.freshness.gaps();
-        let decision = self.freshness.decide(Instant::now());
-        self.note_gaps(gaps_before);
-        match decision {
-            Decision::Closed => self.cache.gate.close(),
-            Decision::OpenUntil(deadline) => self.cache.gate.open_until(deadline),
-            Decision::InvalidateAllThenOpenUntil(deadline) => {
-                self.cache
-                    .invalidate_all_from(crate::cache::Source::FeedAll);
-                self.cache.gate.open_until(deadline);
-                info!("change feed caught up: cache entries from before it dropped, hits resume");
-            }
+        if self.keeper.settle(|p| next.get(p).copied()) {
+            self.renew = true;
         }
     }
 

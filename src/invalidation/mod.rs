@@ -9,13 +9,102 @@
 //! cannot read becomes a table event, or `Everything` when even the table is
 //! unknown: an unreadable message never leaves the cache trusting old data.
 
+pub mod binlog;
 pub mod decode;
+pub mod echo;
 pub mod freshness;
 pub mod kafka;
+pub mod keeper;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::backend::schema::SchemaCache;
 use crate::cache::{canonical_int, Cache, Source, Tag};
+pub use echo::Echo;
 use mysql_common::value::Value;
+
+/// Errors of the feed layer (all at start; afterwards a feed retries).
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("invalidation.kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("invalidation.kafka.topics: `{0}` is not a valid regular expression: {1}")]
+    Pattern(String, regex::Error),
+    #[error("cannot start the change-feed thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// At most one log line per kind of trouble per this period.
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A rate-limited logger: says how many it suppressed.
+#[derive(Default)]
+pub struct Quiet {
+    last: Option<Instant>,
+    suppressed: u64,
+    said: String,
+}
+
+impl Quiet {
+    /// Some(number suppressed since the last line) if a line may be logged.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+
+    /// Like `allow`, but a line that differs from the last one logged is
+    /// always allowed (a new kind of trouble is news).
+    pub fn allow_changed(&mut self, line: &str) -> Option<u64> {
+        if line != self.said {
+            self.said = line.to_string();
+            self.last = None;
+        }
+        self.allow()
+    }
+}
+
+/// A running feed (Kafka or binlog); stops and joins its thread when dropped.
+pub struct FeedHandle {
+    stop: Arc<AtomicBool>,
+    wake: Option<Box<dyn FnOnce() + Send>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FeedHandle {
+    /// `stop` is raised on drop; `wake`, if any, is called after it to cut a
+    /// wait short.
+    pub fn new(
+        stop: Arc<AtomicBool>,
+        wake: Option<Box<dyn FnOnce() + Send>>,
+        thread: JoinHandle<()>,
+    ) -> FeedHandle {
+        FeedHandle {
+            stop,
+            wake,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FeedHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(w) = self.wake.take() {
+            w();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// One change, from any source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,11 +180,17 @@ fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &
     }
 }
 
-/// Applies change events to the cache (bumps their tags' tokens).
-pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache) {
+/// Applies change events to the cache (bumps their tags' tokens) and
+/// queues their echoes (`echo.rs`).
+pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: &mut Echo) {
+    let now = Instant::now();
+    let mut slots = Vec::new();
     for ev in events {
         match tags(ev, schema) {
-            Effect::Everything => cache.invalidate_all_from(Source::FeedAll),
+            Effect::Everything => {
+                cache.invalidate_all_from(Source::FeedAll);
+                echo.everything(now);
+            }
             Effect::Tags(tags) => {
                 for t in &tags {
                     cache.invalidate_from(
@@ -105,10 +200,12 @@ pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache) {
                             _ => Source::FeedTable,
                         },
                     );
+                    slots.push(t.slot());
                 }
             }
         }
     }
+    echo.slots(now, slots);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod sqlcache;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -24,12 +25,23 @@ pub struct MariaDb {
     pub dir: PathBuf,
 }
 
+/// A loopback port nobody listens on, never the same twice in this process
+/// (two servers started at once could otherwise be handed one port, and
+/// the loser's client would silently reach the winner).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
@@ -80,6 +92,10 @@ impl MariaDb {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
+        // One install at a time per test process: concurrent bootstraps
+        // were seen to fail ("Installation of system tables failed!").
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let install = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",

@@ -1,0 +1,428 @@
+//! Binlog reader: a replica connection that turns MySQL/MariaDB binlog
+//! events into decoded items, each with the position just after it.
+//!
+//! Policy: refuse to start unless the server logs full row images with full
+//! metadata (`binlog_format=ROW`, `binlog_row_image=FULL`,
+//! `binlog_row_metadata=FULL`): without them column names are missing and
+//! unsigned integers decode as negative, so rows could not be named. Every
+//! event yields an item; one this reader cannot decode (a compressed event,
+//! rows of a table whose map is missing or whose values do not parse) is an
+//! explicit `Item::Unreadable`, never silently skipped — callers decide what
+//! "unknown change" means for them (the cache invalidates; `cdc` stops).
+//! Positions are (file, offset) pairs; `Position::key` orders them across
+//! files, which is what freshness proofs compare. Flavour differences
+//! (MariaDB vs MySQL) live in `flavor`.
+
+pub mod flavor;
+
+const ROTATE_EVENT: u8 = 4;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, Row};
+
+pub use flavor::{Flavor, MariaGtid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BinlogError {
+    #[error("cannot connect to MySQL for the binlog: {0}")]
+    Connect(mysql_async::Error),
+    #[error("binlog settings unusable: {0}")]
+    Settings(String),
+    #[error(
+        "the binlog position {0} is no longer on the server (purged?): {1}; \
+         start again from the current position (and re-snapshot if events must not be lost)"
+    )]
+    Purged(Position, String),
+    #[error(
+        "the binlog account lacks a privilege: {0} (needs REPLICATION SLAVE, and on \
+         MariaDB BINLOG MONITOR (REPLICATION CLIENT on MySQL) for the status query)"
+    )]
+    Grants(String),
+    #[error("binlog stream: {0}")]
+    Stream(mysql_async::Error),
+    #[error("the server closed the binlog stream")]
+    Closed,
+    #[error("no binlog event or heartbeat for {0:?}")]
+    Silent(Duration),
+}
+
+/// A point in the binlog: the offset of the next event in `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    pub file: String,
+    pub pos: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)
+    }
+}
+
+impl Position {
+    /// A number that orders positions of one server's binlog: the file's
+    /// sequence number (its numeric extension) above 40 bits of offset.
+    pub fn key(&self) -> i64 {
+        let seq: i64 = self
+            .file
+            .rsplit_once('.')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        (seq << 40) | (self.pos as i64 & ((1 << 40) - 1))
+    }
+}
+
+/// Which rows event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One decoded event.
+#[derive(Debug)]
+pub enum Item {
+    /// Rows of one table, each as (before image, after image).
+    Rows {
+        db: String,
+        table: String,
+        kind: RowKind,
+        rows: Vec<(Option<BinlogRow>, Option<BinlogRow>)>,
+    },
+    /// A statement (DDL, TRUNCATE, BEGIN/COMMIT of non-transactional
+    /// engines …) run with `schema` as the current database.
+    Query { schema: String, sql: String },
+    /// Start of a MariaDB transaction (its GTID).
+    Gtid(MariaGtid),
+    /// Commit of a transaction.
+    Xid,
+    /// The server is alive and has nothing new.
+    Heartbeat,
+    /// An event that changes data but cannot be decoded here; `table` when
+    /// the affected table is known.
+    Unreadable {
+        table: Option<(String, String)>,
+        why: String,
+    },
+    /// Anything else (format description, rotate, table map, GTID lists …).
+    Other,
+}
+
+/// An item, where the binlog is after it, and the event's timestamp.
+#[derive(Debug)]
+pub struct Event {
+    pub item: Item,
+    pub pos: Position,
+    pub timestamp: u32,
+}
+
+/// Where to start reading.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// The server's current end of binlog.
+    Current,
+    At(Position),
+}
+
+/// A connection that reads the binlog.
+pub struct Reader {
+    stream: BinlogStream,
+    pos: Position,
+    flavor: Flavor,
+    silence: Duration,
+    /// The next ROTATE is the artificial one sent before the first format
+    /// description, which carries a checksum the parser does not strip.
+    first_rotate: bool,
+    crc: bool,
+}
+
+/// The server's current end of binlog (needs BINLOG MONITOR / REPLICATION
+/// CLIENT).
+pub async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, BinlogError> {
+    let row: Option<Row> = conn
+        .query_first(flavor.status_query())
+        .await
+        .map_err(classify_error)?;
+    let row = row.ok_or_else(|| {
+        BinlogError::Settings("the server reports no binary log (is log_bin on?)".into())
+    })?;
+    let file: Option<String> = row.get(0);
+    let pos: Option<u64> = row.get(1);
+    match (file, pos) {
+        (Some(file), Some(pos)) => Ok(Position { file, pos }),
+        _ => Err(BinlogError::Settings(
+            "unexpected reply to the binlog status query".into(),
+        )),
+    }
+}
+
+/// The server's flavour and whether its binlog meets `Flavor::required_settings`.
+pub async fn check_settings(conn: &mut Conn) -> Result<Flavor, BinlogError> {
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(BinlogError::Stream)?;
+    let flavor = Flavor::detect(&version.unwrap_or_default());
+    let vars: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
+             ('log_bin','binlog_format','binlog_row_image','binlog_row_metadata','log_bin_compress')",
+        )
+        .await
+        .map_err(BinlogError::Stream)?;
+    let get = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let mut wrong = Vec::new();
+    for (name, want) in flavor.required_settings() {
+        match get(name) {
+            Some(v) if v.eq_ignore_ascii_case(want) => {}
+            v => wrong.push(format!("{name} = {} (needs {want})", v.unwrap_or("unset"))),
+        }
+    }
+    for (name, bad) in flavor.forbidden_settings() {
+        if get(name).is_some_and(|v| v.eq_ignore_ascii_case(bad)) {
+            wrong.push(format!(
+                "{name} = {bad} (compressed events cannot be decoded)"
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(flavor)
+    } else {
+        Err(BinlogError::Settings(format!(
+            "{}; start the server with --log-bin --binlog-format=ROW \
+             --binlog-row-image=FULL --binlog-row-metadata=FULL",
+            wrong.join(", ")
+        )))
+    }
+}
+
+fn classify_error(e: mysql_async::Error) -> BinlogError {
+    match &e {
+        // ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR,
+        // ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR
+        mysql_async::Error::Server(se) if [1227, 1045, 1044, 1142].contains(&se.code) => {
+            BinlogError::Grants(se.message.clone())
+        }
+        _ => BinlogError::Stream(e),
+    }
+}
+
+impl Reader {
+    /// Connects as a replica with `server_id` (unique among the server's
+    /// replicas) and starts reading at `start`. An idle server sends a
+    /// heartbeat every `heartbeat`; `next` fails after twice that plus a
+    /// second without any event.
+    pub async fn connect(
+        opts: Opts,
+        server_id: u32,
+        start: Start,
+        heartbeat: Duration,
+    ) -> Result<Reader, BinlogError> {
+        let mut conn = Conn::new(opts).await.map_err(BinlogError::Connect)?;
+        let flavor = check_settings(&mut conn).await?;
+        let crc: Option<String> = conn
+            .query_first("SELECT @@global.binlog_checksum")
+            .await
+            .map_err(BinlogError::Stream)?;
+        let crc = crc.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let pos = match start {
+            Start::At(p) => p,
+            Start::Current => current_position(&mut conn, flavor).await?,
+        };
+        for stmt in flavor.dump_setup(heartbeat.as_nanos() as u64) {
+            conn.query_drop(stmt).await.map_err(BinlogError::Stream)?;
+        }
+        let request = BinlogStreamRequest::new(server_id)
+            .with_filename(pos.file.as_bytes())
+            .with_pos(pos.pos);
+        let stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(classify_error)?;
+        Ok(Reader {
+            stream,
+            pos,
+            flavor,
+            silence: heartbeat * 2 + Duration::from_secs(1),
+            first_rotate: true,
+            crc,
+        })
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// Position after the last event returned.
+    pub fn position(&self) -> &Position {
+        &self.pos
+    }
+
+    /// The next event; errors end the stream (reconnect to go on).
+    pub async fn next(&mut self) -> Result<Event, BinlogError> {
+        let ev = match tokio::time::timeout(self.silence, self.stream.next()).await {
+            Err(_) => return Err(BinlogError::Silent(self.silence)),
+            Ok(None) => return Err(BinlogError::Closed),
+            Ok(Some(Err(mysql_async::Error::Server(se)))) if se.code == 1236 => {
+                // ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone.
+                return Err(BinlogError::Purged(self.pos.clone(), se.message));
+            }
+            Ok(Some(Err(e))) => return Err(classify_error(e)),
+            Ok(Some(Ok(ev))) => ev,
+        };
+        let header = ev.header();
+        let raw_type = header.event_type_raw();
+        let item = match ev.read_data() {
+            Ok(Some(data)) => self.decode(data),
+            Ok(None) => self.unknown(raw_type, ev.data(), header.server_id()),
+            Err(e) => Item::Unreadable {
+                table: None,
+                why: format!("event type {raw_type}: {e}"),
+            },
+        };
+        // Artificial events (log_pos 0) do not move the position; a
+        // rotation has set it already.
+        if header.log_pos() != 0 && raw_type != ROTATE_EVENT {
+            self.pos.pos = u64::from(header.log_pos());
+        }
+        Ok(Event {
+            item,
+            pos: self.pos.clone(),
+            timestamp: header.timestamp(),
+        })
+    }
+
+    fn decode(&mut self, data: EventData<'_>) -> Item {
+        match data {
+            EventData::RotateEvent(r) => {
+                let mut name = r.name_raw().to_vec();
+                if std::mem::take(&mut self.first_rotate) && self.crc && name.len() > 4 {
+                    // Sent before any format description: its CRC32 is
+                    // still attached to the name.
+                    name.truncate(name.len() - 4);
+                }
+                self.pos = Position {
+                    file: String::from_utf8_lossy(&name).into_owned(),
+                    pos: r.position(),
+                };
+                Item::Other
+            }
+            EventData::FormatDescriptionEvent(_) => {
+                self.first_rotate = false;
+                Item::Other
+            }
+            EventData::QueryEvent(q) => Item::Query {
+                schema: q.schema().into_owned(),
+                sql: q.query().into_owned(),
+            },
+            EventData::XidEvent(_) => Item::Xid,
+            EventData::HeartbeatEvent => Item::Heartbeat,
+            EventData::RowsEvent(re) => self.rows(&re),
+            EventData::IncidentEvent(i) => Item::Unreadable {
+                table: None,
+                why: format!("incident event: {}", i.message()),
+            },
+            EventData::UserVarEvent(_)
+            | EventData::IntvarEvent(_)
+            | EventData::RandEvent(_)
+            | EventData::TableMapEvent(_)
+            | EventData::RowsQueryEvent(_)
+            | EventData::GtidEvent(_)
+            | EventData::AnonymousGtidEvent(_)
+            | EventData::PreviousGtidsEvent(_)
+            | EventData::IgnorableEvent(_)
+            | EventData::StopEvent
+            | EventData::TransactionPayloadEvent(_)
+            | EventData::TransactionContextEvent(_)
+            | EventData::ViewChangeEvent(_) => Item::Other,
+            other => Item::Unreadable {
+                table: None,
+                why: format!("unsupported event {:?}", std::mem::discriminant(&other)),
+            },
+        }
+    }
+
+    fn rows(&self, re: &RowsEventData<'_>) -> Item {
+        let Some(tme) = self.stream.get_tme(re.table_id()) else {
+            return Item::Unreadable {
+                table: None,
+                why: format!("rows event for unknown table id {}", re.table_id()),
+            };
+        };
+        let db = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let kind = match re {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                RowKind::Insert
+            }
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                RowKind::Delete
+            }
+            _ => RowKind::Update,
+        };
+        match re.rows(tme).collect::<Result<Vec<_>, _>>() {
+            Ok(rows) => Item::Rows {
+                db,
+                table,
+                kind,
+                rows,
+            },
+            Err(e) => Item::Unreadable {
+                why: format!("rows of {db}.{table}: {e}"),
+                table: Some((db, table)),
+            },
+        }
+    }
+
+    /// Event types mysql_common does not know: MariaDB's own.
+    fn unknown(&self, raw_type: u8, body: &[u8], server: u32) -> Item {
+        use flavor::*;
+        match raw_type {
+            MARIADB_GTID => match parse_gtid(body, server) {
+                Some(g) => Item::Gtid(g),
+                None => Item::Unreadable {
+                    table: None,
+                    why: "short MariaDB GTID event".into(),
+                },
+            },
+            MARIADB_ANNOTATE_ROWS
+            | MARIADB_BINLOG_CHECKPOINT
+            | MARIADB_GTID_LIST
+            | MARIADB_START_ENCRYPTION => Item::Other,
+            t if MARIADB_COMPRESSED.contains(&t) => Item::Unreadable {
+                table: None,
+                why: format!("compressed event type {t} (log_bin_compress)"),
+            },
+            t => Item::Unreadable {
+                table: None,
+                why: format!("unknown event type {t}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_keys_order_across_files() {
+        let p = |f: &str, pos| Position {
+            file: f.into(),
+            pos,
+        };
+        assert!(p("bin.000001", 900_000).key() < p("bin.000002", 4).key());
+        assert!(p("bin.000002", 4).key() < p("bin.000002", 5).key());
+        assert_eq!(p("bin.000010", 7).key(), (10 << 40) | 7);
+    }
+}

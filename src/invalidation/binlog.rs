@@ -1,0 +1,466 @@
+//! The binlog change feed: the proxy tails MySQL's binlog itself
+//! (`[invalidation.binlog]`), for a single proxy without Kafka.
+//!
+//! Policy:
+//! * **Same rules as every feed.** Rows, statements and unreadable events
+//!   become `ChangeEvent`s (`changes`, pure) applied through
+//!   `invalidation::apply` with echoes; the gate follows `Keeper`.
+//! * **Proofs**: every check (a quarter of `max_staleness`, 50 ms–1 s) reads
+//!   the server's binlog end (`SHOW MASTER STATUS`) on a second connection;
+//!   once the reader has passed that position, every transaction committed
+//!   before the check is in the cache. An idle server proves freshness as
+//!   well as a busy one; the server heartbeats at the check interval so a
+//!   dead link is noticed within two of them.
+//! * **Continuity**: after a broken connection the reader resumes at the
+//!   position after the last event it applied — no gap, the binlog is
+//!   durable. A gap (flush before hits resume) is: startup; a position the
+//!   server no longer has (purged) — the reader restarts at the current end;
+//!   a binlog end lower than one seen before or another `@@server_id`
+//!   (RESET MASTER, failover to another server); and, by `Freshness`, any
+//!   stretch without proof longer than `max_staleness`.
+//! * **Statements** in a row-based binlog are DDL, TRUNCATE and the like:
+//!   classified by the proxy's own classifier; their tables' tags are bumped
+//!   (everything when no table can be named). BEGIN/COMMIT carry nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_common::constants::ColumnFlags;
+use mysql_common::value::Value;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::keeper::Keeper;
+use super::{ChangeEvent, Echo, FeedError, FeedHandle, Quiet};
+use crate::backend::schema::SchemaCache;
+use crate::binlog::{self, BinlogError, Flavor, Item, Position, Reader, Start};
+use crate::cache::Cache;
+use crate::classify::{classify, Invalidation, Verdict};
+use crate::config::{BackendConfig, BinlogConfig};
+
+/// The one "partition" of a binlog, for `Freshness`.
+fn partition() -> super::freshness::Partition {
+    ("binlog".into(), 0)
+}
+
+/// The change events of one binlog item.
+pub fn changes(item: &Item) -> Vec<ChangeEvent> {
+    match item {
+        Item::Rows {
+            db, table, rows, ..
+        } => {
+            let mut out: Vec<ChangeEvent> = Vec::with_capacity(rows.len());
+            for (before, after) in rows {
+                for row in [before, after].into_iter().flatten() {
+                    let ev = ChangeEvent::Row {
+                        db: db.clone(),
+                        table: table.clone(),
+                        key: row_key(row),
+                    };
+                    // An update that keeps its key names the row once.
+                    if out.last() != Some(&ev) {
+                        out.push(ev);
+                    }
+                }
+            }
+            out
+        }
+        Item::Query { schema, sql } => statement_changes(schema, sql),
+        Item::Unreadable {
+            table: Some((db, table)),
+            ..
+        } => vec![ChangeEvent::Table {
+            db: db.clone(),
+            table: table.clone(),
+        }],
+        Item::Unreadable { table: None, .. } => vec![ChangeEvent::Everything],
+        Item::Gtid(_) | Item::Xid | Item::Heartbeat | Item::Other => Vec::new(),
+    }
+}
+
+/// The primary-key columns of a row image (all columns when the table
+/// declares none), as (lower-cased name, value as text).
+fn row_key(row: &BinlogRow) -> Vec<(String, String)> {
+    let cols = row.columns_ref();
+    let has_pk = cols
+        .iter()
+        .any(|c| c.flags().contains(ColumnFlags::PRI_KEY_FLAG));
+    cols.iter()
+        .enumerate()
+        .filter(|(_, c)| !has_pk || c.flags().contains(ColumnFlags::PRI_KEY_FLAG))
+        .map(|(i, c)| {
+            let text = match row.as_ref(i) {
+                Some(BinlogValue::Value(Value::Int(v))) => v.to_string(),
+                Some(BinlogValue::Value(Value::UInt(v))) => v.to_string(),
+                Some(BinlogValue::Value(Value::Bytes(b))) => String::from_utf8_lossy(b).into(),
+                // Not an integer: `tags` falls back to table level anyway.
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            (c.name_str().to_ascii_lowercase(), text)
+        })
+        .collect()
+}
+
+/// What a logged statement invalidates.
+fn statement_changes(schema: &str, sql: &str) -> Vec<ChangeEvent> {
+    let head = sql.trim_start();
+    let word = head
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    if ["BEGIN", "COMMIT", "ROLLBACK", "XA", "SAVEPOINT", "RELEASE"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+    {
+        return Vec::new();
+    }
+    let db_of = |t: &crate::classify::TableName| {
+        t.db.clone()
+            .or_else(|| (!schema.is_empty()).then(|| schema.to_string()))
+    };
+    let table_event = |t: &crate::classify::TableName| match db_of(t) {
+        Some(db) => ChangeEvent::Table {
+            db,
+            table: t.name.clone(),
+        },
+        None => ChangeEvent::Everything,
+    };
+    match classify(sql) {
+        Verdict::Write(Invalidation::Tables { tables, .. }) => {
+            tables.iter().map(table_event).collect()
+        }
+        Verdict::Write(Invalidation::Rows { table, .. }) => vec![table_event(&table)],
+        Verdict::Write(Invalidation::Everything) => vec![ChangeEvent::Everything],
+        // Reads, and ends of transactions, change nothing.
+        Verdict::Read(_) | Verdict::Bypass(_) | Verdict::Commit | Verdict::Rollback => Vec::new(),
+    }
+}
+
+/// Starts the binlog feed: closes the cache's gate until the first proof.
+pub fn spawn(
+    cfg: &BinlogConfig,
+    backend: &BackendConfig,
+    cache: Arc<Cache>,
+    schema: Arc<SchemaCache>,
+) -> Result<FeedHandle, FeedError> {
+    let mut opts = OptsBuilder::default()
+        .user(Some(
+            cfg.user.clone().unwrap_or_else(|| backend.user.clone()),
+        ))
+        .pass(Some(
+            cfg.password
+                .clone()
+                .unwrap_or_else(|| backend.password.clone()),
+        ))
+        .prefer_socket(false)
+        .stmt_cache_size(0)
+        .tcp_nodelay(true);
+    opts = match &backend.socket {
+        Some(s) => opts.socket(Some(s.display().to_string())),
+        None => opts
+            .ip_or_hostname(backend.host.clone())
+            .tcp_port(backend.port),
+    };
+    let interval = (cfg.max_staleness / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let server_id = cfg
+        .server_id
+        .unwrap_or_else(|| 1_000_000_000 + rand::random::<u32>() % 1_000_000_000);
+    let feed = Feed {
+        opts: opts.into(),
+        connect_timeout: backend.connect_timeout,
+        server_id,
+        keeper: Keeper::start(cache.clone(), cfg.max_staleness),
+        echo: Echo::new(cfg.max_staleness),
+        cache,
+        schema,
+        interval,
+        applied: None,
+        highest_head: i64::MIN,
+        master: None,
+        quiet: Quiet::default(),
+        quiet_bad: Quiet::default(),
+    };
+    info!(
+        server_id,
+        max_staleness = ?cfg.max_staleness,
+        "binlog change feed starting; cache hits wait for its first freshness proof"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("sqlcache-binlog".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("binlog feed runtime");
+            rt.block_on(feed.run(rx));
+        })
+        .map_err(FeedError::Thread)?;
+    Ok(FeedHandle::new(
+        stop,
+        Some(Box::new(move || {
+            let _ = tx.send(());
+        })),
+        thread,
+    ))
+}
+
+struct Feed {
+    opts: Opts,
+    connect_timeout: Duration,
+    server_id: u32,
+    cache: Arc<Cache>,
+    schema: Arc<SchemaCache>,
+    keeper: Keeper,
+    echo: Echo,
+    interval: Duration,
+    /// Position after the last applied event (where to resume).
+    applied: Option<Position>,
+    /// The highest binlog end a check has read.
+    highest_head: i64,
+    /// `@@server_id` of the server read.
+    master: Option<u32>,
+    quiet: Quiet,
+    quiet_bad: Quiet,
+}
+
+impl Feed {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        loop {
+            let outcome = tokio::select! {
+                _ = &mut stop => break,
+                r = self.session() => r,
+            };
+            if let Err(e) = outcome {
+                self.cache.stats.feed.errors.fetch_add(1, Ordering::Relaxed);
+                let line = e.to_string();
+                if let Some(suppressed) = self.quiet.allow_changed(&line) {
+                    warn!(error = %line, suppressed, "binlog feed: reconnecting");
+                }
+            }
+            // Back off, still enacting expiry (hits stop after max_staleness).
+            let until = Instant::now() + self.interval;
+            while Instant::now() < until {
+                self.settle();
+                tokio::select! {
+                    _ = &mut stop => { info!("binlog change feed stopped"); return; }
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+        info!("binlog change feed stopped");
+    }
+
+    fn settle(&mut self) {
+        let applied = self.applied.as_ref().map(Position::key);
+        self.keeper.settle(|_| applied);
+        self.echo.tick(Instant::now(), &self.cache);
+    }
+
+    async fn connect(&self) -> Result<Conn, BinlogError> {
+        match tokio::time::timeout(self.connect_timeout, Conn::new(self.opts.clone())).await {
+            Ok(r) => r.map_err(BinlogError::Connect),
+            Err(_) => Err(BinlogError::Silent(self.connect_timeout)),
+        }
+    }
+
+    /// One connection's life: returns when it breaks.
+    async fn session(&mut self) -> Result<(), BinlogError> {
+        let mut status = self.connect().await?;
+        let flavor = binlog::check_settings(&mut status).await?;
+        let master: Option<u32> = status
+            .query_first("SELECT @@server_id")
+            .await
+            .map_err(BinlogError::Stream)?;
+        if self.master.is_some() && self.master != master {
+            self.keeper
+                .gap("the binlog comes from another server (@@server_id changed)");
+            self.applied = None;
+            self.highest_head = i64::MIN;
+        }
+        self.master = master;
+        let start = match &self.applied {
+            Some(p) => Start::At(p.clone()),
+            None => Start::Current,
+        };
+        let connect = Reader::connect(self.opts.clone(), self.server_id, start, self.interval);
+        let mut reader = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Err(_) => return Err(BinlogError::Silent(self.connect_timeout)),
+            Ok(Err(e @ BinlogError::Purged(..))) => {
+                self.restart_at_head("the resume position was purged");
+                return Err(e);
+            }
+            Ok(r) => r?,
+        };
+        if self.applied.is_none() {
+            self.applied = Some(reader.position().clone());
+        }
+        info!(position = %reader.position(), ?flavor, "binlog feed reading");
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = reader.next() => {
+                    let ev = match ev {
+                        Err(e @ BinlogError::Purged(..)) => {
+                            self.restart_at_head("the binlog position was purged");
+                            return Err(e);
+                        }
+                        r => r?,
+                    };
+                    self.apply(ev);
+                    self.settle();
+                }
+                _ = ticker.tick() => {
+                    self.check(&mut status, flavor).await?;
+                    self.settle();
+                }
+            }
+        }
+    }
+
+    fn restart_at_head(&mut self, why: &str) {
+        self.keeper.gap(why);
+        self.applied = None;
+    }
+
+    /// Reads the binlog end: a freshness proof.
+    async fn check(&mut self, status: &mut Conn, flavor: Flavor) -> Result<(), BinlogError> {
+        let at = Instant::now();
+        let head = match tokio::time::timeout(
+            self.interval.max(Duration::from_millis(500)),
+            binlog::current_position(status, flavor),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(BinlogError::Silent(at.elapsed())),
+        };
+        let key = head.key();
+        if key < self.highest_head {
+            self.highest_head = i64::MIN;
+            self.restart_at_head("the binlog went backwards (RESET MASTER?)");
+            return Err(BinlogError::Settings(format!(
+                "binlog end {head} is before one read earlier"
+            )));
+        }
+        self.highest_head = key;
+        debug!(head = %head, applied = ?self.applied.as_ref().map(|p| p.to_string()),
+               elapsed = ?at.elapsed(), "binlog feed check");
+        self.keeper.observe(at, vec![(partition(), key)]);
+        Ok(())
+    }
+
+    fn apply(&mut self, ev: binlog::Event) {
+        let stats = &self.cache.stats.feed;
+        let events = changes(&ev.item);
+        match &ev.item {
+            Item::Rows { .. } | Item::Query { .. } => {
+                stats.messages.fetch_add(1, Ordering::Relaxed);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                stats.lag_ms.store(
+                    now.saturating_sub(u64::from(ev.timestamp) * 1000),
+                    Ordering::Relaxed,
+                );
+            }
+            Item::Unreadable { why, .. } => {
+                stats.messages.fetch_add(1, Ordering::Relaxed);
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = self.quiet_bad.allow() {
+                    warn!(position = %ev.pos, reason = %why, invalidating = ?events, suppressed,
+                          "undecodable binlog event");
+                }
+            }
+            _ => {}
+        }
+        if !events.is_empty() {
+            stats
+                .events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            super::apply(&events, &self.cache, &self.schema, &mut self.echo);
+        }
+        self.applied = Some(ev.pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_name_their_tables() {
+        let t = |db: &str, table: &str| ChangeEvent::Table {
+            db: db.into(),
+            table: table.into(),
+        };
+        assert_eq!(statement_changes("d", "BEGIN"), vec![]);
+        assert_eq!(statement_changes("d", "COMMIT /* x */"), vec![]);
+        assert_eq!(
+            statement_changes("d", "TRUNCATE TABLE t"),
+            vec![t("d", "t")]
+        );
+        assert_eq!(
+            statement_changes("", "ALTER TABLE x.t ADD COLUMN c INT"),
+            vec![t("x", "t")]
+        );
+        assert_eq!(
+            statement_changes("", "DROP TABLE t"),
+            vec![ChangeEvent::Everything]
+        );
+        assert_eq!(
+            statement_changes("d", "DROP DATABASE d"),
+            vec![ChangeEvent::Everything]
+        );
+    }
+
+    #[test]
+    fn rows_name_their_keys_once_per_unchanged_update() {
+        use mysql_common::constants::ColumnType;
+        use mysql_common::packets::Column;
+        let cols: Arc<[Column]> = vec![
+            Column::new(ColumnType::MYSQL_TYPE_LONG)
+                .with_name(b"ID")
+                .with_flags(ColumnFlags::PRI_KEY_FLAG),
+            Column::new(ColumnType::MYSQL_TYPE_VAR_STRING).with_name(b"v"),
+        ]
+        .into();
+        let row = |id: i64, v: &str| {
+            BinlogRow::new(
+                vec![
+                    Some(BinlogValue::Value(Value::Int(id))),
+                    Some(BinlogValue::Value(Value::Bytes(v.into()))),
+                ],
+                cols.clone(),
+            )
+        };
+        let ev = |id: &str| ChangeEvent::Row {
+            db: "d".into(),
+            table: "t".into(),
+            key: vec![("id".into(), id.into())],
+        };
+        let item = Item::Rows {
+            db: "d".into(),
+            table: "t".into(),
+            kind: binlog::RowKind::Update,
+            rows: vec![
+                (Some(row(1, "a")), Some(row(1, "b"))),
+                (Some(row(2, "a")), Some(row(3, "a"))),
+            ],
+        };
+        assert_eq!(changes(&item), vec![ev("1"), ev("2"), ev("3")]);
+        let bad = Item::Unreadable {
+            table: None,
+            why: "x".into(),
+        };
+        assert_eq!(changes(&bad), vec![ChangeEvent::Everything]);
+    }
+}

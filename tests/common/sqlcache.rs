@@ -1,0 +1,80 @@
+//! Client-side helpers for cache and feed tests: SHOW SQLCACHE LAST/STATUS,
+//! bounded waits, warming an entry (and checking it is a hit).
+
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+use std::time::{Duration, Instant};
+
+pub async fn last(c: &mut Conn) -> String {
+    let r: Option<(String, String)> = c.query_first("SHOW SQLCACHE LAST").await.unwrap();
+    r.unwrap().1
+}
+
+pub async fn status(c: &mut Conn, key: &str) -> String {
+    let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
+    rows.into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no {key} in SHOW SQLCACHE STATUS"))
+        .1
+}
+
+/// A bounded wait: `while !cond { d.tick().await }` panics after `limit`.
+pub struct Deadline {
+    start: Instant,
+    limit: Duration,
+    what: &'static str,
+}
+
+impl Deadline {
+    pub fn new(limit: Duration, what: &'static str) -> Self {
+        Deadline {
+            start: Instant::now(),
+            limit,
+            what,
+        }
+    }
+
+    pub async fn tick(&self) {
+        assert!(
+            self.start.elapsed() < self.limit,
+            "{}: not within {:?}",
+            self.what,
+            self.limit
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn wait_fresh(c: &mut Conn) {
+    let d = Deadline::new(Duration::from_secs(30), "feed fresh");
+    while status(c, "feed_fresh").await != "true" {
+        d.tick().await;
+    }
+}
+
+pub async fn value(c: &mut Conn, table: &str, id: i64) -> Option<String> {
+    c.query_first(format!("SELECT v FROM {table} WHERE id = {id}"))
+        .await
+        .unwrap()
+}
+
+/// Fills the entry for `id` and checks that the next read is a hit. A
+/// feed's echo (`src/invalidation/echo.rs`) may drop an entry filled just
+/// after a write to its table once more, so this retries for a while.
+pub async fn warm(c: &mut Conn, table: &str, id: i64) -> Option<String> {
+    let d = Deadline::new(Duration::from_secs(8), "entry cached");
+    loop {
+        let v = value(c, table, id).await;
+        let again = value(c, table, id).await;
+        assert_eq!(v, again);
+        let l = last(c).await;
+        if l == "hit" {
+            return v;
+        }
+        if d.start.elapsed() > Duration::from_secs(7) {
+            let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
+            panic!("{table} id={id} should be cached, second read was {l}; status: {rows:?}");
+        }
+        d.tick().await;
+    }
+}
