@@ -41,6 +41,7 @@ fn hit_path(c: &mut Criterion) {
             response.clone(),
             cache.tokens.guard(&tags),
             Duration::from_secs(600),
+            None,
         );
     }
     let mut out = Vec::with_capacity(4096);

@@ -127,6 +127,8 @@ pub struct CacheConfig {
     /// so tests can force a write into that window. Keep at 0s.
     #[serde(with = "humantime_serde")]
     pub fill_delay: Duration,
+    /// Refreshes (`on_change = "refresh"`) running at once.
+    pub refresh_concurrency: usize,
     pub tables: Vec<TableRule>,
 }
 
@@ -175,6 +177,7 @@ impl Default for CacheConfig {
             share_across_users: false,
             coalesce_wait: Duration::from_millis(500),
             fill_delay: Duration::ZERO,
+            refresh_concurrency: 4,
             tables: Vec::new(),
         }
     }

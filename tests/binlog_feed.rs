@@ -257,3 +257,54 @@ async fn a_binlog_without_full_metadata_is_refused_and_never_trusted() {
         d.tick().await;
     }
 }
+
+#[tokio::test]
+async fn refresh_tables_refill_hot_rows_and_forget_cold_ones() {
+    let db = mariadb();
+    let t = "bl_hot";
+    db.sql_socket(&format!(
+        "DROP TABLE IF EXISTS test.{t}; \
+         CREATE TABLE test.{t} (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO test.{t} VALUES (1,'one'),(2,'two'),(3,'three');"
+    ));
+    let proxy = Proxy::start(
+        db,
+        &binlog_config(&format!(
+            "max_staleness = \"5s\"\n[[cache.tables]]\nname = \"test.{t}\"\non_change = \"refresh\""
+        )),
+        "",
+    );
+    let mut c = client(&proxy).await;
+    wait_fresh(&mut c).await;
+    let c = &mut c;
+    let num = |s: String| s.parse::<u64>().unwrap();
+
+    // A hot row (text protocol) and a hot row read by a prepared statement.
+    warm(c, t, 1).await;
+    let sql = format!("SELECT v FROM {t} WHERE id = ?");
+    let _: Option<String> = c.exec_first(&sql, (3,)).await.unwrap();
+    let v: Option<String> = c.exec_first(&sql, (3,)).await.unwrap();
+    assert_eq!(v.as_deref(), Some("three"));
+    assert_eq!(last(c).await, "hit");
+    // A cold row: filled, never hit.
+    assert_eq!(value(c, t, 2).await.as_deref(), Some("two"));
+
+    db.sql_socket(&format!(
+        "UPDATE test.{t} SET v = CONCAT(v, '!') WHERE id IN (1, 2, 3)"
+    ));
+    let d = Deadline::new(Duration::from_secs(10), "refreshes");
+    while num(status(c, "refresh_done").await) < 2 {
+        d.tick().await;
+    }
+    // Hot rows are served fresh from the cache at once: no miss.
+    assert_eq!(value(c, t, 1).await.as_deref(), Some("one!"));
+    assert_eq!(last(c).await, "hit", "refreshed entry served");
+    let v: Option<String> = c.exec_first(&sql, (3,)).await.unwrap();
+    assert_eq!(v.as_deref(), Some("three!"));
+    assert_eq!(last(c).await, "hit", "refreshed prepared entry served");
+    // The cold one was forgotten: the next read goes to MariaDB.
+    assert!(num(status(c, "refresh_cold").await) >= 1);
+    assert_eq!(value(c, t, 2).await.as_deref(), Some("two!"));
+    assert!(last(c).await.starts_with("miss"));
+    assert_eq!(status(c, "refresh_failed").await, "0");
+}

@@ -19,6 +19,7 @@
 //!   types (binary protocol).
 
 pub mod gate;
+pub mod refresh;
 pub mod stats;
 pub mod store;
 pub mod tokens;
@@ -32,8 +33,9 @@ use mysql_common::value::Value;
 use tokio::sync::Notify;
 
 use crate::classify::{KeyValue, Lit};
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, OnChange};
 pub use gate::FeedGate;
+pub use refresh::{Recipe, Refresh};
 pub use stats::{FeedStats, Route, Source, Stats};
 pub use store::{MokaStore, Store};
 pub use tokens::{Guard, Tag, TagTokens};
@@ -43,6 +45,8 @@ pub struct Entry {
     pub response: Bytes,
     pub guard: Guard,
     pub ttl: Duration,
+    /// How to fill it again when a feed changes its row (refresh tables).
+    pub recipe: Option<Arc<Recipe>>,
 }
 
 /// Result of a lookup.
@@ -61,7 +65,9 @@ pub struct Cache {
     /// Closed while a configured change feed cannot prove it is fresh.
     pub gate: FeedGate,
     inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
-    rules: HashMap<(String, String), (bool, Option<Duration>)>,
+    rules: HashMap<(String, String), (bool, Option<Duration>, OnChange)>,
+    /// Entries of `on_change = "refresh"` tables, by row slot.
+    pub refresh: Refresh,
 }
 
 /// Held by the one session running a miss; waiters wake when it drops.
@@ -89,7 +95,7 @@ impl Cache {
                 let (db, t) = r.name.split_once('.')?;
                 Some((
                     (db.to_ascii_lowercase(), t.to_ascii_lowercase()),
-                    (r.enabled, r.ttl),
+                    (r.enabled, r.ttl, r.on_change),
                 ))
             })
             .collect();
@@ -101,12 +107,18 @@ impl Cache {
             gate: FeedGate::open(),
             inflight: Mutex::new(HashMap::new()),
             rules,
+            refresh: Refresh::default(),
         })
     }
 
     pub fn lookup(&self, key: &[u8]) -> Lookup {
         match self.store.get(key) {
-            Some(e) if self.tokens.is_fresh(&e.guard) => Lookup::Hit(e.response.clone()),
+            Some(e) if self.tokens.is_fresh(&e.guard) => {
+                if let Some(r) = &e.recipe {
+                    r.touch();
+                }
+                Lookup::Hit(e.response.clone())
+            }
             Some(_) => {
                 self.store.remove(key);
                 Lookup::Stale
@@ -115,10 +127,21 @@ impl Cache {
         }
     }
 
-    /// Stores a response filled under `guard` (unless already stale).
-    pub fn insert(&self, key: Vec<u8>, response: Bytes, guard: Guard, ttl: Duration) {
+    /// Stores a response filled under `guard` (unless already stale); true
+    /// if stored. A `recipe` registers the entry for refresh.
+    pub fn insert(
+        &self,
+        key: Vec<u8>,
+        response: Bytes,
+        guard: Guard,
+        ttl: Duration,
+        recipe: Option<Arc<Recipe>>,
+    ) -> bool {
         if response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&guard) {
-            return;
+            return false;
+        }
+        if let Some(r) = &recipe {
+            self.refresh.register(r.clone());
         }
         self.store.insert(
             key,
@@ -126,11 +149,13 @@ impl Cache {
                 response,
                 guard,
                 ttl,
+                recipe,
             }),
         );
         self.stats
             .fills
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     /// Whether `db.table` may be cached, and its TTL.
@@ -139,9 +164,16 @@ impl Cache {
             .rules
             .get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase()))
         {
-            Some((enabled, ttl)) => (*enabled, ttl.unwrap_or(self.cfg.ttl)),
+            Some((enabled, ttl, _)) => (*enabled, ttl.unwrap_or(self.cfg.ttl)),
             None => (true, self.cfg.ttl),
         }
+    }
+
+    /// Whether a feed's change to a row of `db.table` re-fills its entries.
+    pub fn refreshes(&self, db: &str, table: &str) -> bool {
+        self.rules
+            .get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase()))
+            .is_some_and(|(_, _, c)| *c == OnChange::Refresh)
     }
 
     /// Becomes the leader for `key` (Some), or waits for the current leader
@@ -285,6 +317,7 @@ mod tests {
             Bytes::from_static(b"resp"),
             g,
             Duration::from_secs(60),
+            None,
         );
         assert!(matches!(c.lookup(b"k"), Lookup::Hit(b) if &b[..] == b"resp"));
         c.invalidate(&tag);
@@ -303,6 +336,7 @@ mod tests {
             Bytes::from_static(b"old"),
             g,
             Duration::from_secs(60),
+            None,
         );
         assert!(matches!(c.lookup(b"k"), Lookup::Miss));
         let g = c.tokens.guard(&[tag]);
@@ -311,6 +345,7 @@ mod tests {
             Bytes::from(vec![0u8; 2000]),
             g,
             Duration::from_secs(60),
+            None,
         );
         assert!(matches!(c.lookup(b"big"), Lookup::Miss));
     }
@@ -324,6 +359,7 @@ mod tests {
             Bytes::from_static(b"x"),
             g.clone(),
             Duration::from_millis(50),
+            None,
         );
         assert!(matches!(c.lookup(b"short"), Lookup::Hit(_)));
         std::thread::sleep(Duration::from_millis(120));
@@ -334,6 +370,7 @@ mod tests {
                 Bytes::from(vec![1u8; 900]),
                 g.clone(),
                 Duration::from_secs(60),
+                None,
             );
         }
         let _ = c.entries();

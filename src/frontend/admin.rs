@@ -105,9 +105,14 @@ fn status_rows(cache: &crate::cache::Cache) -> Vec<(String, String)> {
         ("feed_client_restarts", &f.client_restarts),
         ("feed_lag_ms", &f.lag_ms),
         ("feed_proof_age_ms", &f.proof_age_ms),
+        ("refresh_done", &cache.refresh.stats.done),
+        ("refresh_cold", &cache.refresh.stats.cold),
+        ("refresh_dropped", &cache.refresh.stats.dropped),
+        ("refresh_failed", &cache.refresh.stats.failed),
     ] {
         rows.push((k.into(), g(v)));
     }
+    rows.push(("refresh_keys".into(), cache.refresh.len().to_string()));
     rows
 }
 
@@ -167,6 +172,19 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
         let _ = writeln!(
             o,
             "# TYPE sqlcache_feed_{name}_total counter\nsqlcache_feed_{name}_total {}",
+            g(v)
+        );
+    }
+    let r = &cache.refresh.stats;
+    for (name, v) in [
+        ("done", &r.done),
+        ("cold", &r.cold),
+        ("dropped", &r.dropped),
+        ("failed", &r.failed),
+    ] {
+        let _ = writeln!(
+            o,
+            "# TYPE sqlcache_refresh_{name}_total counter\nsqlcache_refresh_{name}_total {}",
             g(v)
         );
     }

@@ -13,6 +13,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use mysql_common::value::Value;
 
 use super::session::Session;
 use crate::backend::BackendConn;
-use crate::cache::{canonical_int, resolve, Cache, Flight, Guard, Lookup, Route, Tag};
+use crate::cache::{canonical_int, resolve, Cache, Flight, Guard, Lookup, Recipe, Route, Tag};
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
 };
@@ -54,6 +55,14 @@ pub fn session_bypass(
     } else {
         None
     }
+}
+
+/// A planned fill: tokens read before the backend query, the entry's TTL,
+/// and for `refresh` tables how to run the read again.
+pub struct Fill {
+    pub guard: Guard,
+    pub ttl: Duration,
+    pub recipe: Option<Arc<Recipe>>,
 }
 
 /// Tags a write resolved to.
@@ -131,22 +140,43 @@ impl Session {
     /// Decides the cache route of a statement about to be forwarded; for a
     /// fillable point read, returns the guard (tokens read now, before the
     /// backend query) and the entry's TTL.
+    /// `stmt` is the statement as run and whether it is a prepared one (what
+    /// a refresh would run again).
     pub(super) async fn plan(
         &mut self,
         c: &mut BackendConn,
         verdict: &Verdict,
         bypass: Option<BypassReason>,
         params: &[Value],
-    ) -> Option<(Guard, Duration)> {
+        stmt: (&[u8], bool),
+    ) -> Option<Fill> {
         match (verdict, bypass) {
             (Verdict::Read(pr), None) => match self.fill_plan(c, pr, params).await {
-                Ok((tags, ttl)) => {
-                    let cache = &self.shared.cache;
+                Ok((tags, ttl, refresh_slot)) => {
+                    let cache = self.shared.cache.clone();
                     cache.stats.misses.fetch_add(1, Ordering::Relaxed);
                     self.route = "miss";
                     self.kind = Route::Miss;
                     self.last = "miss".into();
-                    Some((cache.tokens.guard(&tags), ttl))
+                    let guard = cache.tokens.guard(&tags);
+                    let recipe = refresh_slot.map(|slot| {
+                        Arc::new(Recipe::new(
+                            self.keybuf.clone(),
+                            self.key.user.clone(),
+                            self.login.password.clone(),
+                            self.key.found_rows,
+                            self.vars.clone(),
+                            stmt.1,
+                            stmt.0.to_vec(),
+                            params.to_vec(),
+                            self.login.caps,
+                            self.status,
+                            tags,
+                            ttl,
+                            slot,
+                        ))
+                    });
+                    Some(Fill { guard, ttl, recipe })
                 }
                 Err(r) => {
                     self.note_bypass(r);
@@ -185,14 +215,7 @@ impl Session {
 
     /// Stores the response just relayed (from `mark` in the write buffer)
     /// if it is whole, cacheable and small enough.
-    pub(super) fn store_fill(
-        &mut self,
-        cacheable: bool,
-        mark: usize,
-        flushes: u64,
-        guard: Guard,
-        ttl: Duration,
-    ) {
+    pub(super) fn store_fill(&mut self, cacheable: bool, mark: usize, flushes: u64, fill: Fill) {
         let cache = self.shared.cache.clone();
         let flushed = self.conn.flushes() != flushes;
         let bytes = &self.conn.buf()[mark..];
@@ -210,8 +233,9 @@ impl Session {
         cache.insert(
             self.keybuf.clone(),
             Bytes::copy_from_slice(bytes),
-            guard,
-            ttl,
+            fill.guard,
+            fill.ttl,
+            fill.recipe,
         );
         self.last = "miss(filled)".into();
     }
@@ -236,7 +260,7 @@ impl Session {
         c: &mut BackendConn,
         pr: &PointRead,
         params: &[Value],
-    ) -> Result<(Vec<Tag>, Duration), BypassReason> {
+    ) -> Result<(Vec<Tag>, Duration, Option<u32>), BypassReason> {
         let db = self
             .resolve_db(&pr.table)
             .ok_or(BypassReason::NotPointRead)?;
@@ -272,7 +296,7 @@ impl Session {
                 .iter()
                 .any(|cols| cols.iter().all(|c| value_of(c).is_some()));
             return if by_unique {
-                Ok((vec![any_write], ttl))
+                Ok((vec![any_write], ttl, None))
             } else {
                 Err(BypassReason::NotKey)
             };
@@ -280,10 +304,16 @@ impl Session {
         if !info.integer_key() {
             // String/decimal/date keys: equality depends on collation and
             // conversion rules; any write to the table invalidates.
-            return Ok((vec![any_write], ttl));
+            return Ok((vec![any_write], ttl, None));
         }
         let pk = canonical_pk(&values).ok_or(BypassReason::NotKey)?;
-        Ok((vec![Tag::row(&db, &pr.table.name, &pk), table], ttl))
+        let row = Tag::row(&db, &pr.table.name, &pk);
+        let refresh = self
+            .shared
+            .cache
+            .refreshes(&db, &pr.table.name)
+            .then(|| row.slot());
+        Ok((vec![row, table], ttl, refresh))
     }
 
     /// Loads schema facts for the tables a write names (triggers, foreign

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod caching;
 pub mod commands;
 pub mod packet;
+pub mod refresh;
 pub mod relay;
 pub mod session;
 pub mod stmt;
@@ -244,6 +245,16 @@ impl Proxy {
                     }
                 })?;
             threads.push(t);
+        }
+        if shared
+            .cfg
+            .cache
+            .tables
+            .iter()
+            .any(|t| t.on_change == crate::config::OnChange::Refresh)
+        {
+            let rx = shared.cache.refresh.channel();
+            tokio::spawn(refresh::run(shared.clone(), rx));
         }
         if let Some(addr) = &shared.cfg.admin.listen {
             let admin = TcpListener::bind(addr).await?;

@@ -442,7 +442,9 @@ impl Session {
         let Some(mut c) = self.acquire_or_reply(fx.reads_last_insert_id).await else {
             return Ok(());
         };
-        let fill = self.plan(&mut c, &verdict, bypass, &[]).await;
+        let fill = self
+            .plan(&mut c, &verdict, bypass, &[], (sql.as_ref(), false))
+            .await;
         let timeout = self.shared.cfg.backend.query_timeout;
         let started = c.conn.query_iter(sql.as_ref());
         let qr = if timeout.is_zero() {
@@ -522,7 +524,7 @@ impl Session {
         &mut self,
         mut c: BackendConn,
         r: Relayed,
-        fill: Option<(crate::cache::Guard, std::time::Duration)>,
+        fill: Option<super::caching::Fill>,
         verdict: &Verdict,
         params: &[mysql_common::value::Value],
     ) -> Result<Option<(BackendConn, StatusFlags, bool)>, SessionError> {
@@ -543,12 +545,12 @@ impl Session {
             Outcome::Done => true,
             Outcome::ServerError => false,
         };
-        if let Some((guard, ttl)) = fill {
+        if let Some(fill) = fill {
             let delay = self.shared.cache.cfg.fill_delay;
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            self.store_fill(done && r.cacheable, r.mark, r.flushes, guard, ttl);
+            self.store_fill(done && r.cacheable, r.mark, r.flushes, fill);
         }
         self.invalidate_after(
             verdict,

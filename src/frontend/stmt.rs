@@ -273,7 +273,9 @@ impl Session {
                 return Ok(());
             }
         };
-        let fill = self.plan(&mut c, &verdict, bypass, &exec.params).await;
+        let fill = self
+            .plan(&mut c, &verdict, bypass, &exec.params, (&sql, true))
+            .await;
         // Writes need the values afterwards to name the rows they changed.
         let kept = if matches!(*verdict, Verdict::Write(_)) {
             exec.params.clone()

@@ -101,6 +101,10 @@ impl Echo {
                         for &slot in s {
                             cache.tokens.invalidate_slot(slot);
                         }
+                        if i == 0 {
+                            // The write is visible now: re-fill hot rows.
+                            cache.refresh.echoed(s);
+                        }
                     }
                     Echoed::Everything => cache.tokens.invalidate_all(),
                 }
