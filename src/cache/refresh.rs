@@ -56,9 +56,11 @@ pub struct Recipe {
     hit: AtomicU64,
 }
 
-fn now_ms() -> u64 {
+/// Microseconds since the first call (ties between a fill and a hit in the
+/// same tick count as "not hit since", which only costs a miss).
+fn now_us() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1
 }
 
 impl Recipe {
@@ -92,24 +94,24 @@ impl Recipe {
             tags,
             ttl,
             slot,
-            filled: AtomicU64::new(now_ms()),
+            filled: AtomicU64::new(now_us()),
             hit: AtomicU64::new(0),
         }
     }
 
     /// The entry was served (hot path: one relaxed store).
     pub fn touch(&self) {
-        self.hit.store(now_ms(), Ordering::Relaxed);
+        self.hit.store(now_us(), Ordering::Relaxed);
     }
 
     /// The entry was filled again.
     pub fn refilled(&self) {
-        self.filled.store(now_ms(), Ordering::Relaxed);
+        self.filled.store(now_us(), Ordering::Relaxed);
     }
 
     /// Hit since it was last filled.
     pub fn hot(&self) -> bool {
-        self.hit.load(Ordering::Relaxed) >= self.filled.load(Ordering::Relaxed)
+        self.hit.load(Ordering::Relaxed) > self.filled.load(Ordering::Relaxed)
     }
 }
 
