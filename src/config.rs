@@ -531,16 +531,47 @@ mod tests {
         }
     }
 
+    /// The commented block of `text` that starts at `from`, uncommented
+    /// (up to the first blank line).
+    fn uncomment(text: &str, from: &str) -> String {
+        let start = text.find(from).unwrap();
+        text[start..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_binlog_section_parses() {
+        let text = include_str!("../proxy.toml");
+        let feed = uncomment(text, "# [invalidation.binlog]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{feed}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let b = c.invalidation.binlog.unwrap();
+        assert!(b.enabled);
+        assert_eq!(b.max_staleness, Duration::from_secs(5));
+        assert_eq!(b.user.as_deref(), Some("sqlcache_repl"));
+        // Both feeds at once is an error.
+        let both = format!(
+            "[[users]]\nname = 'u'\n{}\n{feed}",
+            uncomment(text, "# [invalidation.kafka]")
+        );
+        let err = Config::parse(&both, "t")
+            .unwrap()
+            .validate("t")
+            .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
     #[test]
     fn the_documented_feed_section_parses() {
         // proxy.toml's commented example, uncommented.
         let text = include_str!("../proxy.toml");
-        let start = text.find("# [invalidation.kafka]").unwrap();
-        let feed: String = text[start..]
-            .lines()
-            .map(|l| l.strip_prefix("# ").unwrap_or(l))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let feed = uncomment(text, "# [invalidation.kafka]");
         let c = Config::parse(&format!("[[users]]\nname = 'u'\n{feed}"), "t")
             .unwrap()
             .validate("t")
