@@ -107,6 +107,15 @@ async fn direct_writes_are_invalidated_from_the_binlog() {
     db.sql_socket(&format!("TRUNCATE TABLE test.{t}"));
     wait_value(c, t, 4, None, "truncate applied").await;
 
+    // Idle for longer than the reader's silence limit (2 heartbeats + 1 s
+    // = 3 s here): the server's heartbeats keep the link up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        status(c, "feed_errors").await,
+        "0",
+        "no reconnect while idle"
+    );
+    assert_eq!(status(c, "feed_fresh").await, "true");
     assert_eq!(status(c, "feed_gaps").await, "1", "startup only");
     assert_eq!(status(c, "feed_malformed").await, "0");
     assert!(status(c, "feed_events").await.parse::<u64>().unwrap() >= 8);

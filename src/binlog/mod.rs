@@ -136,6 +136,8 @@ pub struct Reader {
     pos: Position,
     flavor: Flavor,
     silence: Duration,
+    /// When the server last sent anything (events or heartbeats).
+    heard: tokio::time::Instant,
     /// The next ROTATE is the artificial one sent before the first format
     /// description, which carries a checksum the parser does not strip.
     first_rotate: bool,
@@ -254,6 +256,7 @@ impl Reader {
             pos,
             flavor,
             silence: heartbeat * 2 + Duration::from_secs(1),
+            heard: tokio::time::Instant::now(),
             first_rotate: true,
             crc,
         })
@@ -270,7 +273,11 @@ impl Reader {
 
     /// The next event; errors end the stream (reconnect to go on).
     pub async fn next(&mut self) -> Result<Event, BinlogError> {
-        let ev = match tokio::time::timeout(self.silence, self.stream.next()).await {
+        // A deadline from the last thing heard, not from this call: callers
+        // may drop this future for other work (cancel-safe: the stream keeps
+        // its partial read) and call again.
+        let deadline = self.heard + self.silence;
+        let ev = match tokio::time::timeout_at(deadline, self.stream.next()).await {
             Err(_) => return Err(BinlogError::Silent(self.silence)),
             Ok(None) => return Err(BinlogError::Closed),
             Ok(Some(Err(mysql_async::Error::Server(se)))) if se.code == 1236 => {
@@ -280,6 +287,7 @@ impl Reader {
             Ok(Some(Err(e))) => return Err(classify_error(e)),
             Ok(Some(Ok(ev))) => ev,
         };
+        self.heard = tokio::time::Instant::now();
         let header = ev.header();
         let raw_type = header.event_type_raw();
         let item = match ev.read_data() {
