@@ -101,6 +101,21 @@ pub struct Backend {
     probe: tokio::sync::Mutex<()>,
 }
 
+/// Options for a connection to the configured server as `user` (every
+/// backend connection, the pool's and the binlog feed's, starts here).
+pub fn conn_opts(cfg: &BackendConfig, user: &str, password: &str) -> OptsBuilder {
+    let b = OptsBuilder::default()
+        .user(Some(user))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .stmt_cache_size(0)
+        .tcp_nodelay(true);
+    match &cfg.socket {
+        Some(s) => b.socket(Some(s.display().to_string())),
+        None => b.ip_or_hostname(cfg.host.clone()).tcp_port(cfg.port),
+    }
+}
+
 impl Backend {
     pub fn new(cfg: BackendConfig) -> Arc<Self> {
         Arc::new(Self {
@@ -121,19 +136,7 @@ impl Backend {
     }
 
     fn opts(&self, user: &str, password: &str, found_rows: bool) -> OptsBuilder {
-        let b = OptsBuilder::default()
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .stmt_cache_size(0)
-            .client_found_rows(found_rows)
-            .tcp_nodelay(true);
-        match &self.cfg.socket {
-            Some(s) => b.socket(Some(s.display().to_string())),
-            None => b
-                .ip_or_hostname(self.cfg.host.clone())
-                .tcp_port(self.cfg.port),
-        }
+        conn_opts(&self.cfg, user, password).client_found_rows(found_rows)
     }
 
     async fn connect_raw(&self, opts: OptsBuilder) -> Result<Conn, BackendError> {

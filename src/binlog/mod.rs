@@ -49,6 +49,8 @@ pub enum BinlogError {
     Closed,
     #[error("no binlog event or heartbeat for {0:?}")]
     Silent(Duration),
+    #[error("no answer from MySQL within {0:?}")]
+    Timeout(Duration),
 }
 
 /// A point in the binlog: the offset of the next event in `file`.

@@ -22,14 +22,14 @@
 //!   classified by the proxy's own classifier; their tables' tags are bumped
 //!   (everything when no table can be named). BEGIN/COMMIT carry nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
 use mysql_common::constants::ColumnFlags;
 use mysql_common::value::Value;
 use tokio::sync::oneshot;
@@ -149,24 +149,9 @@ pub fn spawn(
     cache: Arc<Cache>,
     schema: Arc<SchemaCache>,
 ) -> Result<FeedHandle, FeedError> {
-    let mut opts = OptsBuilder::default()
-        .user(Some(
-            cfg.user.clone().unwrap_or_else(|| backend.user.clone()),
-        ))
-        .pass(Some(
-            cfg.password
-                .clone()
-                .unwrap_or_else(|| backend.password.clone()),
-        ))
-        .prefer_socket(false)
-        .stmt_cache_size(0)
-        .tcp_nodelay(true);
-    opts = match &backend.socket {
-        Some(s) => opts.socket(Some(s.display().to_string())),
-        None => opts
-            .ip_or_hostname(backend.host.clone())
-            .tcp_port(backend.port),
-    };
+    let user = cfg.user.as_deref().unwrap_or(&backend.user);
+    let password = cfg.password.as_deref().unwrap_or(&backend.password);
+    let opts = crate::backend::conn_opts(backend, user, password);
     let interval = (cfg.max_staleness / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let server_id = cfg
         .server_id
@@ -191,7 +176,6 @@ pub fn spawn(
         max_staleness = ?cfg.max_staleness,
         "binlog change feed starting; cache hits wait for its first freshness proof"
     );
-    let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("sqlcache-binlog".into())
@@ -204,10 +188,9 @@ pub fn spawn(
         })
         .map_err(FeedError::Thread)?;
     Ok(FeedHandle::new(
-        stop,
-        Some(Box::new(move || {
+        move || {
             let _ = tx.send(());
-        })),
+        },
         thread,
     ))
 }
@@ -267,7 +250,7 @@ impl Feed {
     async fn connect(&self) -> Result<Conn, BinlogError> {
         match tokio::time::timeout(self.connect_timeout, Conn::new(self.opts.clone())).await {
             Ok(r) => r.map_err(BinlogError::Connect),
-            Err(_) => Err(BinlogError::Silent(self.connect_timeout)),
+            Err(_) => Err(BinlogError::Timeout(self.connect_timeout)),
         }
     }
 
@@ -292,7 +275,7 @@ impl Feed {
         };
         let connect = Reader::connect(self.opts.clone(), self.server_id, start, self.interval);
         let mut reader = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Err(_) => return Err(BinlogError::Silent(self.connect_timeout)),
+            Err(_) => return Err(BinlogError::Timeout(self.connect_timeout)),
             Ok(Err(e @ BinlogError::Purged(..))) => {
                 self.restart_at_head("the resume position was purged");
                 return Err(e);
@@ -341,7 +324,7 @@ impl Feed {
         .await
         {
             Ok(r) => r?,
-            Err(_) => return Err(BinlogError::Silent(at.elapsed())),
+            Err(_) => return Err(BinlogError::Timeout(at.elapsed())),
         };
         let key = head.key();
         if key < self.highest_head {

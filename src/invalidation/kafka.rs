@@ -184,7 +184,10 @@ pub fn spawn(
         .name("sqlcache-feed".into())
         .spawn(move || feed.run(consumer))
         .map_err(FeedError::Thread)?;
-    Ok(FeedHandle::new(stop, None, thread))
+    Ok(FeedHandle::new(
+        move || stop.store(true, Ordering::Release),
+        thread,
+    ))
 }
 
 type Kafka = BaseConsumer<FeedContext>;

@@ -16,8 +16,6 @@ pub mod freshness;
 pub mod kafka;
 pub mod keeper;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -73,22 +71,15 @@ impl Quiet {
 
 /// A running feed (Kafka or binlog); stops and joins its thread when dropped.
 pub struct FeedHandle {
-    stop: Arc<AtomicBool>,
-    wake: Option<Box<dyn FnOnce() + Send>>,
+    stop: Option<Box<dyn FnOnce() + Send>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl FeedHandle {
-    /// `stop` is raised on drop; `wake`, if any, is called after it to cut a
-    /// wait short.
-    pub fn new(
-        stop: Arc<AtomicBool>,
-        wake: Option<Box<dyn FnOnce() + Send>>,
-        thread: JoinHandle<()>,
-    ) -> FeedHandle {
+    /// `stop` tells the feed's thread to end (called once, on drop).
+    pub fn new(stop: impl FnOnce() + Send + 'static, thread: JoinHandle<()>) -> FeedHandle {
         FeedHandle {
-            stop,
-            wake,
+            stop: Some(Box::new(stop)),
             thread: Some(thread),
         }
     }
@@ -96,9 +87,8 @@ impl FeedHandle {
 
 impl Drop for FeedHandle {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(w) = self.wake.take() {
-            w();
+        if let Some(stop) = self.stop.take() {
+            stop();
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
