@@ -39,6 +39,85 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub invalidation: InvalidationConfig,
+    /// `sqlcache cdc`: the binlog → Kafka publisher.
+    pub cdc: Option<CdcConfig>,
+}
+
+/// `[cdc]`: publish the binlog to Kafka as Debezium change events.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CdcConfig {
+    /// `host:port[,host:port…]` (librdkafka's `bootstrap.servers`).
+    pub brokers: String,
+    /// Topics are `<topic_prefix>.<db>.<table>`; schema changes go to
+    /// `<topic_prefix>` itself (Debezium's `topic.prefix`).
+    pub topic_prefix: String,
+    /// The replica id announced to MySQL; unique among its replicas.
+    /// Default: random in 1000000000..2000000000.
+    #[serde(default)]
+    pub server_id: Option<u32>,
+    /// Replication account (REPLICATION SLAVE, BINLOG MONITOR on MariaDB /
+    /// REPLICATION CLIENT on MySQL, SELECT for the snapshot). Default:
+    /// `backend.user` / `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `db.table` patterns (`*` matches any run of characters) to publish;
+    /// empty = every table outside the system schemas.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// `db.table` patterns left out (wins over `include`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// `initial`: publish every row once (op `r`) before streaming, when
+    /// there is no saved state; `never`: stream from the current position.
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// Where the acknowledged position is kept.
+    #[serde(default = "default_cdc_state")]
+    pub state: PathBuf,
+    /// A tombstone (null value) after each delete, for log compaction.
+    #[serde(default = "yes")]
+    pub tombstones: bool,
+    /// Wrap keys and values in `{schema, payload}` (Debezium's
+    /// `schemas.enable`).
+    #[serde(default)]
+    pub schemas: bool,
+    /// Partitions and replication factor of the topics `cdc` creates.
+    #[serde(default = "one_i32")]
+    pub topic_partitions: i32,
+    #[serde(default = "one_i32")]
+    pub topic_replication: i32,
+    /// Prometheus `/metrics` address; unset = none.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Idle heartbeat asked of MySQL (a dead link is noticed after twice it).
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Passed verbatim to librdkafka's producer (`security.protocol`,
+    /// `sasl.*`, `linger.ms`, …).
+    #[serde(default)]
+    pub kafka: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    #[default]
+    Initial,
+    Never,
+}
+
+fn default_cdc_state() -> PathBuf {
+    PathBuf::from("sqlcache-cdc.state.json")
+}
+
+fn one_i32() -> i32 {
+    1
+}
+
+fn one_second() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Change feeds that keep the cache fresh from writes the proxy never sees.
@@ -467,6 +546,49 @@ impl Config {
                     "invalidation: enable either [invalidation.kafka] or [invalidation.binlog], not both"
                         .into(),
                 );
+            }
+        }
+        if let Some(c) = &self.cdc {
+            if c.brokers.trim().is_empty() {
+                p.push("cdc.brokers: empty".into());
+            }
+            if c.topic_prefix.is_empty()
+                || !c
+                    .topic_prefix
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            {
+                p.push(format!(
+                    "cdc.topic_prefix: `{}` must be non-empty and use only letters, digits, '.', '_' and '-'",
+                    c.topic_prefix
+                ));
+            }
+            if c.server_id == Some(0) {
+                p.push("cdc.server_id: must be above 0".into());
+            }
+            if c.topic_partitions < 1 {
+                p.push("cdc.topic_partitions: must be at least 1".into());
+            }
+            if c.topic_replication < 1 {
+                p.push("cdc.topic_replication: must be at least 1".into());
+            }
+            if c.heartbeat < Duration::from_millis(100) {
+                p.push("cdc.heartbeat: must be at least 100ms".into());
+            }
+            if let Some(m) = &c.metrics_listen {
+                if m.parse::<SocketAddr>().is_err() {
+                    p.push(format!("cdc.metrics_listen: `{m}` is not an address:port"));
+                }
+            }
+            for pat in c.include.iter().chain(&c.exclude) {
+                if !pat.contains('.') {
+                    p.push(format!("cdc.include/exclude: `{pat}` must be `db.table` (`*` allowed)"));
+                }
+            }
+            for (key, v) in &c.kafka {
+                if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
+                    p.push(format!("cdc.kafka.{key}: must be a string, number or boolean"));
+                }
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod binlog;
 pub mod cache;
+pub mod cdc;
 pub mod classify;
 pub mod config;
 pub mod frontend;

@@ -1,9 +1,10 @@
-//! `sqlcache` command line: run the proxy, or validate its configuration.
+//! `sqlcache` command line: run the proxy, validate its configuration, or
+//! run the binlog → Kafka publisher (`sqlcache cdc`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use sqlcache::{Config, Proxy};
 
 #[derive(Parser)]
@@ -14,11 +15,26 @@ use sqlcache::{Config, Proxy};
 )]
 struct Cli {
     /// Configuration file.
-    #[arg(long, short, env = "SQLCACHE_CONFIG", default_value = "proxy.toml")]
+    #[arg(
+        long,
+        short,
+        env = "SQLCACHE_CONFIG",
+        default_value = "proxy.toml",
+        global = true
+    )]
     config: PathBuf,
     /// Validate the configuration, print every problem, and exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish the MySQL/MariaDB binlog to Kafka as Debezium change events
+    /// (the `[cdc]` section).
+    Cdc,
 }
 
 fn main() -> ExitCode {
@@ -30,6 +46,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let cdc = matches!(cli.command, Some(Command::Cdc));
+    if cdc && cfg.cdc.is_none() {
+        eprintln!("sqlcache: {}: no [cdc] section", cli.config.display());
+        return ExitCode::from(2);
+    }
     if cli.check_config {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
@@ -49,6 +70,11 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
+        if cdc {
+            return sqlcache::cdc::run(cfg, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from);
+        }
         let proxy = Proxy::bind(cfg).await?;
         proxy.run(shutdown_signal()).await
     });

@@ -69,6 +69,24 @@ impl Flavor {
         v
     }
 
+    /// The statement that makes the dump start after a GTID position
+    /// (MariaDB; MySQL's GTID sets would go in COM_BINLOG_DUMP_GTID).
+    pub fn gtid_start(self, gtid: &str) -> Option<String> {
+        let safe = gtid.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ',');
+        match self {
+            Flavor::MariaDb if safe => Some(format!("SET @slave_connect_state = '{gtid}'")),
+            _ => None,
+        }
+    }
+
+    /// How a consistent snapshot learns the binlog position it matches:
+    /// MariaDB reports it per transaction (`binlog_snapshot_file/position`
+    /// after `START TRANSACTION WITH CONSISTENT SNAPSHOT`, no lock needed);
+    /// MySQL needs a global read lock around the start of the transaction.
+    pub fn snapshot_needs_lock(self) -> bool {
+        !matches!(self, Flavor::MariaDb)
+    }
+
     /// Settings a row-level reader needs: (variable, required value).
     pub fn required_settings(self) -> &'static [(&'static str, &'static str)] {
         &[

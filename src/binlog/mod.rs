@@ -20,7 +20,7 @@ const ROTATE_EVENT: u8 = 4;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, Row};
@@ -94,6 +94,8 @@ pub enum Item {
     Rows {
         db: String,
         table: String,
+        /// The table map's id (`Reader::table_map`).
+        table_id: u64,
         kind: RowKind,
         rows: Vec<(Option<BinlogRow>, Option<BinlogRow>)>,
     },
@@ -122,6 +124,8 @@ pub struct Event {
     pub item: Item,
     pub pos: Position,
     pub timestamp: u32,
+    /// The server that wrote the event.
+    pub server_id: u32,
 }
 
 /// Where to start reading.
@@ -130,6 +134,9 @@ pub enum Start {
     /// The server's current end of binlog.
     Current,
     At(Position),
+    /// MariaDB only: after this GTID position (`domain-server-seq,…`), on
+    /// whichever server holds it.
+    Gtid(String),
 }
 
 /// A connection that reads the binlog.
@@ -239,12 +246,23 @@ impl Reader {
             .await
             .map_err(BinlogError::Stream)?;
         let crc = crc.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-        let pos = match start {
-            Start::At(p) => p,
+        let pos = match &start {
+            Start::At(p) => p.clone(),
             Start::Current => current_position(&mut conn, flavor).await?,
+            // The server names the file in its first (artificial) ROTATE.
+            Start::Gtid(_) => Position {
+                file: String::new(),
+                pos: 4,
+            },
         };
         for stmt in flavor.dump_setup(heartbeat.as_nanos() as u64) {
             conn.query_drop(stmt).await.map_err(BinlogError::Stream)?;
+        }
+        if let Start::Gtid(gtid) = &start {
+            let set = flavor.gtid_start(gtid).ok_or_else(|| {
+                BinlogError::Settings("resuming by GTID is implemented for MariaDB only".into())
+            })?;
+            conn.query_drop(set).await.map_err(BinlogError::Stream)?;
         }
         let request = BinlogStreamRequest::new(server_id)
             .with_filename(pos.file.as_bytes())
@@ -266,6 +284,11 @@ impl Reader {
 
     pub fn flavor(&self) -> Flavor {
         self.flavor
+    }
+
+    /// The table map a rows event refers to (`Item::Rows::table_id`).
+    pub fn table_map(&self, id: u64) -> Option<&TableMapEvent<'static>> {
+        self.stream.get_tme(id)
     }
 
     /// Position after the last event returned.
@@ -309,6 +332,7 @@ impl Reader {
             item,
             pos: self.pos.clone(),
             timestamp: header.timestamp(),
+            server_id: header.server_id(),
         })
     }
 
@@ -384,6 +408,7 @@ impl Reader {
             Ok(rows) => Item::Rows {
                 db,
                 table,
+                table_id: re.table_id(),
                 kind,
                 rows,
             },

@@ -83,44 +83,17 @@ async fn worker(
     let _ = exit.wait_for(|e| *e).await;
 }
 
-/// A minimal HTTP/1.0 endpoint: `GET /metrics` (Prometheus text) and
-/// `GET /health`. One request per connection.
+/// `GET /metrics` (Prometheus text) and `GET /health`.
 async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
-    use tokio::io::AsyncReadExt;
-    loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut req = Vec::with_capacity(512);
-            let mut buf = [0u8; 512];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
-                    _ => return,
-                }
-            }
-            let (code, body) = if req.starts_with(b"GET /metrics") {
-                (
-                    "200 OK",
-                    admin::prometheus(&shared.cache, shared.backend.open_connections()),
-                )
-            } else if req.starts_with(b"GET /health") {
-                ("200 OK", "ok\n".to_string())
-            } else {
-                ("404 Not Found", "not found\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes()).await;
-            let _ = s.write_all(body.as_bytes()).await;
-        });
-    }
+    crate::telemetry::serve_http(listener, move |path| match path {
+        "/metrics" => Some(admin::prometheus(
+            &shared.cache,
+            shared.backend.open_connections(),
+        )),
+        "/health" => Some("ok\n".to_string()),
+        _ => None,
+    })
+    .await
 }
 
 /// Answers a client over `max_connections` with error 1040 and closes.

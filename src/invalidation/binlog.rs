@@ -108,7 +108,7 @@ fn row_key(row: &BinlogRow) -> Vec<(String, String)> {
 }
 
 /// What a logged statement invalidates.
-fn statement_changes(schema: &str, sql: &str) -> Vec<ChangeEvent> {
+pub(crate) fn statement_changes(schema: &str, sql: &str) -> Vec<ChangeEvent> {
     let head = sql.trim_start();
     let word = head
         .split(|c: char| !c.is_ascii_alphabetic())
@@ -433,6 +433,7 @@ mod tests {
         let item = Item::Rows {
             db: "d".into(),
             table: "t".into(),
+            table_id: 1,
             kind: binlog::RowKind::Update,
             rows: vec![
                 (Some(row(1, "a")), Some(row(1, "b"))),

@@ -1,0 +1,248 @@
+//! The Kafka side: an idempotent producer, topics created on first use, and
+//! the order in which acknowledgements turn into saved positions.
+//!
+//! Policy: messages are handed to librdkafka in binlog order; checkpoints
+//! (`mark`) are queued between them. A checkpoint is *acknowledged* only
+//! when every message queued before it has been acknowledged by the broker
+//! (`acks=all`), so a saved position never runs ahead of Kafka. The
+//! producer is idempotent (`enable.idempotence`): its own retries neither
+//! duplicate nor reorder messages within a partition; keyed messages of one
+//! row always land in the same partition (murmur2, as Java clients and
+//! Debezium partition). A delivery that fails for good is an error: the
+//! caller drops this publisher and starts again from the last acknowledged
+//! checkpoint — what was in flight is published again (at-least-once), the
+//! window bounded by `MAX_PENDING`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::metrics::Metrics;
+use super::state::State;
+use super::CdcError;
+use crate::config::CdcConfig;
+
+/// Messages handed to librdkafka and not yet acknowledged, at most.
+pub const MAX_PENDING: usize = 100_000;
+
+enum Pending {
+    Msg {
+        fut: DeliveryFuture,
+        /// When the publisher read the event (for the ack-latency metric);
+        /// `None` for snapshot rows.
+        read_at: Option<Instant>,
+        /// The binlog event's time, seconds since epoch.
+        event_ts: u32,
+        row: bool,
+    },
+    Mark(State),
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    topics: HashSet<String>,
+    partitions: i32,
+    replication: i32,
+    pending: VecDeque<Pending>,
+    unacked_msgs: usize,
+    metrics: Arc<Metrics>,
+}
+
+fn client_config(cfg: &CdcConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", "30000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in &cfg.kafka {
+        let v = match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        c.set(k, v);
+    }
+    c
+}
+
+impl Publisher {
+    pub fn new(cfg: &CdcConfig, metrics: Arc<Metrics>) -> Result<Publisher, CdcError> {
+        let c = client_config(cfg);
+        Ok(Publisher {
+            producer: c.create().map_err(CdcError::Kafka)?,
+            admin: c.create().map_err(CdcError::Kafka)?,
+            topics: HashSet::new(),
+            partitions: cfg.topic_partitions,
+            replication: cfg.topic_replication,
+            pending: VecDeque::new(),
+            unacked_msgs: 0,
+            metrics,
+        })
+    }
+
+    /// Creates `topic` unless this publisher created or found it before.
+    async fn ensure_topic(&mut self, topic: &str) -> Result<(), CdcError> {
+        if self.topics.contains(topic) {
+            return Ok(());
+        }
+        let t = NewTopic::new(
+            topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication),
+        );
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let res = self
+            .admin
+            .create_topics(&[t], &opts)
+            .await
+            .map_err(CdcError::Kafka)?;
+        for r in res {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => {
+                    return Err(CdcError::Topic(t, e.to_string()));
+                }
+            }
+        }
+        self.topics.insert(topic.to_string());
+        Ok(())
+    }
+
+    /// Queues one message (`value: None` is a tombstone). Waits while
+    /// librdkafka's queue is full.
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        read_at: Option<Instant>,
+        event_ts: u32,
+        row: bool,
+    ) -> Result<(), CdcError> {
+        self.ensure_topic(topic).await?;
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(fut) => {
+                    self.pending.push_back(Pending::Msg {
+                        fut,
+                        read_at,
+                        event_ts,
+                        row,
+                    });
+                    self.unacked_msgs += 1;
+                    self.metrics.sent.inc();
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(CdcError::Kafka(e)),
+            }
+        }
+    }
+
+    /// A checkpoint: acknowledged once every message before it is.
+    pub fn mark(&mut self, state: State) {
+        // Consecutive checkpoints without messages between them: keep the
+        // newest only.
+        if let Some(Pending::Mark(_)) = self.pending.back() {
+            self.pending.pop_back();
+        }
+        self.pending.push_back(Pending::Mark(state));
+    }
+
+    /// Messages not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked_msgs
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Waits for the oldest outstanding acknowledgements; returns the newest
+    /// checkpoint they completed (`None` once nothing is outstanding).
+    /// Cancel-safe: an entry leaves the queue only once settled.
+    pub async fn acked(&mut self) -> Result<Option<State>, CdcError> {
+        let mut newest = None;
+        loop {
+            match self.pending.front_mut() {
+                None => return Ok(newest),
+                Some(Pending::Mark(_)) => {
+                    if let Some(Pending::Mark(s)) = self.pending.pop_front() {
+                        newest = Some(s);
+                    }
+                    // Hand checkpoints out promptly.
+                    if !matches!(self.pending.front(), Some(Pending::Mark(_))) {
+                        return Ok(newest);
+                    }
+                }
+                Some(Pending::Msg { fut, .. }) => {
+                    if newest.is_some() && futures_util::FutureExt::now_or_never(&mut *fut).is_none()
+                    {
+                        return Ok(newest);
+                    }
+                    let res = fut.await;
+                    let Some(Pending::Msg {
+                        read_at,
+                        event_ts,
+                        row,
+                        ..
+                    }) = self.pending.pop_front()
+                    else {
+                        unreachable!("front was a message");
+                    };
+                    self.unacked_msgs -= 1;
+                    match res {
+                        Ok(Ok(_)) => self.metrics.acked(read_at, event_ts, row),
+                        Ok(Err((e, _))) => return Err(CdcError::Delivery(e.to_string())),
+                        Err(_) => return Err(CdcError::Delivery("producer dropped".into())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) until everything queued is acknowledged,
+    /// recording in `newest` each checkpoint reached on the way.
+    pub async fn drain(
+        &mut self,
+        limit: Duration,
+        newest: &mut Option<State>,
+    ) -> Result<(), CdcError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.pending.is_empty() {
+            match tokio::time::timeout_at(deadline, self.acked()).await {
+                Ok(Ok(Some(s))) => *newest = Some(s),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(CdcError::Delivery(format!(
+                        "{} messages not acknowledged within {limit:?}",
+                        self.unacked_msgs
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
