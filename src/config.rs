@@ -582,12 +582,16 @@ impl Config {
             }
             for pat in c.include.iter().chain(&c.exclude) {
                 if !pat.contains('.') {
-                    p.push(format!("cdc.include/exclude: `{pat}` must be `db.table` (`*` allowed)"));
+                    p.push(format!(
+                        "cdc.include/exclude: `{pat}` must be `db.table` (`*` allowed)"
+                    ));
                 }
             }
             for (key, v) in &c.kafka {
                 if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
-                    p.push(format!("cdc.kafka.{key}: must be a string, number or boolean"));
+                    p.push(format!(
+                        "cdc.kafka.{key}: must be a string, number or boolean"
+                    ));
                 }
             }
         }

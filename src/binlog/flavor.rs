@@ -72,7 +72,9 @@ impl Flavor {
     /// The statement that makes the dump start after a GTID position
     /// (MariaDB; MySQL's GTID sets would go in COM_BINLOG_DUMP_GTID).
     pub fn gtid_start(self, gtid: &str) -> Option<String> {
-        let safe = gtid.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ',');
+        let safe = gtid
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '-' || c == ',');
         match self {
             Flavor::MariaDb if safe => Some(format!("SET @slave_connect_state = '{gtid}'")),
             _ => None,

@@ -117,7 +117,11 @@ pub enum ColumnError {
 /// (`information_schema.COLLATIONS`: MariaDB and MySQL number them apart).
 pub type Collations = HashMap<u16, String>;
 
-fn charset_of(column: &str, id: u16, collations: &Collations) -> Result<Option<Charset>, ColumnError> {
+fn charset_of(
+    column: &str,
+    id: u16,
+    collations: &Collations,
+) -> Result<Option<Charset>, ColumnError> {
     let name = collations.get(&id).ok_or(ColumnError::Collation {
         column: column.to_string(),
         id,
@@ -273,8 +277,8 @@ pub fn from_result_set(columns: &[Column]) -> Result<Vec<ColumnMeta>, ColumnErro
             let flags = c.flags();
             let dec = c.decimals().min(6);
             let kind = match c.column_type() {
-                ty @ (MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24
-                | MYSQL_TYPE_LONG | MYSQL_TYPE_LONGLONG) => {
+                ty @ (MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+                | MYSQL_TYPE_LONGLONG) => {
                     Kind::Int(int_bits(ty, flags.contains(ColumnFlags::UNSIGNED_FLAG)))
                 }
                 MYSQL_TYPE_FLOAT => Kind::Float,
@@ -289,8 +293,12 @@ pub fn from_result_set(columns: &[Column]) -> Result<Vec<ColumnMeta>, ColumnErro
                 MYSQL_TYPE_JSON => Kind::Json,
                 _ if flags.contains(ColumnFlags::ENUM_FLAG) => Kind::Enum(Vec::new()),
                 _ if flags.contains(ColumnFlags::SET_FLAG) => Kind::Set(Vec::new()),
-                MYSQL_TYPE_STRING | MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING
-                | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
+                MYSQL_TYPE_STRING
+                | MYSQL_TYPE_VARCHAR
+                | MYSQL_TYPE_VAR_STRING
+                | MYSQL_TYPE_TINY_BLOB
+                | MYSQL_TYPE_MEDIUM_BLOB
+                | MYSQL_TYPE_LONG_BLOB
                 | MYSQL_TYPE_BLOB => {
                     // The server converted text to the connection's utf8mb4;
                     // only binary columns keep their bytes.
@@ -347,7 +355,11 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
     if *v == Value::NULL {
         return Ok(Json::Null);
     }
-    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(|_| bad(col, b));
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| bad(col, b))
+    };
     Ok(match (&col.kind, v) {
         (Kind::Int(_) | Kind::Year, Value::Int(i)) => Json::from(*i),
         (Kind::Int(_) | Kind::Year, Value::UInt(u)) => Json::from(*u),
@@ -399,11 +411,10 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
             from_epoch(s, us, *fsp)
         }
         (Kind::Time, Value::Time(neg, d, h, m, s, us)) => {
-            let micros = ((i64::from(*d) * 24 + i64::from(*h)) * 3600
-                + i64::from(*m) * 60
-                + i64::from(*s))
-                * 1_000_000
-                + i64::from(*us);
+            let micros =
+                ((i64::from(*d) * 24 + i64::from(*h)) * 3600 + i64::from(*m) * 60 + i64::from(*s))
+                    * 1_000_000
+                    + i64::from(*us);
             Json::from(if *neg { -micros } else { micros })
         }
         (Kind::Text(cs), Value::Bytes(b)) => Json::String(match cs {
@@ -437,7 +448,10 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
         (Kind::Set(names), Value::Bytes(mask)) => {
             let mut out = Vec::new();
             for (i, name) in names.iter().enumerate() {
-                if mask.get(i / 8).is_some_and(|byte| byte & (1 << (i % 8)) != 0) {
+                if mask
+                    .get(i / 8)
+                    .is_some_and(|byte| byte & (1 << (i % 8)) != 0)
+                {
                     out.push(name.as_str());
                 }
             }
@@ -588,15 +602,24 @@ mod tests {
             enc(Kind::DateTime(0), Value::Date(2024, 2, 29, 13, 14, 15, 0)),
             Json::from(1_709_212_455_000i64)
         );
-        assert_eq!(enc(Kind::DateTime(3), dt.clone()), Json::from(1_709_212_455_123i64));
-        assert_eq!(enc(Kind::DateTime(6), dt.clone()), Json::from(1_709_212_455_123_456i64));
+        assert_eq!(
+            enc(Kind::DateTime(3), dt.clone()),
+            Json::from(1_709_212_455_123i64)
+        );
+        assert_eq!(
+            enc(Kind::DateTime(6), dt.clone()),
+            Json::from(1_709_212_455_123_456i64)
+        );
         assert_eq!(
             enc(Kind::Timestamp(3), dt.clone()),
             Json::from("2024-02-29T13:14:15.123Z")
         );
         // The binlog's epoch form gives the same string.
         assert_eq!(
-            enc(Kind::Timestamp(3), Value::Bytes(b"1709212455.123000".to_vec())),
+            enc(
+                Kind::Timestamp(3),
+                Value::Bytes(b"1709212455.123000".to_vec())
+            ),
             Json::from("2024-02-29T13:14:15.123Z")
         );
         assert_eq!(
@@ -607,15 +630,27 @@ mod tests {
             enc(Kind::Time, Value::Time(true, 1, 2, 3, 4, 5)),
             Json::from(-(((24 + 2) * 3600 + 3 * 60 + 4) * 1_000_000i64 + 5))
         );
-        assert_eq!(enc(Kind::Date, Value::Date(0, 0, 0, 0, 0, 0, 0)), Json::Null);
-        assert_eq!(enc(Kind::Year, Value::Bytes(b"2024".to_vec())), Json::from(2024));
+        assert_eq!(
+            enc(Kind::Date, Value::Date(0, 0, 0, 0, 0, 0, 0)),
+            Json::Null
+        );
+        assert_eq!(
+            enc(Kind::Year, Value::Bytes(b"2024".to_vec())),
+            Json::from(2024)
+        );
         assert_eq!(enc(Kind::Year, Value::Int(2024)), Json::from(2024));
     }
 
     #[test]
     fn numbers_are_exact() {
-        assert_eq!(enc(Kind::Int(64), Value::UInt(u64::MAX)), Json::from(u64::MAX));
-        assert_eq!(enc(Kind::Int(64), Value::Int(i64::MIN)), Json::from(i64::MIN));
+        assert_eq!(
+            enc(Kind::Int(64), Value::UInt(u64::MAX)),
+            Json::from(u64::MAX)
+        );
+        assert_eq!(
+            enc(Kind::Int(64), Value::Int(i64::MIN)),
+            Json::from(i64::MIN)
+        );
         assert_eq!(enc(Kind::Float, Value::Float(1.1)).to_string(), "1.1");
         assert_eq!(
             enc(Kind::Decimal, Value::Bytes(b"-12.50".to_vec())),
@@ -631,10 +666,16 @@ mod tests {
         );
         assert_eq!(enc(Kind::Bit(1), Value::Bytes(vec![1])), Json::Bool(true));
         // b'0000000100000010' → bytes 0x02 0x01.
-        assert_eq!(enc(Kind::Bit(16), Value::Bytes(vec![1, 2])), Json::from("AgE="));
+        assert_eq!(
+            enc(Kind::Bit(16), Value::Bytes(vec![1, 2])),
+            Json::from("AgE=")
+        );
         let e = Kind::Enum(vec!["a".into(), "b".into()]);
         assert_eq!(enc(e.clone(), Value::Int(2)), Json::from("b"));
-        assert_eq!(enc(Kind::Enum(vec![]), Value::Bytes(b"b".to_vec())), Json::from("b"));
+        assert_eq!(
+            enc(Kind::Enum(vec![]), Value::Bytes(b"b".to_vec())),
+            Json::from("b")
+        );
         let s = Kind::Set(vec!["x".into(), "y".into(), "z".into()]);
         assert_eq!(enc(s, Value::Bytes(vec![0b101])), Json::from("x,z"));
         assert_eq!(
@@ -642,7 +683,10 @@ mod tests {
             Json::from("x,z")
         );
         assert_eq!(
-            enc(Kind::Text(Charset::Latin1), Value::Bytes(vec![b'a', 0xe9, 0x80])),
+            enc(
+                Kind::Text(Charset::Latin1),
+                Value::Bytes(vec![b'a', 0xe9, 0x80])
+            ),
             Json::from("aé€")
         );
         assert!(encode_value(&col(Kind::Text(Charset::Utf8)), &Value::Bytes(vec![0xff])).is_err());

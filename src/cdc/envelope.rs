@@ -104,13 +104,22 @@ pub fn row(cols: &[ColumnMeta], values: Vec<Json>) -> Json {
 pub fn key(cols: &[ColumnMeta], image: &Json) -> Option<Json> {
     let mut m = Map::new();
     for c in cols.iter().filter(|c| c.pk) {
-        m.insert(c.name.clone(), image.get(&c.name).cloned().unwrap_or(Json::Null));
+        m.insert(
+            c.name.clone(),
+            image.get(&c.name).cloned().unwrap_or(Json::Null),
+        );
     }
     (!m.is_empty()).then_some(Json::Object(m))
 }
 
 /// The change-event value, without the schema wrapper.
-pub fn value(op: Op, before: Option<Json>, after: Option<Json>, source: &Source<'_>, now_ms: i64) -> Json {
+pub fn value(
+    op: Op,
+    before: Option<Json>,
+    after: Option<Json>,
+    source: &Source<'_>,
+    now_ms: i64,
+) -> Json {
     json!({
         "before": before,
         "after": after,
@@ -352,7 +361,13 @@ mod tests {
             &source(),
             0,
         );
-        let got = decode(Format::Debezium, "srv", None, Some(ddl.to_string().as_bytes())).unwrap();
+        let got = decode(
+            Format::Debezium,
+            "srv",
+            None,
+            Some(ddl.to_string().as_bytes()),
+        )
+        .unwrap();
         assert_eq!(
             got,
             vec![ChangeEvent::Table {

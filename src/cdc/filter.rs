@@ -56,7 +56,10 @@ mod tests {
 
     #[test]
     fn patterns_include_and_exclude_tables() {
-        let f = Filter::new(&["shop.*".into(), "crm.users".into()], &["shop.tmp_*".into()]);
+        let f = Filter::new(
+            &["shop.*".into(), "crm.users".into()],
+            &["shop.tmp_*".into()],
+        );
         assert!(f.matches("shop", "orders"));
         assert!(!f.matches("shop", "tmp_x"));
         assert!(f.matches("crm", "users"));

@@ -90,25 +90,76 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter("sqlcache_cdc_messages_sent_total", "Messages handed to the Kafka producer.", self.sent.get());
-        counter("sqlcache_cdc_messages_acked_total", "Messages acknowledged by Kafka.", self.acked_messages.get());
-        counter("sqlcache_cdc_row_events_total", "Row change events (c/u/d/r) acknowledged by Kafka.", self.acked_rows.get());
-        counter("sqlcache_cdc_transactions_total", "Binlog transactions read.", self.transactions.get());
-        counter("sqlcache_cdc_snapshot_rows_total", "Rows read by snapshots.", self.snapshot_rows.get());
-        counter("sqlcache_cdc_restarts_total", "Sessions restarted after an error.", self.restarts.get());
+        counter(
+            "sqlcache_cdc_messages_sent_total",
+            "Messages handed to the Kafka producer.",
+            self.sent.get(),
+        );
+        counter(
+            "sqlcache_cdc_messages_acked_total",
+            "Messages acknowledged by Kafka.",
+            self.acked_messages.get(),
+        );
+        counter(
+            "sqlcache_cdc_row_events_total",
+            "Row change events (c/u/d/r) acknowledged by Kafka.",
+            self.acked_rows.get(),
+        );
+        counter(
+            "sqlcache_cdc_transactions_total",
+            "Binlog transactions read.",
+            self.transactions.get(),
+        );
+        counter(
+            "sqlcache_cdc_snapshot_rows_total",
+            "Rows read by snapshots.",
+            self.snapshot_rows.get(),
+        );
+        counter(
+            "sqlcache_cdc_restarts_total",
+            "Sessions restarted after an error.",
+            self.restarts.get(),
+        );
         let mut gauge = |name: &str, help: &str, v: String| {
             let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge("sqlcache_cdc_snapshot_running", "1 while a snapshot is being published.", self.snapshot_running.get().to_string());
-        gauge("sqlcache_cdc_snapshot_tables", "Tables in the running or last snapshot.", self.snapshot_tables_total.get().to_string());
-        gauge("sqlcache_cdc_snapshot_tables_done", "Tables of the snapshot fully read.", self.snapshot_tables_done.get().to_string());
-        gauge("sqlcache_cdc_position_file", "Saved binlog position: file sequence number.", self.position_file.get().to_string());
-        gauge("sqlcache_cdc_position_offset", "Saved binlog position: offset in the file.", self.position_pos.get().to_string());
+        gauge(
+            "sqlcache_cdc_snapshot_running",
+            "1 while a snapshot is being published.",
+            self.snapshot_running.get().to_string(),
+        );
+        gauge(
+            "sqlcache_cdc_snapshot_tables",
+            "Tables in the running or last snapshot.",
+            self.snapshot_tables_total.get().to_string(),
+        );
+        gauge(
+            "sqlcache_cdc_snapshot_tables_done",
+            "Tables of the snapshot fully read.",
+            self.snapshot_tables_done.get().to_string(),
+        );
+        gauge(
+            "sqlcache_cdc_position_file",
+            "Saved binlog position: file sequence number.",
+            self.position_file.get().to_string(),
+        );
+        gauge(
+            "sqlcache_cdc_position_offset",
+            "Saved binlog position: offset in the file.",
+            self.position_pos.get().to_string(),
+        );
         let ts = self.acked_event_ts.load(Ordering::Relaxed);
         let lag = if ts == 0 { 0 } else { (now_s() - ts).max(0) };
-        gauge("sqlcache_cdc_lag_seconds", "Age of the newest acknowledged binlog event (binlog clock, 1 s resolution).", lag.to_string());
+        gauge(
+            "sqlcache_cdc_lag_seconds",
+            "Age of the newest acknowledged binlog event (binlog clock, 1 s resolution).",
+            lag.to_string(),
+        );
         let name = "sqlcache_cdc_ack_latency_seconds";
-        let _ = writeln!(t, "# HELP {name} Binlog event read -> Kafka acknowledgement.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            t,
+            "# HELP {name} Binlog event read -> Kafka acknowledgement.\n# TYPE {name} histogram"
+        );
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(t, "{name}_bucket{{le=\"{b}\"}} {}", self.latency[i].get());
         }

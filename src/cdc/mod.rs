@@ -54,6 +54,11 @@ pub enum CdcError {
     NoConfig,
     #[error(transparent)]
     Binlog(#[from] BinlogError),
+    #[error(
+        "the saved position {0} is no longer on the server (binlog purged): {1}; changes after \
+         it cannot be published — delete the state file {2} to re-snapshot"
+    )]
+    Purged(Position, String, String),
     #[error("MySQL: {0}")]
     Mysql(mysql_async::Error),
     #[error("Kafka: {0}")]
@@ -80,6 +85,7 @@ impl CdcError {
         matches!(
             self,
             CdcError::NoConfig
+                | CdcError::Purged(..)
                 | CdcError::Binlog(BinlogError::Purged(..) | BinlogError::Settings(_))
                 | CdcError::Column(_)
                 | CdcError::Unreadable(_)
@@ -289,7 +295,10 @@ struct Cursor {
 }
 
 impl Session<'_> {
-    async fn run(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> Result<(), CdcError> {
+    async fn run(
+        &mut self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<(), CdcError> {
         let path = self.cfg.state.clone();
         let saved = state::load(&path)?;
         let mut conn = Conn::new(self.opts.clone())
@@ -338,7 +347,10 @@ impl Session<'_> {
                     snapshot_done: true,
                 };
                 out.publisher.mark(s.clone());
-                let drained = out.publisher.drain(Duration::from_secs(300), &mut acked).await;
+                let drained = out
+                    .publisher
+                    .drain(Duration::from_secs(300), &mut acked)
+                    .await;
                 if let Some(s) = acked.take() {
                     self.save(&s)?;
                 }
@@ -347,7 +359,8 @@ impl Session<'_> {
             }
         };
         drop(conn);
-        self.stream(flavor, state, collations, &mut out, shutdown).await
+        self.stream(flavor, state, collations, &mut out, shutdown)
+            .await
     }
 
     fn save(&mut self, s: &State) -> Result<(), CdcError> {
@@ -373,9 +386,13 @@ impl Session<'_> {
         } else {
             Start::At(state.position())
         };
-        let mut reader =
-            Reader::connect(self.opts.clone(), self.server_id, start.clone(), self.cfg.heartbeat)
-                .await?;
+        let mut reader = Reader::connect(
+            self.opts.clone(),
+            self.server_id,
+            start.clone(),
+            self.cfg.heartbeat,
+        )
+        .await?;
         info!(start = ?start, "streaming the binlog");
         let mut cursor = Cursor {
             gtids: GtidPos::parse(&state.gtid).unwrap_or_default(),
@@ -386,6 +403,12 @@ impl Session<'_> {
         let mut tables: HashMap<u64, Arc<Vec<ColumnMeta>>> = HashMap::new();
         let mut acked: Option<State> = None;
         let mut saved_at = Instant::now();
+        let purged = |e: BinlogError| match e {
+            BinlogError::Purged(p, m) => {
+                CdcError::Purged(p, m, self.cfg.state.display().to_string())
+            }
+            e => CdcError::Binlog(e),
+        };
         let result = loop {
             tokio::select! {
                 biased;
@@ -398,7 +421,7 @@ impl Session<'_> {
                 ev = reader.next(), if out.publisher.unacked() < MAX_PENDING => {
                     let ev = match ev {
                         Ok(ev) => ev,
-                        Err(e) => break Err(e.into()),
+                        Err(e) => break Err(purged(e)),
                     };
                     let read_at = Instant::now();
                     if let Err(e) = self
@@ -417,7 +440,10 @@ impl Session<'_> {
             }
         };
         // Whatever ended the session, keep what Kafka has acknowledged.
-        let drained = out.publisher.drain(Duration::from_secs(10), &mut acked).await;
+        let drained = out
+            .publisher
+            .drain(Duration::from_secs(10), &mut acked)
+            .await;
         if let Some(s) = acked.take() {
             self.save(&s)?;
         }
@@ -491,15 +517,39 @@ impl Session<'_> {
                             RowKind::Update => {
                                 let (b, a) = (b.expect("before image"), a.expect("after image"));
                                 if envelope::key(&cols, &b) == envelope::key(&cols, &a) {
-                                    out.change(Op::Update, &cols, &topic, Some(b), Some(a), &src, read_at)
-                                        .await?
+                                    out.change(
+                                        Op::Update,
+                                        &cols,
+                                        &topic,
+                                        Some(b),
+                                        Some(a),
+                                        &src,
+                                        read_at,
+                                    )
+                                    .await?
                                 } else {
                                     // A key change: Debezium's delete of the
                                     // old key, then a create of the new one.
-                                    out.change(Op::Delete, &cols, &topic, Some(b), None, &src, read_at)
-                                        .await?;
-                                    out.change(Op::Create, &cols, &topic, None, Some(a), &src, read_at)
-                                        .await?
+                                    out.change(
+                                        Op::Delete,
+                                        &cols,
+                                        &topic,
+                                        Some(b),
+                                        None,
+                                        &src,
+                                        read_at,
+                                    )
+                                    .await?;
+                                    out.change(
+                                        Op::Create,
+                                        &cols,
+                                        &topic,
+                                        None,
+                                        Some(a),
+                                        &src,
+                                        read_at,
+                                    )
+                                    .await?
                                 }
                             }
                         }
@@ -586,7 +636,14 @@ impl Session<'_> {
                 let v = envelope::value(Op::Truncate, None, None, &src, now_ms());
                 let v = out.bytes(|| envelope::value_schema(&[], &topic), v);
                 out.publisher
-                    .send(&topic, None, Some(&v), Some(read_at), (src.ts_ms / 1000) as u32, false)
+                    .send(
+                        &topic,
+                        None,
+                        Some(&v),
+                        Some(read_at),
+                        (src.ts_ms / 1000) as u32,
+                        false,
+                    )
                     .await?;
             }
             return Ok(());
@@ -595,10 +652,13 @@ impl Session<'_> {
         if published.is_empty() && !db_level {
             return Ok(());
         }
-        let src = at.source(schema, None, 0);
+        // The database the statement changes: its first published table's,
+        // else the one it ran in.
+        let db = published.first().map_or(schema, |(d, _)| d.as_str());
+        let src = at.source(db, None, 0);
         let topic = self.cfg.topic_prefix.clone();
-        let v = envelope::schema_change(sql, schema, &published, &src, now_ms());
-        let k = envelope::schema_change_key(schema);
+        let v = envelope::schema_change(sql, db, &published, &src, now_ms());
+        let k = envelope::schema_change_key(db);
         out.publisher
             .send(
                 &topic,

@@ -197,11 +197,15 @@ impl Publisher {
                     }
                 }
                 Some(Pending::Msg { fut, .. }) => {
-                    if newest.is_some() && futures_util::FutureExt::now_or_never(&mut *fut).is_none()
-                    {
-                        return Ok(newest);
-                    }
-                    let res = fut.await;
+                    // With a checkpoint in hand, do not wait for more.
+                    let res = if newest.is_some() {
+                        match futures_util::FutureExt::now_or_never(&mut *fut) {
+                            Some(r) => r,
+                            None => return Ok(newest),
+                        }
+                    } else {
+                        fut.await
+                    };
                     let Some(Pending::Msg {
                         read_at,
                         event_ts,
