@@ -670,6 +670,27 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_cdc_section_parses() {
+        let text = include_str!("../proxy.toml");
+        let cdc = uncomment(text, "# [cdc]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{cdc}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let c = c.cdc.unwrap();
+        assert_eq!(c.topic_prefix, "dbserver1");
+        assert_eq!(c.snapshot, SnapshotMode::Initial);
+        assert!(c.tombstones && !c.schemas);
+        assert_eq!(c.kafka.len(), 1);
+        let bad = cdc.replace("dbserver1", "bad prefix!");
+        let err = Config::parse(&format!("[[users]]\nname = 'u'\n{bad}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap_err();
+        assert!(err.to_string().contains("cdc.topic_prefix"), "{err}");
+    }
+
+    #[test]
     fn the_documented_binlog_section_parses() {
         let text = include_str!("../proxy.toml");
         let feed = uncomment(text, "# [invalidation.binlog]");
