@@ -112,6 +112,19 @@ fn default_cdc_state() -> PathBuf {
     PathBuf::from("sqlcache-cdc.state.json")
 }
 
+/// librdkafka settings are scalars: name each array or table.
+fn property_problems(
+    p: &mut Vec<String>,
+    path: &str,
+    props: &std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (key, v) in props {
+        if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
+            p.push(format!("{path}.{key}: must be a string, number or boolean"));
+        }
+    }
+}
+
 fn one_i32() -> i32 {
     1
 }
@@ -526,13 +539,7 @@ impl Config {
             if k.max_staleness < Duration::from_millis(100) {
                 p.push("invalidation.kafka.max_staleness: must be at least 100ms".into());
             }
-            for (key, v) in &k.properties {
-                if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
-                    p.push(format!(
-                        "invalidation.kafka.properties.{key}: must be a string, number or boolean"
-                    ));
-                }
-            }
+            property_problems(&mut p, "invalidation.kafka.properties", &k.properties);
         }
         if let Some(b) = self.invalidation.binlog.as_ref().filter(|b| b.enabled) {
             if b.max_staleness < Duration::from_millis(100) {
@@ -587,13 +594,7 @@ impl Config {
                     ));
                 }
             }
-            for (key, v) in &c.kafka {
-                if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
-                    p.push(format!(
-                        "cdc.kafka.{key}: must be a string, number or boolean"
-                    ));
-                }
-            }
+            property_problems(&mut p, "cdc.kafka", &c.kafka);
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level: `{}`: {e}", self.log.level));

@@ -325,12 +325,7 @@ impl Session<'_> {
             Some(s) if s.snapshot_done => s,
             None if self.cfg.snapshot == SnapshotMode::Never => {
                 let pos = binlog::current_position(&mut conn, flavor).await?;
-                let s = State {
-                    gtid: gtid_at(&mut conn, flavor, &pos).await?,
-                    file: pos.file,
-                    pos: pos.pos,
-                    snapshot_done: true,
-                };
+                let s = state_at(&mut conn, flavor, pos).await?;
                 state::save(&path, &s)?;
                 info!(position = %s.position(), "no saved state: streaming from the current position");
                 s
@@ -340,12 +335,7 @@ impl Session<'_> {
                     info!("the last snapshot did not finish: starting it again");
                 }
                 let pos = snapshot::run(&mut conn, flavor, self.filter, &mut out).await?;
-                let s = State {
-                    gtid: gtid_at(&mut conn, flavor, &pos).await?,
-                    file: pos.file,
-                    pos: pos.pos,
-                    snapshot_done: true,
-                };
+                let s = state_at(&mut conn, flavor, pos).await?;
                 out.publisher.mark(s.clone());
                 let drained = out
                     .publisher
@@ -720,14 +710,22 @@ fn image(cols: &[ColumnMeta], row: &BinlogRow) -> Result<Json, CdcError> {
     Ok(envelope::row(cols, values))
 }
 
-/// MariaDB's GTID position matching a binlog position (empty elsewhere).
-async fn gtid_at(conn: &mut Conn, flavor: Flavor, pos: &Position) -> Result<String, CdcError> {
-    if flavor != Flavor::MariaDb {
-        return Ok(String::new());
-    }
-    let g: Option<Option<String>> = conn
-        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&pos.file, pos.pos))
-        .await
-        .map_err(CdcError::Mysql)?;
-    Ok(g.flatten().unwrap_or_default())
+/// The state of a publisher that has published everything before `pos`,
+/// with MariaDB's GTID position for it (empty elsewhere).
+async fn state_at(conn: &mut Conn, flavor: Flavor, pos: Position) -> Result<State, CdcError> {
+    let gtid = if flavor == Flavor::MariaDb {
+        let g: Option<Option<String>> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&pos.file, pos.pos))
+            .await
+            .map_err(CdcError::Mysql)?;
+        g.flatten().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(State {
+        file: pos.file,
+        pos: pos.pos,
+        gtid,
+        snapshot_done: true,
+    })
 }

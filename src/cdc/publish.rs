@@ -66,13 +66,7 @@ fn client_config(cfg: &CdcConfig) -> ClientConfig {
         .set("queue.buffering.max.messages", "200000")
         .set("reconnect.backoff.max.ms", "1000")
         .set_log_level(RDKafkaLogLevel::Warning);
-    for (k, v) in &cfg.kafka {
-        let v = match v {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        c.set(k, v);
-    }
+    crate::invalidation::kafka::set_properties(&mut c, &cfg.kafka);
     c
 }
 

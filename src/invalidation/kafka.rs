@@ -133,14 +133,24 @@ fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("fetch.wait.max.ms", "10")
         .set("reconnect.backoff.max.ms", "1000")
         .set_log_level(RDKafkaLogLevel::Warning);
-    for (k, v) in &cfg.properties {
+    set_properties(&mut c, &cfg.properties);
+    c
+}
+
+/// Applies `[… .properties]`-style tables verbatim to a librdkafka config
+/// (strings as they are, numbers and booleans as TOML prints them); they
+/// override the defaults set before.
+pub fn set_properties(
+    c: &mut ClientConfig,
+    props: &std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (k, v) in props {
         let v = match v {
             toml::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
         c.set(k, v);
     }
-    c
 }
 
 /// Starts the feed: closes the cache's gate until the first proof.
