@@ -222,6 +222,106 @@ pub struct CacheConfig {
     /// Refreshes (`on_change = "refresh"`) running at once.
     pub refresh_concurrency: usize,
     pub tables: Vec<TableRule>,
+    /// The shared tier (L2) on Apache Ignite; off unless `enabled`.
+    pub ignite: Option<IgniteConfig>,
+}
+
+/// `[cache.ignite]`: the shared tier's cluster and budgets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IgniteConfig {
+    pub enabled: bool,
+    /// Thin-client endpoints (`host:10800`); each pooled connection starts
+    /// at a different one and moves on when it fails.
+    pub addresses: Vec<String>,
+    /// Cache holding entries (response bytes + the tokens they were filled under).
+    pub cache_name: String,
+    /// Cache holding tag tokens (must not be the entries cache).
+    pub tokens_cache_name: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// TLS to the cluster, verified against `tls_ca` (PEM).
+    pub tls: bool,
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Budget of a lookup; past it the miss goes to MySQL.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Budget of an invalidation; past it the tier is not used until the
+    /// invalidation is delivered.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Connect + handshake budget.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Pipelined connections.
+    pub pool_size: usize,
+    /// Cap on an entry's lifetime in the tier (default: the entry's TTL).
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+}
+
+impl Default for IgniteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            addresses: vec!["127.0.0.1:10800".into()],
+            cache_name: "sqlcache_entries".into(),
+            tokens_cache_name: "sqlcache_tokens".into(),
+            username: None,
+            password: None,
+            tls: false,
+            tls_ca: None,
+            timeout: Duration::from_millis(2),
+            write_timeout: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(2),
+            pool_size: 2,
+            ttl: None,
+        }
+    }
+}
+
+impl IgniteConfig {
+    fn problems(&self, p: &mut Vec<String>) {
+        if !self.enabled {
+            return;
+        }
+        if self.addresses.is_empty() {
+            p.push("cache.ignite.addresses: empty".into());
+        }
+        for a in &self.addresses {
+            if a.rsplit_once(':')
+                .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+            {
+                p.push(format!("cache.ignite.addresses: `{a}` is not host:port"));
+            }
+        }
+        if self.cache_name.is_empty() || self.cache_name == self.tokens_cache_name {
+            p.push("cache.ignite.cache_name / tokens_cache_name: must be two different, non-empty names".into());
+        }
+        if self.username.is_some() != self.password.is_some() {
+            p.push("cache.ignite.username / password: set both or neither".into());
+        }
+        match (&self.tls_ca, self.tls) {
+            (None, true) => p.push("cache.ignite.tls_ca: required when tls = true".into()),
+            (Some(ca), true) if !ca.is_file() => p.push(format!(
+                "cache.ignite.tls_ca: `{}` is not a readable file",
+                ca.display()
+            )),
+            _ => {}
+        }
+        for (key, d) in [
+            ("timeout", self.timeout),
+            ("write_timeout", self.write_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                p.push(format!("cache.ignite.{key}: must be above 0"));
+            }
+        }
+        if self.pool_size == 0 {
+            p.push("cache.ignite.pool_size: must be at least 1".into());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +371,7 @@ impl Default for CacheConfig {
             fill_delay: Duration::ZERO,
             refresh_concurrency: 4,
             tables: Vec::new(),
+            ignite: None,
         }
     }
 }
@@ -484,6 +585,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(i) = &self.cache.ignite {
+            i.problems(&mut p);
         }
         if self.backend.socket.is_none() && self.backend.host.is_empty() {
             p.push("backend.host: empty (set host or socket)".into());

@@ -19,6 +19,8 @@
 //!   types (binary protocol).
 
 pub mod gate;
+pub mod ignite;
+pub mod l2;
 pub mod refresh;
 pub mod stats;
 pub mod store;
@@ -35,6 +37,7 @@ use tokio::sync::Notify;
 use crate::classify::{KeyValue, Lit};
 use crate::config::{CacheConfig, OnChange};
 pub use gate::FeedGate;
+pub use l2::{L2Guard, L2Lookup, L2};
 pub use refresh::{Recipe, Refresh};
 pub use stats::{FeedStats, Route, Source, Stats};
 pub use store::{MokaStore, Store};
@@ -68,6 +71,8 @@ pub struct Cache {
     rules: HashMap<(String, String), (bool, Option<Duration>, OnChange)>,
     /// Entries of `on_change = "refresh"` tables, by row slot.
     pub refresh: Refresh,
+    /// The shared tier, when `[cache.ignite]` is enabled.
+    pub l2: Option<Arc<L2>>,
 }
 
 /// Held by the one session running a miss; waiters wake when it drops.
@@ -87,6 +92,11 @@ impl Drop for Flight<'_> {
 
 impl Cache {
     pub fn new(cfg: CacheConfig) -> Arc<Cache> {
+        Cache::with_l2(cfg, None)
+    }
+
+    /// A cache whose misses also consult a shared tier.
+    pub fn with_l2(cfg: CacheConfig, l2: Option<Arc<L2>>) -> Arc<Cache> {
         let store = Box::new(MokaStore::new(cfg.max_memory));
         let rules = cfg
             .tables
@@ -108,6 +118,7 @@ impl Cache {
             inflight: Mutex::new(HashMap::new()),
             rules,
             refresh: Refresh::default(),
+            l2,
         })
     }
 
@@ -212,29 +223,94 @@ impl Cache {
         None
     }
 
-    /// Invalidates after a write the proxy forwarded.
-    pub fn invalidate(&self, tag: &Tag) {
-        self.invalidate_from(
-            tag,
-            match tag {
-                Tag::Row { .. } => Source::ProxyRow,
-                Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
-            },
-        );
+    /// Invalidates after a write the proxy forwarded: the shared tier
+    /// first (awaited), then this process (`l2` module: ordering).
+    pub async fn invalidate_writes(&self, tags: &[Tag], everything: bool) {
+        if let Some(l2) = &self.l2 {
+            let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
+            l2.invalidate(&slots, everything).await;
+        }
+        for tag in tags {
+            self.bump(
+                tag,
+                match tag {
+                    Tag::Row { .. } => Source::ProxyRow,
+                    Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
+                },
+            );
+        }
+        if everything {
+            self.tokens.invalidate_all();
+            self.stats.invalidated(Source::ProxyAll);
+        }
     }
 
-    pub fn invalidate_from(&self, tag: &Tag, source: Source) {
+    /// Invalidates what a change feed reported, from a feed's own thread:
+    /// the shared tier first (waited for), then this process.
+    pub fn invalidate_feed(&self, tags: &[Tag], everything: bool) {
+        if let Some(l2) = &self.l2 {
+            let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
+            l2.invalidate_blocking(&slots, everything);
+        }
+        for tag in tags {
+            self.bump(
+                tag,
+                match tag {
+                    Tag::Row { .. } => Source::FeedRow,
+                    Tag::Table { .. } | Tag::AnyWrite { .. } => Source::FeedTable,
+                },
+            );
+        }
+        if everything {
+            self.tokens.invalidate_all();
+            self.stats.invalidated(Source::FeedAll);
+        }
+    }
+
+    /// Re-applies slots already hashed (echoes), from a feed's thread.
+    pub fn invalidate_slots(&self, slots: &[u32], everything: bool) {
+        if let Some(l2) = &self.l2 {
+            l2.invalidate_blocking(slots, everything);
+        }
+        for &s in slots {
+            self.tokens.invalidate_slot(s);
+        }
+        if everything {
+            self.tokens.invalidate_all();
+        }
+    }
+
+    /// Bumps one tag in this process only.
+    fn bump(&self, tag: &Tag, source: Source) {
         self.tokens.invalidate(tag);
         self.stats.invalidated(source);
     }
 
-    pub fn invalidate_all(&self) {
-        self.invalidate_all_from(Source::ProxyAll);
+    /// Invalidates one tag in this process only (tests, local effects).
+    pub fn invalidate(&self, tag: &Tag) {
+        let source = match tag {
+            Tag::Row { .. } => Source::ProxyRow,
+            Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
+        };
+        self.bump(tag, source);
     }
 
+    /// Invalidates everything from a feed's thread (both tiers).
     pub fn invalidate_all_from(&self, source: Source) {
+        if let Some(l2) = &self.l2 {
+            l2.invalidate_blocking(&[], true);
+        }
         self.tokens.invalidate_all();
         self.stats.invalidated(source);
+    }
+
+    /// Stores an L2 fill for a response just stored in (or offered to) L1.
+    pub fn fill_l2(&self, key: &[u8], response: &[u8], guard: L2Guard, ttl: Duration) {
+        if let Some(l2) = &self.l2 {
+            if response.len() as u64 <= self.cfg.max_result_bytes {
+                l2.fill(key, response, guard, ttl);
+            }
+        }
     }
 
     pub fn entries(&self) -> u64 {

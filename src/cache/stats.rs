@@ -112,6 +112,8 @@ pub struct FeedStats {
 #[derive(Default)]
 pub struct Stats {
     pub hits: AtomicU64,
+    /// Hits answered by the shared tier (also counted in `hits`).
+    pub l2_hits: AtomicU64,
     pub misses: AtomicU64,
     /// Lookups that found an entry whose tokens had changed.
     pub stale: AtomicU64,

@@ -9,7 +9,6 @@
 //! cost hit rate (an invalidation of one also invalidates the other), never
 //! correctness. Names are lower-cased for hashing, which can only merge tags.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Number of token slots (8 MiB of counters).
@@ -69,15 +68,28 @@ impl Tag {
         [Tag::table(db, table), Tag::any_write(db, table)]
     }
 
-    /// The slot index; deterministic across processes (fixed-key SipHash).
+    /// The slot index: FNV-1a over the tag's parts, a function fixed here
+    /// (not std's unspecified hasher) because proxies built by different
+    /// compilers share slots through the shared tier.
     pub fn slot(&self) -> u32 {
-        let mut h = DefaultHasher::new();
-        match self {
-            Tag::Row { db, table, pk } => (0u8, db, table, pk).hash(&mut h),
-            Tag::Table { db, table } => (1u8, db, table).hash(&mut h),
-            Tag::AnyWrite { db, table } => (2u8, db, table).hash(&mut h),
-        }
-        (h.finish() % SLOTS as u64) as u32
+        let (kind, db, table, pk) = match self {
+            Tag::Row { db, table, pk } => (0u8, db, table, pk.as_str()),
+            Tag::Table { db, table } => (1u8, db, table, ""),
+            Tag::AnyWrite { db, table } => (2u8, db, table, ""),
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&[kind]);
+        eat(db.as_bytes());
+        eat(&[0xff]);
+        eat(table.as_bytes());
+        eat(&[0xff]);
+        eat(pk.as_bytes());
+        (h % SLOTS as u64) as u32
     }
 }
 
@@ -181,8 +193,10 @@ mod tests {
 
     #[test]
     fn slots_are_stable() {
-        // The slot function is part of the protocol (shared tiers later).
-        assert_eq!(Tag::table("d", "t").slot(), Tag::table("d", "t").slot());
+        // The slot function is part of the shared tier's protocol: these
+        // figures must never change (proxies of different builds share it).
+        assert_eq!(Tag::table("d", "t").slot(), 659_700);
+        assert_eq!(Tag::row("shop", "items", "42").slot(), 99_395);
         assert_ne!(Tag::table("d", "t").slot(), Tag::table("d", "u").slot());
     }
 }

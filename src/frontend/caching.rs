@@ -23,7 +23,9 @@ use mysql_common::value::Value;
 
 use super::session::Session;
 use crate::backend::BackendConn;
-use crate::cache::{canonical_int, resolve, Cache, Flight, Guard, Lookup, Recipe, Route, Tag};
+use crate::cache::{
+    canonical_int, resolve, Cache, Flight, Guard, L2Guard, L2Lookup, Lookup, Recipe, Route, Tag,
+};
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
 };
@@ -63,6 +65,16 @@ pub struct Fill {
     pub guard: Guard,
     pub ttl: Duration,
     pub recipe: Option<Arc<Recipe>>,
+    /// Shared-tier tokens read before the backend query, if L2 is in use.
+    pub l2: Option<L2Guard>,
+}
+
+/// What `plan` decided for a statement about to be forwarded.
+pub enum Planned {
+    /// Forward it; store the response under this fill if there is one.
+    Forward(Option<Fill>),
+    /// The shared tier answered: nothing to forward.
+    Served,
 }
 
 /// Tags a write resolved to.
@@ -149,15 +161,12 @@ impl Session {
         bypass: Option<BypassReason>,
         params: &[Value],
         stmt: (&[u8], bool),
-    ) -> Option<Fill> {
-        match (verdict, bypass) {
+    ) -> Planned {
+        let fill = match (verdict, bypass) {
             (Verdict::Read(pr), None) => match self.fill_plan(c, pr, params).await {
                 Ok((tags, ttl, refresh_slot)) => {
                     let cache = self.shared.cache.clone();
-                    cache.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    self.route = "miss";
-                    self.kind = Route::Miss;
-                    self.last = "miss".into();
+                    // L1's tokens first, then the shared tier (l2 ordering).
                     let guard = cache.tokens.guard(&tags);
                     let recipe = refresh_slot.map(|slot| {
                         Arc::new(Recipe::new(
@@ -171,12 +180,33 @@ impl Session {
                             params.to_vec(),
                             self.login.caps,
                             self.status,
-                            tags,
+                            tags.clone(),
                             ttl,
                             slot,
                         ))
                     });
-                    Some(Fill { guard, ttl, recipe })
+                    let mut fill = Fill {
+                        guard,
+                        ttl,
+                        recipe,
+                        l2: None,
+                    };
+                    if let Some(l2) = &cache.l2 {
+                        let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
+                        match l2.lookup(&self.keybuf, &slots).await {
+                            L2Lookup::Hit { response, ttl_left } => {
+                                self.serve_l2(response, fill, ttl_left);
+                                return Planned::Served;
+                            }
+                            L2Lookup::Miss(g) => fill.l2 = g,
+                            L2Lookup::Skipped => {}
+                        }
+                    }
+                    cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    self.route = "miss";
+                    self.kind = Route::Miss;
+                    self.last = "miss".into();
+                    Some(fill)
                 }
                 Err(r) => {
                     self.note_bypass(r);
@@ -203,7 +233,27 @@ impl Session {
                 self.last = "forward".into();
                 None
             }
-        }
+        };
+        Planned::Forward(fill)
+    }
+
+    /// Answers from a shared-tier hit and keeps it in L1 under the guard
+    /// read before the lookup.
+    fn serve_l2(&mut self, response: Bytes, fill: Fill, ttl_left: Duration) {
+        let cache = self.shared.cache.clone();
+        self.conn.write_framed(&response);
+        cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+        cache.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+        self.route = "hit";
+        self.kind = Route::Hit;
+        self.last = "hit(l2)".into();
+        cache.insert(
+            self.keybuf.clone(),
+            response,
+            fill.guard,
+            fill.ttl.min(ttl_left),
+            fill.recipe,
+        );
     }
 
     fn note_bypass(&mut self, r: BypassReason) {
@@ -230,9 +280,13 @@ impl Session {
             self.last = format!("miss(not stored: {})", r.as_str()).into();
             return;
         }
+        let response = Bytes::copy_from_slice(bytes);
+        if let Some(g) = fill.l2.filter(|_| cache.tokens.is_fresh(&fill.guard)) {
+            cache.fill_l2(&self.keybuf, &response, g, fill.ttl);
+        }
         cache.insert(
             self.keybuf.clone(),
-            Bytes::copy_from_slice(bytes),
+            response,
             fill.guard,
             fill.ttl,
             fill.recipe,
@@ -428,11 +482,16 @@ impl Session {
 
     /// Applies a statement's invalidation, and flushes or drops what a
     /// transaction had pending once it ends.
-    pub(super) fn invalidate_after(&mut self, verdict: &Verdict, params: &[Value], tx_open: bool) {
+    pub(super) async fn invalidate_after(
+        &mut self,
+        verdict: &Verdict,
+        params: &[Value],
+        tx_open: bool,
+    ) {
         let cache = self.shared.cache.clone();
         if let Verdict::Write(inv) = verdict {
             let resolved = self.write_tags(inv, params);
-            apply(&cache, &resolved);
+            apply(&cache, &resolved).await;
             self.last = describe(&resolved).into();
             if tx_open {
                 self.pending.push(resolved);
@@ -445,16 +504,16 @@ impl Session {
             self.pending.clear();
         } else {
             for r in std::mem::take(&mut self.pending) {
-                apply(&cache, &r);
+                apply(&cache, &r).await;
             }
         }
     }
 }
 
-fn apply(cache: &crate::cache::Cache, r: &Resolved) {
+async fn apply(cache: &crate::cache::Cache, r: &Resolved) {
     match r {
-        Resolved::Everything => cache.invalidate_all(),
-        Resolved::Tags(tags) => tags.iter().for_each(|t| cache.invalidate(t)),
+        Resolved::Everything => cache.invalidate_writes(&[], true).await,
+        Resolved::Tags(tags) => cache.invalidate_writes(tags, false).await,
     }
 }
 

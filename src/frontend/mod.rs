@@ -126,7 +126,14 @@ impl Proxy {
         };
         let listener = listen(&cfg.proxy.listen)?;
         let backend = Backend::new(cfg.backend.clone());
-        let cache = crate::cache::Cache::new(cfg.cache.clone());
+        let l2 = match cfg.cache.ignite.as_ref().filter(|i| i.enabled) {
+            Some(i) => {
+                info!(addresses = ?i.addresses, "shared tier (Ignite) enabled");
+                Some(crate::cache::ignite::shared_tier(i).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        };
+        let cache = crate::cache::Cache::with_l2(cfg.cache.clone(), l2);
         let schema = Arc::new(crate::backend::schema::SchemaCache::default());
         let kafka = cfg.invalidation.kafka.as_ref().filter(|k| k.enabled);
         let binlog = cfg.invalidation.binlog.as_ref().filter(|b| b.enabled);

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
-use super::caching::{Coalesced, Resolved, TEXT};
+use super::caching::{Coalesced, Planned, Resolved, TEXT};
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::relay::{self, Outcome, Relay};
@@ -442,9 +442,17 @@ impl Session {
         let Some(mut c) = self.acquire_or_reply(fx.reads_last_insert_id).await else {
             return Ok(());
         };
-        let fill = self
+        let fill = match self
             .plan(&mut c, &verdict, bypass, &[], (sql.as_ref(), false))
-            .await;
+            .await
+        {
+            Planned::Forward(fill) => fill,
+            Planned::Served => {
+                let status = self.status;
+                self.settle(c, status);
+                return Ok(());
+            }
+        };
         let timeout = self.shared.cfg.backend.query_timeout;
         let started = c.conn.query_iter(sql.as_ref());
         let qr = if timeout.is_zero() {
@@ -453,7 +461,7 @@ impl Session {
             match tokio::time::timeout(timeout, started).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.invalidate_after(&verdict, &[], true);
+                    self.invalidate_after(&verdict, &[], true).await;
                     return self.timed_out(c).await;
                 }
             }
@@ -470,13 +478,14 @@ impl Session {
                     &verdict,
                     &[],
                     status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-                );
+                )
+                .await;
                 self.note_pin(&fx);
                 self.settle(c, status);
                 return Ok(());
             }
             Err(e) => {
-                self.invalidate_after(&verdict, &[], false);
+                self.invalidate_after(&verdict, &[], false).await;
                 return self.lost(c, &e);
             }
         };
@@ -538,7 +547,7 @@ impl Session {
         }
         let done = match r.outcome {
             Outcome::Lost(e) => {
-                self.invalidate_after(verdict, params, false);
+                self.invalidate_after(verdict, params, false).await;
                 self.lost(c, &e)?;
                 return Ok(None);
             }
@@ -556,7 +565,8 @@ impl Session {
             verdict,
             params,
             status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-        );
+        )
+        .await;
         self.note_outcome(&mut c, r.insert_id, status);
         Ok(Some((c, status, done)))
     }

@@ -22,7 +22,7 @@ use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
 use mysql_common::constants::StatusFlags;
 
-use super::caching::{Coalesced, BINARY};
+use super::caching::{Coalesced, Planned, BINARY};
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
 use crate::classify::{BypassReason, Verdict};
@@ -273,9 +273,17 @@ impl Session {
                 return Ok(());
             }
         };
-        let fill = self
+        let fill = match self
             .plan(&mut c, &verdict, bypass, &exec.params, (&sql, true))
-            .await;
+            .await
+        {
+            Planned::Forward(fill) => fill,
+            Planned::Served => {
+                let status = self.status;
+                self.settle(c, status);
+                return Ok(());
+            }
+        };
         // Writes need the values afterwards to name the rows they changed.
         let kept = if matches!(*verdict, Verdict::Write(_)) {
             exec.params.clone()
@@ -295,7 +303,8 @@ impl Session {
                     &verdict,
                     &kept,
                     status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-                );
+                )
+                .await;
                 self.settle(c, status);
                 self.reply_err(se.code, &se.state, &se.message);
                 return Ok(());
@@ -310,7 +319,7 @@ impl Session {
                 return Ok(());
             }
             Err(e) => {
-                self.invalidate_after(&verdict, &kept, false);
+                self.invalidate_after(&verdict, &kept, false).await;
                 return self.lost(c, &e);
             }
         };

@@ -98,15 +98,13 @@ impl Echo {
                 match &e {
                     Echoed::Slots(s) => {
                         self.rounds[i].slots -= s.len();
-                        for &slot in s {
-                            cache.tokens.invalidate_slot(slot);
-                        }
+                        cache.invalidate_slots(s, false);
                         if i == 0 {
                             // The write is visible now: re-fill hot rows.
                             cache.refresh.echoed(s);
                         }
                     }
-                    Echoed::Everything => cache.tokens.invalidate_all(),
+                    Echoed::Everything => cache.invalidate_slots(&[], true),
                 }
                 self.push(i + 1, at, e);
             }

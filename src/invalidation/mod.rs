@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::backend::schema::SchemaCache;
-use crate::cache::{canonical_int, Cache, Source, Tag};
+use crate::cache::{canonical_int, Cache, Tag};
 pub use echo::Echo;
 use mysql_common::value::Value;
 
@@ -174,28 +174,23 @@ fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &
 /// queues their echoes (`echo.rs`).
 pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: &mut Echo) {
     let now = Instant::now();
-    let mut slots = Vec::new();
+    let mut all = Vec::new();
+    let mut everything = false;
     for ev in events {
         match tags(ev, schema) {
-            Effect::Everything => {
-                cache.invalidate_all_from(Source::FeedAll);
-                echo.everything(now);
-            }
-            Effect::Tags(tags) => {
-                for t in &tags {
-                    cache.invalidate_from(
-                        t,
-                        match t {
-                            Tag::Row { .. } => Source::FeedRow,
-                            _ => Source::FeedTable,
-                        },
-                    );
-                    slots.push(t.slot());
-                }
-            }
+            Effect::Everything => everything = true,
+            Effect::Tags(tags) => all.extend(tags),
         }
     }
-    echo.slots(now, slots);
+    if all.is_empty() && !everything {
+        return;
+    }
+    // One call: the shared tier (if any) hears it before this process.
+    cache.invalidate_feed(&all, everything);
+    if everything {
+        echo.everything(now);
+    }
+    echo.slots(now, all.iter().map(Tag::slot).collect());
 }
 
 #[cfg(test)]

@@ -1,0 +1,239 @@
+//! One thin-client connection, pipelined: many requests in flight, matched
+//! to their responses by request id.
+//!
+//! Policy: a writer task owns the socket's write half and sends whatever is
+//! queued in one write; a reader task owns the read half and hands each
+//! response to the caller waiting for its id. A caller that gives up (a
+//! timeout drops its future) removes its id, so a late response is dropped.
+//! Any I/O or framing error kills the connection: every waiting caller gets
+//! `Closed` at once and the pool replaces it; nothing is retried here (a
+//! cache read that fails is a miss, never a wrong answer).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{self, Handshake, Request, Version};
+use super::IgniteError;
+
+/// Frames larger than this are a protocol error (entries are bounded by
+/// `cache.max_result_bytes`, far below).
+const MAX_FRAME: usize = 256 << 20;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Waiters = Mutex<HashMap<i64, oneshot::Sender<Result<Bytes, IgniteError>>>>;
+
+/// How to reach a node.
+#[derive(Clone)]
+pub struct Dial {
+    pub timeout: Duration,
+    pub auth: Option<(String, String)>,
+    pub tls: Option<tokio_rustls::TlsConnector>,
+}
+
+pub struct Conn {
+    pub version: Version,
+    pub addr: String,
+    tx: mpsc::UnboundedSender<Bytes>,
+    waiters: Arc<Waiters>,
+    next_id: AtomicI64,
+    alive: Arc<AtomicBool>,
+}
+
+/// Removes a caller's id if it stops waiting before its response.
+struct Forget<'a>(&'a Waiters, i64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().remove(&self.1);
+    }
+}
+
+impl Conn {
+    /// Connects and negotiates the newest protocol version both sides speak.
+    pub async fn connect(addr: &str, dial: &Dial) -> Result<Conn, IgniteError> {
+        let mut v = codec::VERSIONS[0];
+        loop {
+            let mut io = open(addr, dial).await?;
+            let auth = dial.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+            let reply = tokio::time::timeout(dial.timeout, async {
+                io.write_all(&codec::handshake(v, auth)).await?;
+                read_frame(&mut io).await
+            })
+            .await
+            .map_err(|_| IgniteError::Timeout)??;
+            match codec::parse_handshake(v, &reply)? {
+                Handshake::Accepted => return Ok(Conn::start(io, v, addr)),
+                Handshake::Rejected {
+                    server, message, ..
+                } => {
+                    // The server names its version; offer it if we speak it.
+                    match codec::VERSIONS.iter().find(|c| **c == server && **c < v) {
+                        Some(next) => v = *next,
+                        None => {
+                            return Err(IgniteError::Handshake(format!(
+                                "{addr} rejected protocol {v} (server speaks {server}): {message}"
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(io: Box<dyn Io>, version: Version, addr: &str) -> Conn {
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let waiters: Arc<Waiters> = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let (w, a) = (waiters.clone(), alive.clone());
+        tokio::spawn(async move {
+            loop {
+                let frame = match read_frame(&mut rd).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        fail_all(&w, &a, e);
+                        return;
+                    }
+                };
+                match codec::response_id(&frame) {
+                    Ok(id) => {
+                        if let Some(s) = w.lock().unwrap().remove(&id) {
+                            let _ = s.send(Ok(frame));
+                        }
+                    }
+                    Err(e) => {
+                        fail_all(&w, &a, e);
+                        return;
+                    }
+                }
+            }
+        });
+        let (w, a) = (waiters.clone(), alive.clone());
+        tokio::spawn(async move {
+            let mut buf = BytesMut::new();
+            while let Some(first) = rx.recv().await {
+                buf.extend_from_slice(&first);
+                while let Ok(more) = rx.try_recv() {
+                    buf.extend_from_slice(&more);
+                }
+                if let Err(e) = wr.write_all(&buf).await {
+                    fail_all(&w, &a, IgniteError::Io(e));
+                    return;
+                }
+                buf.clear();
+            }
+            let _ = wr.shutdown().await;
+        });
+        Conn {
+            version,
+            addr: addr.to_owned(),
+            tx,
+            waiters,
+            next_id: AtomicI64::new(1),
+            alive,
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends `reqs` in one write and returns each one's payload (or error),
+    /// in order.
+    pub async fn call_many(
+        &self,
+        reqs: Vec<Request>,
+    ) -> Result<Vec<Result<Bytes, IgniteError>>, IgniteError> {
+        if !self.is_alive() {
+            return Err(IgniteError::Closed);
+        }
+        let mut frames = BytesMut::new();
+        let mut waits = Vec::with_capacity(reqs.len());
+        let mut forget = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (s, rx) = oneshot::channel();
+            self.waiters.lock().unwrap().insert(id, s);
+            forget.push(Forget(&self.waiters, id));
+            frames.extend_from_slice(&r.finish(id));
+            waits.push(rx);
+        }
+        self.tx
+            .send(frames.freeze())
+            .map_err(|_| IgniteError::Closed)?;
+        let mut out = Vec::with_capacity(waits.len());
+        for rx in waits {
+            let frame = rx.await.map_err(|_| IgniteError::Closed)??;
+            out.push(
+                codec::parse_response(self.version, &frame)
+                    .map(|(_, payload)| frame.slice_ref(payload)),
+            );
+        }
+        drop(forget);
+        Ok(out)
+    }
+
+    /// One request; its payload.
+    pub async fn call(&self, req: Request) -> Result<Bytes, IgniteError> {
+        self.call_many(vec![req])
+            .await?
+            .pop()
+            .unwrap_or(Err(IgniteError::Closed))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+    }
+}
+
+fn fail_all(w: &Waiters, alive: &AtomicBool, e: IgniteError) {
+    alive.store(false, Ordering::Release);
+    let reason = e.to_string();
+    for (_, s) in w.lock().unwrap().drain() {
+        let _ = s.send(Err(IgniteError::Broken(reason.clone())));
+    }
+}
+
+async fn open(addr: &str, dial: &Dial) -> Result<Box<dyn Io>, IgniteError> {
+    let tcp = tokio::time::timeout(dial.timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| IgniteError::Timeout)??;
+    tcp.set_nodelay(true)?;
+    match &dial.tls {
+        None => Ok(Box::new(tcp)),
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| IgniteError::Tls(format!("server name {host:?}: {e}")))?;
+            let s = tokio::time::timeout(dial.timeout, tls.connect(name, tcp))
+                .await
+                .map_err(|_| IgniteError::Timeout)?
+                .map_err(|e| IgniteError::Tls(e.to_string()))?;
+            Ok(Box::new(s))
+        }
+    }
+}
+
+/// Reads one `int`-prefixed frame; returns the body.
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Bytes, IgniteError> {
+    let len = r.read_i32_le().await?;
+    let len = usize::try_from(len).map_err(|_| IgniteError::Protocol("negative frame length"))?;
+    if len > MAX_FRAME {
+        return Err(IgniteError::Protocol("frame larger than 256 MiB"));
+    }
+    let mut body = BytesMut::zeroed(len);
+    r.read_exact(&mut body).await?;
+    Ok(body.freeze())
+}
