@@ -265,7 +265,7 @@ pub fn parse_response(v: Version, mut body: &[u8]) -> Result<(i64, &[u8]), Ignit
     let failed = if v.has_status_flags() {
         let flags = take_i16(&mut body)?;
         if flags & 0x02 != 0 {
-            need(&body, 12)?;
+            need(body, 12)?;
             body.advance(12); // affinity topology version: long + int
         }
         flags & 0x01 != 0

@@ -186,7 +186,7 @@ impl Inner {
                         break;
                     }
                     Err(e) => {
-                        if attempt % t.addresses.len() == 0 {
+                        if attempt.is_multiple_of(t.addresses.len()) {
                             warn!(%addr, error = %e, "cannot reach Ignite; retrying");
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(5));
