@@ -113,7 +113,32 @@ fn status_rows(cache: &crate::cache::Cache) -> Vec<(String, String)> {
         rows.push((k.into(), g(v)));
     }
     rows.push(("refresh_keys".into(), cache.refresh.len().to_string()));
+    if let Some(l2) = &cache.l2 {
+        rows.push(("l2_up".into(), l2.is_up().to_string()));
+        rows.push(("l2_pending".into(), l2.pending().0.to_string()));
+        for (k, v) in l2_counters(l2) {
+            rows.push((format!("l2_{k}"), g(v)));
+        }
+    }
     rows
+}
+
+/// The shared tier's counters, by metric name.
+fn l2_counters(l2: &crate::cache::L2) -> [(&'static str, &std::sync::atomic::AtomicU64); 11] {
+    let s = &l2.stats;
+    [
+        ("hits", &s.hits),
+        ("misses", &s.misses),
+        ("stale", &s.stale),
+        ("skipped", &s.skipped),
+        ("read_errors", &s.read_errors),
+        ("fills", &s.fills),
+        ("fill_errors", &s.fill_errors),
+        ("invalidations", &s.invalidations),
+        ("invalidation_errors", &s.invalidation_errors),
+        ("recoveries", &s.recoveries),
+        ("epoch_bumps", &s.epoch_bumps),
+    ]
 }
 
 /// Prometheus text exposition of the cache and routing metrics.
@@ -174,6 +199,21 @@ pub fn prometheus(cache: &crate::cache::Cache, backend_open: usize) -> String {
             "# TYPE sqlcache_feed_{name}_total counter\nsqlcache_feed_{name}_total {}",
             g(v)
         );
+    }
+    if let Some(l2) = &cache.l2 {
+        let _ = writeln!(
+            o,
+            "# TYPE sqlcache_l2_up gauge\nsqlcache_l2_up {}\n# TYPE sqlcache_l2_pending gauge\nsqlcache_l2_pending {}",
+            l2.is_up() as u8,
+            l2.pending().0
+        );
+        for (name, v) in l2_counters(l2) {
+            let _ = writeln!(
+                o,
+                "# TYPE sqlcache_l2_{name}_total counter\nsqlcache_l2_{name}_total {}",
+                g(v)
+            );
+        }
     }
     let r = &cache.refresh.stats;
     for (name, v) in [

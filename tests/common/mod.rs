@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod ignite;
 pub mod sqlcache;
 
 use std::io::Read;

@@ -46,6 +46,8 @@ pub struct Conn {
     waiters: Arc<Waiters>,
     next_id: AtomicI64,
     alive: Arc<AtomicBool>,
+    /// Woken when the connection dies (the pool redials at once).
+    died: Arc<tokio::sync::Notify>,
 }
 
 /// Removes a caller's id if it stops waiting before its response.
@@ -94,30 +96,26 @@ impl Conn {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let waiters: Arc<Waiters> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        let (w, a) = (waiters.clone(), alive.clone());
+        let died = Arc::new(tokio::sync::Notify::new());
+        let (w, a, d) = (waiters.clone(), alive.clone(), died.clone());
         tokio::spawn(async move {
             loop {
-                let frame = match read_frame(&mut rd).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        fail_all(&w, &a, e);
-                        return;
-                    }
-                };
-                match codec::response_id(&frame) {
-                    Ok(id) => {
+                let frame = read_frame(&mut rd).await;
+                match frame.and_then(|f| Ok((codec::response_id(&f)?, f))) {
+                    Ok((id, frame)) => {
                         if let Some(s) = w.lock().unwrap().remove(&id) {
                             let _ = s.send(Ok(frame));
                         }
                     }
                     Err(e) => {
                         fail_all(&w, &a, e);
+                        d.notify_waiters();
                         return;
                     }
                 }
             }
         });
-        let (w, a) = (waiters.clone(), alive.clone());
+        let (w, a, d) = (waiters.clone(), alive.clone(), died.clone());
         tokio::spawn(async move {
             let mut buf = BytesMut::new();
             while let Some(first) = rx.recv().await {
@@ -127,6 +125,7 @@ impl Conn {
                 }
                 if let Err(e) = wr.write_all(&buf).await {
                     fail_all(&w, &a, IgniteError::Io(e));
+                    d.notify_waiters();
                     return;
                 }
                 buf.clear();
@@ -140,6 +139,18 @@ impl Conn {
             waiters,
             next_id: AtomicI64::new(1),
             alive,
+            died,
+        }
+    }
+
+    /// Resolves once the connection is dead.
+    pub async fn closed(&self) {
+        loop {
+            let n = self.died.notified();
+            if !self.is_alive() {
+                return;
+            }
+            n.await;
         }
     }
 

@@ -182,7 +182,15 @@ impl Inner {
                 match connect(addr, t).await {
                     Ok(c) => {
                         info!(%addr, version = %c.version, slot = idx, "connected to Ignite");
-                        *me.slots[idx].conn.lock().unwrap() = Some(Arc::new(c));
+                        let c = Arc::new(c);
+                        *me.slots[idx].conn.lock().unwrap() = Some(c.clone());
+                        // Redial as soon as it dies, not at the next call.
+                        let watch = me.clone();
+                        tokio::spawn(async move {
+                            c.closed().await;
+                            warn!(addr = %c.addr, slot = idx, "Ignite connection lost; redialling");
+                            Inner::dial(&watch, idx);
+                        });
                         break;
                     }
                     Err(e) => {
