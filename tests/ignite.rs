@@ -143,6 +143,29 @@ async fn every_operation_round_trips_through_pyignite() {
     for (i, c) in calls.into_iter().enumerate() {
         assert_eq!(c.await.unwrap(), vec![i as i64]);
     }
+    // Several addresses: a dead one first; every pooled connection moves on.
+    let handshakes = |s: &Conformance| {
+        s.requests()
+            .iter()
+            .filter(|r| r["op"] == "HANDSHAKE")
+            .count()
+    };
+    let before = handshakes(&server);
+    let mut t = target(&server.addr());
+    t.addresses.insert(0, format!("127.0.0.1:{}", free_port()));
+    t.pool_size = 3;
+    let multi = connected(t).await;
+    let start = Instant::now();
+    while handshakes(&server) < before + 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a connection stuck on the dead address"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..6 {
+        multi.ping().await.unwrap();
+    }
     server.assert_all_parsed();
     let reqs = server.requests();
     let ops: std::collections::BTreeSet<&str> =

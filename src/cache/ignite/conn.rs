@@ -77,8 +77,9 @@ impl Conn {
                 Handshake::Rejected {
                     server, message, ..
                 } => {
-                    // The server names its version; offer it if we speak it.
-                    match codec::VERSIONS.iter().find(|c| **c == server && **c < v) {
+                    // The server names its version: offer the newest we
+                    // speak that is no newer (VERSIONS is newest first).
+                    match codec::VERSIONS.iter().find(|c| **c <= server && **c < v) {
                         Some(next) => v = *next,
                         None => {
                             return Err(IgniteError::Handshake(format!(

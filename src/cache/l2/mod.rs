@@ -185,11 +185,12 @@ impl L2 {
         };
         self.stats.lookup.observe(started.elapsed());
         if let Some(value) = entry {
+            let now = now_ms();
             match decode(&value) {
-                Some(e) if e.is_fresh(&keys, &current, now_ms()) => {
+                Some(e) if e.is_fresh(&keys, &current, now) => {
                     self.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return L2Lookup::Hit {
-                        ttl_left: Duration::from_millis(e.deadline_ms - now_ms()),
+                        ttl_left: Duration::from_millis(e.deadline_ms.saturating_sub(now)),
                         response: value.slice_ref(e.response),
                     };
                 }
