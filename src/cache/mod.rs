@@ -52,6 +52,27 @@ pub struct Entry {
     pub recipe: Option<Arc<Recipe>>,
 }
 
+/// Where an invalidation came from (its metric label).
+#[derive(Clone, Copy)]
+enum Origin {
+    Proxy,
+    Feed,
+}
+
+impl Origin {
+    /// The counter for one tag, or for "everything" (None).
+    fn source(self, tag: Option<&Tag>) -> Source {
+        match (self, tag) {
+            (Origin::Proxy, Some(Tag::Row { .. })) => Source::ProxyRow,
+            (Origin::Proxy, Some(_)) => Source::ProxyTable,
+            (Origin::Proxy, None) => Source::ProxyAll,
+            (Origin::Feed, Some(Tag::Row { .. })) => Source::FeedRow,
+            (Origin::Feed, Some(_)) => Source::FeedTable,
+            (Origin::Feed, None) => Source::FeedAll,
+        }
+    }
+}
+
 /// Result of a lookup.
 pub enum Lookup {
     Hit(Bytes),
@@ -230,19 +251,7 @@ impl Cache {
             let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
             l2.invalidate(&slots, everything).await;
         }
-        for tag in tags {
-            self.bump(
-                tag,
-                match tag {
-                    Tag::Row { .. } => Source::ProxyRow,
-                    Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
-                },
-            );
-        }
-        if everything {
-            self.tokens.invalidate_all();
-            self.stats.invalidated(Source::ProxyAll);
-        }
+        self.bump(tags, everything, Origin::Proxy);
     }
 
     /// Invalidates what a change feed reported, from a feed's own thread:
@@ -252,19 +261,7 @@ impl Cache {
             let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
             l2.invalidate_blocking(&slots, everything);
         }
-        for tag in tags {
-            self.bump(
-                tag,
-                match tag {
-                    Tag::Row { .. } => Source::FeedRow,
-                    Tag::Table { .. } | Tag::AnyWrite { .. } => Source::FeedTable,
-                },
-            );
-        }
-        if everything {
-            self.tokens.invalidate_all();
-            self.stats.invalidated(Source::FeedAll);
-        }
+        self.bump(tags, everything, Origin::Feed);
     }
 
     /// Re-applies slots already hashed (echoes), from a feed's thread.
@@ -280,28 +277,21 @@ impl Cache {
         }
     }
 
-    /// Bumps one tag in this process only.
-    fn bump(&self, tag: &Tag, source: Source) {
-        self.tokens.invalidate(tag);
-        self.stats.invalidated(source);
+    /// Bumps tags (and everything) in this process only, counted by origin.
+    fn bump(&self, tags: &[Tag], everything: bool, origin: Origin) {
+        for tag in tags {
+            self.tokens.invalidate(tag);
+            self.stats.invalidated(origin.source(Some(tag)));
+        }
+        if everything {
+            self.tokens.invalidate_all();
+            self.stats.invalidated(origin.source(None));
+        }
     }
 
     /// Invalidates one tag in this process only (tests, local effects).
     pub fn invalidate(&self, tag: &Tag) {
-        let source = match tag {
-            Tag::Row { .. } => Source::ProxyRow,
-            Tag::Table { .. } | Tag::AnyWrite { .. } => Source::ProxyTable,
-        };
-        self.bump(tag, source);
-    }
-
-    /// Invalidates everything from a feed's thread (both tiers).
-    pub fn invalidate_all_from(&self, source: Source) {
-        if let Some(l2) = &self.l2 {
-            l2.invalidate_blocking(&[], true);
-        }
-        self.tokens.invalidate_all();
-        self.stats.invalidated(source);
+        self.bump(std::slice::from_ref(tag), false, Origin::Proxy);
     }
 
     /// Stores an L2 fill for a response just stored in (or offered to) L1.

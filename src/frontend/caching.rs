@@ -237,6 +237,16 @@ impl Session {
         Planned::Forward(fill)
     }
 
+    /// After `Planned::Served`: the backend connection goes back unused.
+    pub(super) fn served_from_l2(
+        &mut self,
+        c: BackendConn,
+    ) -> Result<(), super::session::SessionError> {
+        let status = self.status;
+        self.settle(c, status);
+        Ok(())
+    }
+
     /// Answers from a shared-tier hit and keeps it in L1 under the guard
     /// read before the lookup.
     fn serve_l2(&mut self, response: Bytes, fill: Fill, ttl_left: Duration) {

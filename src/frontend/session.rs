@@ -447,11 +447,7 @@ impl Session {
             .await
         {
             Planned::Forward(fill) => fill,
-            Planned::Served => {
-                let status = self.status;
-                self.settle(c, status);
-                return Ok(());
-            }
+            Planned::Served => return self.served_from_l2(c),
         };
         let timeout = self.shared.cfg.backend.query_timeout;
         let started = c.conn.query_iter(sql.as_ref());

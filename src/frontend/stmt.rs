@@ -278,11 +278,7 @@ impl Session {
             .await
         {
             Planned::Forward(fill) => fill,
-            Planned::Served => {
-                let status = self.status;
-                self.settle(c, status);
-                return Ok(());
-            }
+            Planned::Served => return self.served_from_l2(c),
         };
         // Writes need the values afterwards to name the rows they changed.
         let kept = if matches!(*verdict, Verdict::Write(_)) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::freshness::{Decision, Freshness, Partition};
-use crate::cache::{Cache, Source};
+use crate::cache::Cache;
 
 pub struct Keeper {
     freshness: Freshness,
@@ -71,7 +71,7 @@ impl Keeper {
             Decision::Closed => self.cache.gate.close(),
             Decision::OpenUntil(deadline) => self.cache.gate.open_until(deadline),
             Decision::InvalidateAllThenOpenUntil(deadline) => {
-                self.cache.invalidate_all_from(Source::FeedAll);
+                self.cache.invalidate_feed(&[], true);
                 self.cache.gate.open_until(deadline);
                 info!("change feed caught up: cache entries from before it dropped, hits resume");
             }
