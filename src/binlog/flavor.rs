@@ -70,7 +70,7 @@ impl Flavor {
     }
 
     /// The statement that makes the dump start after a GTID position
-    /// (MariaDB; MySQL's GTID sets would go in COM_BINLOG_DUMP_GTID).
+    /// (MariaDB; MySQL's GTID set goes in COM_BINLOG_DUMP_GTID instead).
     pub fn gtid_start(self, gtid: &str) -> Option<String> {
         let safe = gtid
             .chars()
@@ -99,12 +99,13 @@ impl Flavor {
         ]
     }
 
-    /// Extra settings that must hold for this flavour (MariaDB can compress
-    /// events into types no decoder here reads).
+    /// Settings that must not hold for this flavour: both can compress
+    /// events into a form no decoder here reads (MariaDB's compressed
+    /// events, MySQL 8.0.20+'s transaction payloads).
     pub fn forbidden_settings(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Flavor::MariaDb => &[("log_bin_compress", "ON")],
-            Flavor::MySql(..) => &[],
+            Flavor::MySql(..) => &[("binlog_transaction_compression", "ON")],
         }
     }
 }

@@ -14,6 +14,7 @@
 //! (MariaDB vs MySQL) live in `flavor`.
 
 pub mod flavor;
+pub mod gtid;
 
 const ROTATE_EVENT: u8 = 4;
 
@@ -26,6 +27,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, Row};
 
 pub use flavor::{Flavor, MariaGtid};
+pub use gtid::{Gtid, GtidPos, GtidSet, Gtids, MySqlGtid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinlogError {
@@ -102,8 +104,9 @@ pub enum Item {
     /// A statement (DDL, TRUNCATE, BEGIN/COMMIT of non-transactional
     /// engines …) run with `schema` as the current database.
     Query { schema: String, sql: String },
-    /// Start of a MariaDB transaction (its GTID).
-    Gtid(MariaGtid),
+    /// Start of a transaction: its GTID (MariaDB, or MySQL with
+    /// `gtid_mode = ON`).
+    Gtid(Gtid),
     /// Commit of a transaction.
     Xid,
     /// The server is alive and has nothing new.
@@ -134,9 +137,13 @@ pub enum Start {
     /// The server's current end of binlog.
     Current,
     At(Position),
-    /// MariaDB only: after this GTID position (`domain-server-seq,…`), on
-    /// whichever server holds it.
-    Gtid(String),
+    /// After the transactions named by `gtid` (MariaDB: a GTID position,
+    /// MySQL: a GTID set; `gtid::Gtids`), on whichever server holds them;
+    /// at `or_at` on a MySQL that runs without GTIDs (`gtid_mode` not ON).
+    Gtid {
+        gtid: String,
+        or_at: Position,
+    },
 }
 
 /// A connection that reads the binlog.
@@ -156,6 +163,20 @@ pub struct Reader {
 /// The server's current end of binlog (needs BINLOG MONITOR / REPLICATION
 /// CLIENT).
 pub async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, BinlogError> {
+    Ok(current_status(conn, flavor).await?.pos)
+}
+
+/// Where the binlog ends, with MySQL's executed GTID set at that point
+/// (the same status row, so the two agree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub pos: Position,
+    /// MySQL `Executed_Gtid_Set` as printed (empty on MariaDB, whose GTID
+    /// position is asked for by file/offset, and on MySQL without GTIDs).
+    pub gtid_set: String,
+}
+
+pub async fn current_status(conn: &mut Conn, flavor: Flavor) -> Result<Status, BinlogError> {
     let row: Option<Row> = conn
         .query_first(flavor.status_query())
         .await
@@ -165,8 +186,15 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor) -> Result<Positio
     })?;
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
+    let gtid_set = match flavor {
+        Flavor::MySql(..) => row.get::<Option<String>, _>(4).flatten(),
+        Flavor::MariaDb => None,
+    };
     match (file, pos) {
-        (Some(file), Some(pos)) => Ok(Position { file, pos }),
+        (Some(file), Some(pos)) => Ok(Status {
+            pos: Position { file, pos },
+            gtid_set: gtid_set.unwrap_or_default(),
+        }),
         _ => Err(BinlogError::Settings(
             "unexpected reply to the binlog status query".into(),
         )),
@@ -183,7 +211,8 @@ pub async fn check_settings(conn: &mut Conn) -> Result<Flavor, BinlogError> {
     let vars: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('log_bin','binlog_format','binlog_row_image','binlog_row_metadata','log_bin_compress')",
+             ('log_bin','binlog_format','binlog_row_image','binlog_row_metadata',\
+              'log_bin_compress','binlog_transaction_compression')",
         )
         .await
         .map_err(BinlogError::Stream)?;
@@ -202,7 +231,7 @@ pub async fn check_settings(conn: &mut Conn) -> Result<Flavor, BinlogError> {
     for (name, bad) in flavor.forbidden_settings() {
         if get(name).is_some_and(|v| v.eq_ignore_ascii_case(bad)) {
             wrong.push(format!(
-                "{name} = {bad} (compressed events cannot be decoded)"
+                "{name} = {bad} (compressed events cannot be decoded; set it OFF)"
             ));
         }
     }
@@ -228,6 +257,37 @@ fn classify_error(e: mysql_async::Error) -> BinlogError {
     }
 }
 
+/// How a GTID start is made on this server.
+enum GtidStart {
+    /// Dump from file "" offset 4; with a GTID set on MySQL
+    /// (COM_BINLOG_DUMP_GTID), after `@slave_connect_state` on MariaDB.
+    Ready(Option<Vec<mysql_common::packets::Sid<'static>>>),
+    /// MySQL without GTIDs: fall back to file/offset.
+    Unsupported,
+}
+
+async fn gtid_start(conn: &mut Conn, flavor: Flavor, gtid: &str) -> Result<GtidStart, BinlogError> {
+    let bad = || BinlogError::Settings(format!("the saved GTID state {gtid:?} does not parse"));
+    match flavor {
+        Flavor::MariaDb => {
+            let set = flavor.gtid_start(gtid).ok_or_else(bad)?;
+            conn.query_drop(set).await.map_err(BinlogError::Stream)?;
+            Ok(GtidStart::Ready(None))
+        }
+        Flavor::MySql(..) => {
+            let mode: Option<String> = conn
+                .query_first("SELECT @@GLOBAL.gtid_mode")
+                .await
+                .map_err(BinlogError::Stream)?;
+            if !mode.is_some_and(|m| m.eq_ignore_ascii_case("ON")) {
+                return Ok(GtidStart::Unsupported);
+            }
+            let set = GtidSet::parse(gtid).ok_or_else(bad)?;
+            Ok(GtidStart::Ready(Some(set.to_sids())))
+        }
+    }
+}
+
 impl Reader {
     /// Connects as a replica with `server_id` (unique among the server's
     /// replicas) and starts reading at `start`. An idle server sends a
@@ -246,27 +306,30 @@ impl Reader {
             .await
             .map_err(BinlogError::Stream)?;
         let crc = crc.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-        let pos = match &start {
-            Start::At(p) => p.clone(),
-            Start::Current => current_position(&mut conn, flavor).await?,
-            // The server names the file in its first (artificial) ROTATE.
-            Start::Gtid(_) => Position {
-                file: String::new(),
-                pos: 4,
-            },
-        };
         for stmt in flavor.dump_setup(heartbeat.as_nanos() as u64) {
             conn.query_drop(stmt).await.map_err(BinlogError::Stream)?;
         }
-        if let Start::Gtid(gtid) = &start {
-            let set = flavor.gtid_start(gtid).ok_or_else(|| {
-                BinlogError::Settings("resuming by GTID is implemented for MariaDB only".into())
-            })?;
-            conn.query_drop(set).await.map_err(BinlogError::Stream)?;
-        }
-        let request = BinlogStreamRequest::new(server_id)
+        let (pos, sids) = match &start {
+            Start::At(p) => (p.clone(), None),
+            Start::Current => (current_position(&mut conn, flavor).await?, None),
+            Start::Gtid { gtid, or_at } => match gtid_start(&mut conn, flavor, gtid).await? {
+                // The server names the file in its first (artificial) ROTATE.
+                GtidStart::Ready(sids) => (
+                    Position {
+                        file: String::new(),
+                        pos: 4,
+                    },
+                    sids,
+                ),
+                GtidStart::Unsupported => (or_at.clone(), None),
+            },
+        };
+        let mut request = BinlogStreamRequest::new(server_id)
             .with_filename(pos.file.as_bytes())
             .with_pos(pos.pos);
+        if let Some(sids) = sids {
+            request = request.with_gtid().with_gtid_set(sids);
+        }
         let stream = conn
             .get_binlog_stream(request)
             .await
@@ -360,6 +423,13 @@ impl Reader {
                 sql: q.query().into_owned(),
             },
             EventData::XidEvent(_) => Item::Xid,
+            EventData::GtidEvent(g) => Item::Gtid(Gtid::MySql(MySqlGtid::from_event(&g))),
+            // MySQL's binlog_transaction_compression: the rows are inside,
+            // compressed (refused at connect; never skipped if met).
+            EventData::TransactionPayloadEvent(_) => Item::Unreadable {
+                table: None,
+                why: "compressed transaction payload (binlog_transaction_compression)".into(),
+            },
             EventData::HeartbeatEvent => Item::Heartbeat,
             EventData::RowsEvent(re) => self.rows(&re),
             EventData::IncidentEvent(i) => Item::Unreadable {
@@ -371,12 +441,10 @@ impl Reader {
             | EventData::RandEvent(_)
             | EventData::TableMapEvent(_)
             | EventData::RowsQueryEvent(_)
-            | EventData::GtidEvent(_)
             | EventData::AnonymousGtidEvent(_)
             | EventData::PreviousGtidsEvent(_)
             | EventData::IgnorableEvent(_)
             | EventData::StopEvent
-            | EventData::TransactionPayloadEvent(_)
             | EventData::TransactionContextEvent(_)
             | EventData::ViewChangeEvent(_) => Item::Other,
             other => Item::Unreadable {
@@ -424,7 +492,7 @@ impl Reader {
         use flavor::*;
         match raw_type {
             MARIADB_GTID => match parse_gtid(body, server) {
-                Some(g) => Item::Gtid(g),
+                Some(g) => Item::Gtid(Gtid::MariaDb(g)),
                 None => Item::Unreadable {
                     table: None,
                     why: "short MariaDB GTID event".into(),

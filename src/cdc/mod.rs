@@ -10,8 +10,9 @@
 //! delivery that timed out — ends the session; the next one, after a
 //! back-off (100 ms doubling to 10 s), resumes from the saved state, so what
 //! was in flight may be published again, never skipped. A session resumes
-//! by GTID on MariaDB (which survives a failover to another server holding
-//! the same GTIDs) and by file/offset otherwise. Errors that retrying cannot
+//! by GTID where it can (MariaDB; MySQL with `gtid_mode = ON`), which
+//! survives a failover to another server holding the same transactions,
+//! and by file/offset otherwise. Errors that retrying cannot
 //! fix stop the publisher with a message: the binlog purged past the saved
 //! position (re-snapshot), wrong binlog settings, an event of a published
 //! table that cannot be decoded (never skipped), a corrupt state file.
@@ -35,7 +36,9 @@ use mysql_async::{Conn, Opts};
 use serde_json::Value as Json;
 use tracing::{info, warn};
 
-use crate::binlog::{self, BinlogError, Flavor, Item, Position, Reader, RowKind, Start};
+use crate::binlog::{
+    self, BinlogError, Flavor, Gtid, Gtids, Item, Position, Reader, RowKind, Start,
+};
 use crate::config::{CdcConfig, Config, SnapshotMode};
 use crate::invalidation::ChangeEvent;
 use columns::{ColumnMeta, Raw};
@@ -43,7 +46,7 @@ use envelope::{Op, Snapshot, Source};
 use filter::Filter;
 use metrics::Metrics;
 use publish::{Publisher, MAX_PENDING};
-use state::{GtidPos, State};
+use state::State;
 
 /// Saved state is written at most this often while streaming.
 const SAVE_EVERY: Duration = Duration::from_millis(200);
@@ -89,7 +92,7 @@ impl CdcError {
                 | CdcError::Binlog(BinlogError::Purged(..) | BinlogError::Settings(_))
                 | CdcError::Column(_)
                 | CdcError::Unreadable(_)
-                | CdcError::State(state::StateError::Corrupt(..))
+                | CdcError::State(state::StateError::Corrupt(..) | state::StateError::BadGtid(..))
                 | CdcError::Metrics(..)
         )
     }
@@ -286,9 +289,9 @@ struct Session<'a> {
 
 /// Where in the binlog the stream is, and what a checkpoint there saves.
 struct Cursor {
-    gtids: GtidPos,
-    /// The GTID of the transaction being read (MariaDB).
-    txn_gtid: Option<binlog::MariaGtid>,
+    gtids: Gtids,
+    /// The GTID of the transaction being read.
+    txn_gtid: Option<Gtid>,
     in_txn: bool,
     /// Position where the event being handled starts.
     event_start: Position,
@@ -324,8 +327,8 @@ impl Session<'_> {
         let state = match saved {
             Some(s) if s.snapshot_done => s,
             None if self.cfg.snapshot == SnapshotMode::Never => {
-                let pos = binlog::current_position(&mut conn, flavor).await?;
-                let s = state_at(&mut conn, flavor, pos).await?;
+                let status = binlog::current_status(&mut conn, flavor).await?;
+                let s = state_at(&mut conn, flavor, status).await?;
                 state::save(&path, &s)?;
                 info!(position = %s.position(), "no saved state: streaming from the current position");
                 s
@@ -334,8 +337,8 @@ impl Session<'_> {
                 if previous.is_some() {
                     info!("the last snapshot did not finish: starting it again");
                 }
-                let pos = snapshot::run(&mut conn, flavor, self.filter, &mut out).await?;
-                let s = state_at(&mut conn, flavor, pos).await?;
+                let status = snapshot::run(&mut conn, flavor, self.filter, &mut out).await?;
+                let s = state_at(&mut conn, flavor, status).await?;
                 out.publisher.mark(s.clone());
                 let drained = out
                     .publisher
@@ -371,10 +374,16 @@ impl Session<'_> {
         out: &mut Emitter<'_>,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), CdcError> {
-        let start = if flavor == Flavor::MariaDb && !state.gtid.is_empty() {
-            Start::Gtid(state.gtid.clone())
-        } else {
+        let gtids = Gtids::parse(flavor, &state.gtid).ok_or_else(|| {
+            state::StateError::BadGtid(self.cfg.state.display().to_string(), state.gtid.clone())
+        })?;
+        let start = if state.gtid.is_empty() {
             Start::At(state.position())
+        } else {
+            Start::Gtid {
+                gtid: gtids.to_string(),
+                or_at: state.position(),
+            }
         };
         let mut reader = Reader::connect(
             self.opts.clone(),
@@ -385,7 +394,7 @@ impl Session<'_> {
         .await?;
         info!(start = ?start, "streaming the binlog");
         let mut cursor = Cursor {
-            gtids: GtidPos::parse(&state.gtid).unwrap_or_default(),
+            gtids,
             txn_gtid: None,
             in_txn: false,
             event_start: state.position(),
@@ -457,13 +466,13 @@ impl Session<'_> {
             prefix: &self.cfg.topic_prefix,
             server_id: ev.server_id,
             ts_ms: i64::from(ev.timestamp) * 1000,
-            gtid: cursor.txn_gtid.map(|g| g.to_string()),
+            gtid: cursor.txn_gtid.as_ref().map(|g| g.to_string()),
             start,
         };
         let mut end_of_txn = false;
         match &ev.item {
             Item::Gtid(g) => {
-                cursor.txn_gtid = Some(*g);
+                cursor.txn_gtid = Some(g.clone());
             }
             Item::Rows {
                 db,
@@ -579,7 +588,7 @@ impl Session<'_> {
         if end_of_txn {
             cursor.in_txn = false;
             if let Some(g) = cursor.txn_gtid.take() {
-                cursor.gtids.advance(g);
+                cursor.gtids.advance(&g);
             }
             self.metrics.transactions.inc();
             out.publisher.mark(State {
@@ -710,17 +719,31 @@ fn image(cols: &[ColumnMeta], row: &BinlogRow) -> Result<Json, CdcError> {
     Ok(envelope::row(cols, values))
 }
 
-/// The state of a publisher that has published everything before `pos`,
-/// with MariaDB's GTID position for it (empty elsewhere).
-async fn state_at(conn: &mut Conn, flavor: Flavor, pos: Position) -> Result<State, CdcError> {
-    let gtid = if flavor == Flavor::MariaDb {
-        let g: Option<Option<String>> = conn
-            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&pos.file, pos.pos))
-            .await
-            .map_err(CdcError::Mysql)?;
-        g.flatten().unwrap_or_default()
-    } else {
-        String::new()
+/// The state of a publisher that has published everything before
+/// `status.pos`, with the GTID state there: MariaDB's GTID position for
+/// that file/offset, MySQL's executed set read with it (normalized; empty
+/// when the server runs without GTIDs).
+async fn state_at(
+    conn: &mut Conn,
+    flavor: Flavor,
+    status: binlog::Status,
+) -> Result<State, CdcError> {
+    let pos = status.pos;
+    let gtid = match flavor {
+        Flavor::MariaDb => {
+            let g: Option<Option<String>> = conn
+                .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&pos.file, pos.pos))
+                .await
+                .map_err(CdcError::Mysql)?;
+            g.flatten().unwrap_or_default()
+        }
+        Flavor::MySql(..) => match binlog::GtidSet::parse(&status.gtid_set) {
+            Some(set) => set.to_string(),
+            None => {
+                warn!(gtid_executed = %status.gtid_set, "cannot parse the executed GTID set: resuming by file/offset only");
+                String::new()
+            }
+        },
     };
     Ok(State {
         file: pos.file,

@@ -22,10 +22,11 @@ use tracing::info;
 use super::columns::{self, Raw};
 use super::filter::Filter;
 use super::{CdcError, Emitter};
-use crate::binlog::{self, Flavor, Position};
+use crate::binlog::{self, Flavor, Position, Status};
 
-/// The consistent position of a snapshot transaction just started on `conn`.
-async fn snapshot_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, CdcError> {
+/// The consistent position of a snapshot transaction just started on `conn`
+/// (with MySQL's executed GTID set, read under the same lock).
+async fn snapshot_position(conn: &mut Conn, flavor: Flavor) -> Result<Status, CdcError> {
     let my = CdcError::Mysql;
     if flavor.snapshot_needs_lock() {
         conn.query_drop("FLUSH TABLES WITH READ LOCK")
@@ -34,9 +35,9 @@ async fn snapshot_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, 
         conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             .await
             .map_err(my)?;
-        let pos = binlog::current_position(conn, flavor).await;
+        let status = binlog::current_status(conn, flavor).await;
         conn.query_drop("UNLOCK TABLES").await.map_err(my)?;
-        return pos.map_err(CdcError::Binlog);
+        return status.map_err(CdcError::Binlog);
     }
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
@@ -54,7 +55,10 @@ async fn snapshot_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, 
         get("binlog_snapshot_file"),
         get("binlog_snapshot_position").and_then(|p| p.parse().ok()),
     ) {
-        (Some(file), Some(pos)) if !file.is_empty() => Ok(Position { file, pos }),
+        (Some(file), Some(pos)) if !file.is_empty() => Ok(Status {
+            pos: Position { file, pos },
+            gtid_set: String::new(),
+        }),
         _ => Err(CdcError::Snapshot(
             "the server reports no binlog_snapshot_file/position".into(),
         )),
@@ -71,7 +75,7 @@ pub async fn run(
     flavor: Flavor,
     filter: &Filter,
     out: &mut Emitter<'_>,
-) -> Result<Position, CdcError> {
+) -> Result<Status, CdcError> {
     let my = CdcError::Mysql;
     conn.query_drop("SET SESSION time_zone = '+00:00'")
         .await
@@ -79,7 +83,8 @@ pub async fn run(
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(my)?;
-    let pos = snapshot_position(conn, flavor).await?;
+    let status = snapshot_position(conn, flavor).await?;
+    let pos = &status.pos;
     let tables: Vec<(String, String)> = conn
         .query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
@@ -115,7 +120,7 @@ pub async fn run(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?;
             // One row is held back so the very last can say so.
-            if let Some(prev) = held.replace(out.snapshot_row(db, table, &cols, values, &pos)) {
+            if let Some(prev) = held.replace(out.snapshot_row(db, table, &cols, values, pos)) {
                 out.send_snapshot(prev, false).await?;
             }
             n += 1;
@@ -147,5 +152,5 @@ pub async fn run(
         secs = started.elapsed().as_secs_f64(),
         "snapshot read; streaming from {pos}"
     );
-    Ok(pos)
+    Ok(status)
 }

@@ -1,5 +1,5 @@
-//! Where the publisher stands: the binlog position (and MariaDB GTID state)
-//! up to which every event has been acknowledged by Kafka.
+//! Where the publisher stands: the binlog position (and GTID state) up to
+//! which every event has been acknowledged by Kafka.
 //!
 //! Policy: the state file is only ever replaced whole (write a temporary
 //! file, fsync, rename, fsync the directory), so a crash leaves either the
@@ -9,21 +9,21 @@
 //! the last write, never skip anything. A snapshot that did not finish is
 //! recorded as such and is redone from the start.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::binlog::{MariaGtid, Position};
+use crate::binlog::Position;
 
 /// The saved state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub file: String,
     pub pos: u64,
-    /// MariaDB GTID position (`domain-server-seq,…`) matching `file:pos`;
-    /// empty when unknown (MySQL, or a MariaDB without GTIDs).
+    /// The GTID state matching `file:pos` (`binlog::Gtids`): MariaDB's GTID
+    /// position (`domain-server-seq,…`) or MySQL's executed GTID set
+    /// (`uuid:1-9,…`); empty when unknown (a MySQL without GTIDs).
     #[serde(default)]
     pub gtid: String,
     /// False while an initial snapshot is being published.
@@ -47,6 +47,8 @@ pub enum StateError {
     Corrupt(String, serde_json::Error),
     #[error("cannot write the state file {0}: {1}")]
     Write(String, std::io::Error),
+    #[error("the state file {0} holds a GTID state this server cannot read: {1:?} (delete it to snapshot again)")]
+    BadGtid(String, String),
 }
 
 /// The saved state, `None` when there is none yet.
@@ -80,68 +82,9 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     Ok(())
 }
 
-/// A MariaDB GTID position: the last GTID of each replication domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GtidPos(BTreeMap<u32, MariaGtid>);
-
-impl GtidPos {
-    /// Parses `domain-server-seq[,…]` (as `@@gtid_binlog_pos` prints it).
-    pub fn parse(s: &str) -> Option<GtidPos> {
-        let mut m = BTreeMap::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let mut it = part.split('-');
-            let g = MariaGtid {
-                domain: it.next()?.parse().ok()?,
-                server: it.next()?.parse().ok()?,
-                seq: it.next()?.parse().ok()?,
-            };
-            if it.next().is_some() {
-                return None;
-            }
-            m.insert(g.domain, g);
-        }
-        Some(GtidPos(m))
-    }
-
-    /// A transaction with this GTID was passed.
-    pub fn advance(&mut self, g: MariaGtid) {
-        self.0.insert(g.domain, g);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Display for GtidPos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.values().map(|g| g.to_string()).collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gtid_positions_parse_advance_and_print() {
-        let mut p = GtidPos::parse("0-1-10,2-5-7").unwrap();
-        p.advance(MariaGtid {
-            domain: 0,
-            server: 1,
-            seq: 11,
-        });
-        p.advance(MariaGtid {
-            domain: 1,
-            server: 3,
-            seq: 1,
-        });
-        assert_eq!(p.to_string(), "0-1-11,1-3-1,2-5-7");
-        assert_eq!(GtidPos::parse("").unwrap(), GtidPos::default());
-        assert!(GtidPos::parse("0-1").is_none());
-        assert!(GtidPos::parse("a-1-2").is_none());
-    }
 
     #[test]
     fn state_files_are_replaced_whole() {
