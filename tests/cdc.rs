@@ -15,6 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
+use common::relay::Relay;
 use common::sqlcache::*;
 use common::*;
 use mysql_async::prelude::*;
@@ -33,6 +34,11 @@ struct Cdc {
 
 impl Cdc {
     fn start(db: &MariaDb, broker: &Broker, state: &Path, cdc_extra: &str) -> Cdc {
+        Self::start_to(db.port, &broker.addr(), state, cdc_extra)
+    }
+
+    /// Publishing from the MySQL on `backend_port` to `brokers` (relays, say).
+    fn start_to(backend_port: u16, brokers: &str, state: &Path, cdc_extra: &str) -> Cdc {
         let dir = tempdir();
         let config = dir.join("proxy.toml");
         std::fs::write(
@@ -42,8 +48,8 @@ impl Cdc {
                  [[users]]\nname = \"root\"\n\n\
                  [log]\nlevel = \"info,sqlcache=debug\"\n\n\
                  [cdc]\nbrokers = \"{}\"\nstate = \"{}\"\n{cdc_extra}\n",
-                db.port,
-                broker.addr(),
+                backend_port,
+                brokers,
                 state.display()
             ),
         )
@@ -721,15 +727,27 @@ async fn killed_publisher_resumes_without_losing_rows() {
             .all(|(id, v)| seq.get(id).is_some_and(|s| s.contains(v)))
     })
     .await;
-    let (seq, dups) = per_key(&msgs);
+    let (events, dups) = assert_every_value_in_order(&msgs, &finals);
+    eprintln!("kill/restart: {events} events for 3000 updates, {dups} published twice");
+    assert!(
+        dups < 3000,
+        "a restart replayed more than everything ({dups} duplicates)"
+    );
+    assert!(cdc.log_text().contains("streaming the binlog"));
+}
+
+/// Rows count up from 0 (`v = v + 1`), so at-least-once in order per key
+/// means: every value from 0 to the row's final one arrived, and replays
+/// only go back to a point and count up again. Returns (events, events
+/// published twice).
+fn assert_every_value_in_order(msgs: &[Msg], finals: &HashMap<i64, i64>) -> (usize, usize) {
+    let (seq, dups) = per_key(msgs);
+    assert_eq!(seq.len(), finals.len(), "every row has messages");
     for (id, vs) in &seq {
-        // At least once: every committed value of the row arrived …
         let want = finals[id];
         for v in 0..=want {
             assert!(vs.contains(&v), "row {id}: value {v} lost; got {vs:?}");
         }
-        // … and in order: replays after a restart only go back to a point
-        // and count up again.
         let mut first_seen = Vec::new();
         for v in vs {
             if !first_seen.contains(v) {
@@ -741,13 +759,184 @@ async fn killed_publisher_resumes_without_losing_rows() {
             "row {id}: out of order {vs:?}"
         );
     }
-    let events: usize = seq.values().map(Vec::len).sum();
-    eprintln!("kill/restart: {events} events for 3000 updates, {dups} published twice");
-    assert!(
-        dups < 3000,
-        "a restart replayed more than everything ({dups} duplicates)"
+    (seq.values().map(Vec::len).sum(), dups)
+}
+
+/// Kafka, then MySQL, cut off from a running publisher (relays; both
+/// servers keep running and keep their data) while writes go on. With the
+/// default settings deliveries never time out: the Kafka outage stalls the
+/// publisher and librdkafka retries in order; the MySQL outage ends the
+/// session, which restarts with back-off and resumes by GTID. Every
+/// committed value of every row arrives, in order per key.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_and_mysql_outages_lose_nothing_and_keep_order() {
+    let run = Outage::start("cdc_out1", "").await;
+    run.kafka.set_cut(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    run.kafka.set_cut(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_mysql_cut = run.restarts();
+    run.mysql.set_cut(true);
+    let d = Deadline::new(
+        Duration::from_secs(20),
+        "a session ended by the MySQL outage",
     );
-    assert!(cdc.log_text().contains("streaming the binlog"));
+    while run.restarts() == before_mysql_cut {
+        d.tick().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    run.mysql.set_cut(false);
+    let (msgs, finals, updates) = run.finish().await;
+    let (events, dups) = assert_every_value_in_order(&msgs, &finals);
+    eprintln!("outages: {updates} updates, {events} events, {dups} published twice");
+    assert!(
+        dups < updates,
+        "replayed more than everything ({dups} duplicates)"
+    );
+    let log = run.cdc.log_text();
+    assert!(
+        log.matches("streaming the binlog start=Gtid").count() >= 2,
+        "sessions after the first resume by GTID:\n{log}"
+    );
+}
+
+/// With a delivery timeout configured (`message.timeout.ms`), a longer
+/// Kafka outage makes deliveries fail: the session ends, and everything
+/// from the last checkpoint before the first failure is published again.
+/// Messages after a failed one must never complete a checkpoint (they did
+/// before the publisher was poisoned on failure: values were lost). Order
+/// across such a failure is not promised (README), so only loss is checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_that_time_out_are_published_again() {
+    let run = Outage::start("cdc_out2", "\"message.timeout.ms\" = \"1500\"\n").await;
+    run.kafka.set_cut(true);
+    let d = Deadline::new(
+        Duration::from_secs(20),
+        "a session ended by failed deliveries",
+    );
+    while run.restarts() == 0 {
+        d.tick().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    run.kafka.set_cut(false);
+    let (msgs, finals, updates) = run.finish().await;
+    let (seq, dups) = per_key(&msgs);
+    for (id, want) in &finals {
+        let vs = &seq[id];
+        for v in 0..=*want {
+            assert!(vs.contains(&v), "row {id}: value {v} lost; got {vs:?}");
+        }
+    }
+    eprintln!("timed-out deliveries: {updates} updates, {dups} published twice");
+    let log = run.cdc.log_text();
+    assert!(log.contains("Kafka delivery failed"), "{log}");
+}
+
+/// A publisher behind two relays (to MySQL, to the broker) while a writer
+/// bumps `v` of 20 rows, one `UPDATE` every few milliseconds.
+struct Outage {
+    db: &'static MariaDb,
+    kafka: Relay,
+    mysql: Relay,
+    broker: Broker,
+    cdc: Cdc,
+    topic: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: tokio::task::JoinHandle<usize>,
+}
+
+impl Outage {
+    async fn start(schema: &str, kafka_extra: &str) -> Outage {
+        let db = mariadb();
+        let broker_port = free_port();
+        let kafka = Relay::start(format!("127.0.0.1:{broker_port}")).await;
+        let broker = Broker::start_advertising(broker_port, kafka.port);
+        let mysql = Relay::start(format!("127.0.0.1:{}", db.port)).await;
+        let topic = format!("out.{schema}.k");
+        broker.create_topic(&topic, 1);
+        let rows = 20;
+        db.sql_socket(&format!(
+            "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema}; \
+             USE {schema}; CREATE TABLE k (id INT PRIMARY KEY, v INT NOT NULL); \
+             INSERT INTO k SELECT seq, 0 FROM seq_1_to_{rows};"
+        ));
+        let cdc = Cdc::start_to(
+            mysql.port,
+            &format!("127.0.0.1:{}", kafka.port),
+            &tempdir().join("state.json"),
+            &format!(
+                "topic_prefix = \"out\"\ninclude = [\"{schema}.*\"]\n{TANSU_RESTARTS}{kafka_extra}"
+            ),
+        );
+        blocking(|| {
+            consume_until(&broker, &topic, Duration::from_secs(30), |m| {
+                m.len() >= rows
+            })
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let schema = schema.to_string();
+            tokio::spawn(async move {
+                let mut c = Conn::new(opts(db.port, &schema)).await.unwrap();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    c.query_drop(format!(
+                        "UPDATE k SET v = v + 1 WHERE id = {}",
+                        1 + n % rows
+                    ))
+                    .await
+                    .unwrap();
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                n
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Outage {
+            db,
+            kafka,
+            mysql,
+            broker,
+            cdc,
+            topic,
+            stop,
+            writer,
+        }
+    }
+
+    fn restarts(&self) -> usize {
+        self.cdc.log_text().matches("cdc session ended").count()
+    }
+
+    /// Stops the writer after a second more of writes; returns what the
+    /// topic holds once every row's final value arrived (or after 60 s),
+    /// the final values, and how many updates were made.
+    async fn finish(&self) -> (Vec<Msg>, HashMap<i64, i64>, usize) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        while !self.writer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let schema = self.topic.split('.').nth(1).unwrap();
+        let mut c = root(self.db).await;
+        let finals: HashMap<i64, i64> = c
+            .query::<(i64, i64), _>(format!("SELECT id, v FROM {schema}.k"))
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let updates = finals.values().sum::<i64>() as usize;
+        let msgs = read_until(&self.broker, &self.topic, Duration::from_secs(60), |m| {
+            let (seq, _) = per_key(m);
+            finals
+                .iter()
+                .all(|(id, v)| seq.get(id).is_some_and(|s| s.contains(v)))
+        })
+        .await;
+        (msgs, finals, updates)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

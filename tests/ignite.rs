@@ -23,7 +23,8 @@ use ::sqlcache::cache::ignite::{
 };
 use ::sqlcache::cache::l2::Kv;
 use bytes::Bytes;
-use common::ignite::{Conformance, Relay};
+use common::ignite::Conformance;
+use common::relay::Relay;
 use common::sqlcache::*;
 use common::*;
 use mysql_async::prelude::*;

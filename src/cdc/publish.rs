@@ -8,10 +8,17 @@
 //! producer is idempotent (`enable.idempotence`): its own retries neither
 //! duplicate nor reorder messages within a partition; keyed messages of one
 //! row always land in the same partition (murmur2, as Java clients and
-//! Debezium partition). A delivery that fails for good is an error: the
-//! caller drops this publisher and starts again from the last acknowledged
-//! checkpoint — what was in flight is published again (at-least-once), the
-//! window bounded by `MAX_PENDING`.
+//! Debezium partition). Deliveries never time out by default
+//! (`message.timeout.ms = 0`, as Kafka Connect runs source connectors): a
+//! broker outage stalls the publisher (reading stops at `MAX_PENDING`) and
+//! librdkafka retries in order, so nothing is skipped and nothing reordered.
+//! A delivery that fails anyway (a timeout the operator configured, a
+//! message the broker refuses) *poisons* the publisher: no checkpoint after
+//! it is ever handed out, the queue is purged so later messages are not
+//! sent past the hole, and the caller drops it and starts again from the
+//! last checkpoint before the failure (at-least-once; the window bounded by
+//! `MAX_PENDING`). Without that, messages after a lost one could complete a
+//! later checkpoint and the lost one would be skipped for good.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,7 +28,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 
 use super::metrics::Metrics;
 use super::state::State;
@@ -52,6 +59,8 @@ pub struct Publisher {
     replication: i32,
     pending: VecDeque<Pending>,
     unacked_msgs: usize,
+    /// The first failed delivery: every later call reports it.
+    failed: Option<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -62,7 +71,7 @@ fn client_config(cfg: &CdcConfig) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "1")
         .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", "0")
         .set("queue.buffering.max.messages", "200000")
         .set("reconnect.backoff.max.ms", "1000")
         .set_log_level(RDKafkaLogLevel::Warning);
@@ -81,6 +90,7 @@ impl Publisher {
             replication: cfg.topic_replication,
             pending: VecDeque::new(),
             unacked_msgs: 0,
+            failed: None,
             metrics,
         })
     }
@@ -95,7 +105,11 @@ impl Publisher {
             self.partitions,
             TopicReplication::Fixed(self.replication),
         );
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        // Bounded both at the broker and on the way there: a broker that is
+        // unreachable ends the session (and its retry) instead of stalling it.
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
         let res = self
             .admin
             .create_topics(&[t], &opts)
@@ -169,14 +183,20 @@ impl Publisher {
         self.unacked_msgs
     }
 
+    /// Nothing for `acked` to report: no outstanding entry, no failure.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.failed.is_none()
     }
 
     /// Waits for the oldest outstanding acknowledgements; returns the newest
     /// checkpoint they completed (`None` once nothing is outstanding).
-    /// Cancel-safe: an entry leaves the queue only once settled.
+    /// Cancel-safe: an entry leaves the queue only once settled. After a
+    /// failed delivery it returns the checkpoint reached before it, if any,
+    /// then only errors.
     pub async fn acked(&mut self) -> Result<Option<State>, CdcError> {
+        if let Some(e) = &self.failed {
+            return Err(CdcError::Delivery(e.clone()));
+        }
         let mut newest = None;
         loop {
             match self.pending.front_mut() {
@@ -210,13 +230,34 @@ impl Publisher {
                         unreachable!("front was a message");
                     };
                     self.unacked_msgs -= 1;
-                    match res {
-                        Ok(Ok(_)) => self.metrics.acked(read_at, event_ts, row),
-                        Ok(Err((e, _))) => return Err(CdcError::Delivery(e.to_string())),
-                        Err(_) => return Err(CdcError::Delivery("producer dropped".into())),
-                    }
+                    let failure = match res {
+                        Ok(Ok(_)) => {
+                            self.metrics.acked(read_at, event_ts, row);
+                            continue;
+                        }
+                        Ok(Err((e, _))) => e.to_string(),
+                        Err(_) => "producer dropped".to_string(),
+                    };
+                    return self.poison(failure, newest);
                 }
             }
+        }
+    }
+
+    /// Records the first failed delivery and stops librdkafka from sending
+    /// anything queued after it; hands out `newest` (reached before it).
+    fn poison(
+        &mut self,
+        failure: String,
+        newest: Option<State>,
+    ) -> Result<Option<State>, CdcError> {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let e = CdcError::Delivery(failure.clone());
+        self.failed = Some(failure);
+        match newest {
+            Some(s) => Ok(Some(s)),
+            None => Err(e),
         }
     }
 
@@ -228,7 +269,7 @@ impl Publisher {
         newest: &mut Option<State>,
     ) -> Result<(), CdcError> {
         let deadline = tokio::time::Instant::now() + limit;
-        while !self.pending.is_empty() {
+        while !self.is_idle() {
             match tokio::time::timeout_at(deadline, self.acked()).await {
                 Ok(Ok(Some(s))) => *newest = Some(s),
                 Ok(Ok(None)) => {}

@@ -20,6 +20,9 @@ use super::{free_port, spawn_watched, tempdir, wait_port};
 
 pub struct Broker {
     pub port: u16,
+    /// The address clients are told to use after bootstrapping: `port`
+    /// itself, or a relay in front of it.
+    advertised: u16,
     dir: PathBuf,
     producer: Option<BaseProducer>,
 }
@@ -39,8 +42,17 @@ fn tansu() -> PathBuf {
 
 impl Broker {
     pub fn start() -> Broker {
+        let port = free_port();
+        Self::start_advertising(port, port)
+    }
+
+    /// A broker on `port` that tells clients to reach it at `advertised`
+    /// (a `relay::Relay` to `port`): every client, bootstrapped from either
+    /// address, then talks to it only through the relay.
+    pub fn start_advertising(port: u16, advertised: u16) -> Broker {
         let mut b = Broker {
-            port: free_port(),
+            port,
+            advertised,
             dir: tempdir(),
             producer: None,
         };
@@ -50,11 +62,12 @@ impl Broker {
 
     fn launch(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let log = self.dir.join("tansu.log");
         let pidfile = self.dir.join("tansu.pid");
         spawn_watched(
             &format!(
-                "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {url} >>'{}' 2>&1",
+                "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {advertised} >>'{}' 2>&1",
                 tansu().display(),
                 log.display()
             ),

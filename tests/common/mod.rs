@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod ignite;
+pub mod relay;
 pub mod sqlcache;
 
 use std::io::Read;
