@@ -786,7 +786,8 @@ mod tests {
         assert_eq!(c.topic_prefix, "dbserver1");
         assert_eq!(c.snapshot, SnapshotMode::Initial);
         assert!(c.tombstones && !c.schemas);
-        assert_eq!(c.kafka.len(), 1);
+        assert_eq!(c.kafka.len(), 2);
+        assert_eq!(c.kafka["message.timeout.ms"].to_string(), "\"0\"");
         let bad = cdc.replace("dbserver1", "bad prefix!");
         let err = Config::parse(&format!("[[users]]\nname = 'u'\n{bad}"), "t")
             .unwrap()
