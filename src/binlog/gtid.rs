@@ -160,6 +160,13 @@ impl GtidSet {
 
     fn insert(&mut self, key: SidKey, a: u64, b: u64) {
         let v = self.0.entry(key).or_default();
+        // The usual case, transaction after transaction: extend the last run.
+        if let Some(last) = v.last_mut() {
+            if last.0 <= a && a <= last.1.saturating_add(1) {
+                last.1 = last.1.max(b);
+                return;
+            }
+        }
         v.push((a, b));
         v.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
