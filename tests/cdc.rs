@@ -741,13 +741,8 @@ async fn killed_publisher_resumes_without_losing_rows() {
 /// only go back to a point and count up again. Returns (events, events
 /// published twice).
 fn assert_every_value_in_order(msgs: &[Msg], finals: &HashMap<i64, i64>) -> (usize, usize) {
-    let (seq, dups) = per_key(msgs);
-    assert_eq!(seq.len(), finals.len(), "every row has messages");
+    let (seq, dups) = assert_every_value(msgs, finals);
     for (id, vs) in &seq {
-        let want = finals[id];
-        for v in 0..=want {
-            assert!(vs.contains(&v), "row {id}: value {v} lost; got {vs:?}");
-        }
         let mut first_seen = Vec::new();
         for v in vs {
             if !first_seen.contains(v) {
@@ -760,6 +755,23 @@ fn assert_every_value_in_order(msgs: &[Msg], finals: &HashMap<i64, i64>) -> (usi
         );
     }
     (seq.values().map(Vec::len).sum(), dups)
+}
+
+/// Every value from 0 to each row's final one arrived (at least once, in
+/// any order); returns the values per row and how many were published twice.
+fn assert_every_value(
+    msgs: &[Msg],
+    finals: &HashMap<i64, i64>,
+) -> (BTreeMap<i64, Vec<i64>>, usize) {
+    let (seq, dups) = per_key(msgs);
+    assert_eq!(seq.len(), finals.len(), "every row has messages");
+    for (id, want) in finals {
+        let vs = &seq[id];
+        for v in 0..=*want {
+            assert!(vs.contains(&v), "row {id}: value {v} lost; got {vs:?}");
+        }
+    }
+    (seq, dups)
 }
 
 /// Kafka, then MySQL, cut off from a running publisher (relays; both
@@ -820,13 +832,7 @@ async fn deliveries_that_time_out_are_published_again() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.kafka.set_cut(false);
     let (msgs, finals, updates) = run.finish().await;
-    let (seq, dups) = per_key(&msgs);
-    for (id, want) in &finals {
-        let vs = &seq[id];
-        for v in 0..=*want {
-            assert!(vs.contains(&v), "row {id}: value {v} lost; got {vs:?}");
-        }
-    }
+    let (_, dups) = assert_every_value(&msgs, &finals);
     eprintln!("timed-out deliveries: {updates} updates, {dups} published twice");
     let log = run.cdc.log_text();
     assert!(log.contains("Kafka delivery failed"), "{log}");
@@ -842,7 +848,7 @@ struct Outage {
     cdc: Cdc,
     topic: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    writer: tokio::task::JoinHandle<usize>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Outage {
@@ -890,7 +896,6 @@ impl Outage {
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(3)).await;
                 }
-                n
             })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -179,10 +179,6 @@ impl GtidSet {
         *v = merged;
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The set as COM_BINLOG_DUMP_GTID carries it (intervals end-exclusive).
     pub fn to_sids(&self) -> Vec<Sid<'static>> {
         self.0

@@ -138,10 +138,10 @@ pub enum Start {
     Current,
     At(Position),
     /// After the transactions named by `gtid` (MariaDB: a GTID position,
-    /// MySQL: a GTID set; `gtid::Gtids`), on whichever server holds them;
-    /// at `or_at` on a MySQL that runs without GTIDs (`gtid_mode` not ON).
+    /// MySQL: a GTID set), on whichever server holds them; at `or_at` on a
+    /// MySQL that runs without GTIDs (`gtid_mode` not ON).
     Gtid {
-        gtid: String,
+        gtid: Gtids,
         or_at: Position,
     },
 }
@@ -266,15 +266,20 @@ enum GtidStart {
     Unsupported,
 }
 
-async fn gtid_start(conn: &mut Conn, flavor: Flavor, gtid: &str) -> Result<GtidStart, BinlogError> {
-    let bad = || BinlogError::Settings(format!("the saved GTID state {gtid:?} does not parse"));
-    match flavor {
-        Flavor::MariaDb => {
-            let set = flavor.gtid_start(gtid).ok_or_else(bad)?;
+async fn gtid_start(
+    conn: &mut Conn,
+    flavor: Flavor,
+    gtid: &Gtids,
+) -> Result<GtidStart, BinlogError> {
+    match (flavor, gtid) {
+        (Flavor::MariaDb, Gtids::MariaDb(pos)) => {
+            let set = flavor
+                .gtid_start(&pos.to_string())
+                .expect("a parsed GTID position prints only digits, '-' and ','");
             conn.query_drop(set).await.map_err(BinlogError::Stream)?;
             Ok(GtidStart::Ready(None))
         }
-        Flavor::MySql(..) => {
+        (Flavor::MySql(..), Gtids::MySql(set)) => {
             let mode: Option<String> = conn
                 .query_first("SELECT @@GLOBAL.gtid_mode")
                 .await
@@ -282,9 +287,11 @@ async fn gtid_start(conn: &mut Conn, flavor: Flavor, gtid: &str) -> Result<GtidS
             if !mode.is_some_and(|m| m.eq_ignore_ascii_case("ON")) {
                 return Ok(GtidStart::Unsupported);
             }
-            let set = GtidSet::parse(gtid).ok_or_else(bad)?;
             Ok(GtidStart::Ready(Some(set.to_sids())))
         }
+        _ => Err(BinlogError::Settings(format!(
+            "the saved GTID state {gtid} is of the other server family than this {flavor:?}"
+        ))),
     }
 }
 

@@ -381,7 +381,7 @@ impl Session<'_> {
             Start::At(state.position())
         } else {
             Start::Gtid {
-                gtid: gtids.to_string(),
+                gtid: gtids.clone(),
                 or_at: state.position(),
             }
         };

@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A TCP relay to `target` that can be cut (open connections dropped, new
-/// ones refused until healed).
+/// A relay to one target; `set_cut` partitions and heals.
 pub struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
