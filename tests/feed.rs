@@ -1,8 +1,9 @@
-//! The Kafka change feed end to end: a private MariaDB, a real Kafka-protocol
-//! broker (tansu), the real proxy binary consuming with rdkafka.
+//! The Kafka change feed end to end: a private MariaDB, a private Apache
+//! Kafka, the real proxy binary consuming with rdkafka.
 //!
 //! Writes are made directly on MariaDB (the proxy never sees them), then
-//! published the way Debezium, Canal and Maxwell publish them; the proxy must
+//! published the way Debezium, Canal and Maxwell publish them (what
+//! Debezium itself publishes is tested in `tests/debezium.rs`); the proxy must
 //! stop serving the old row. Each test first shows the cache *would* serve
 //! the old row (a hit after the direct write), so a pass means the feed did it.
 
@@ -384,7 +385,7 @@ async fn maxwell_feed_invalidates_direct_writes() {
 }
 
 /// Broker gone: hits stop within `max_staleness` and answers stay correct;
-/// broker back (empty: its memory storage was lost, so events were lost):
+/// broker back (empty: its storage was formatted afresh, so events were lost):
 /// every entry from before is dropped and hits resume.
 #[tokio::test]
 async fn broker_outage_stops_hits_and_recovery_drops_entries_from_before_the_gap() {
@@ -420,7 +421,7 @@ async fn broker_outage_stops_hits_and_recovery_drops_entries_from_before_the_gap
     assert!(errors >= 1, "failed freshness checks are counted");
     // The feed starts a fresh Kafka client after the gap; the broker comes
     // back after that (librdkafka 2.12.1 crashed when its old client met a
-    // tansu that came back empty: README, "Change feed").
+    // broker that came back empty: README, "Change feed").
     let d = Deadline::new(Duration::from_secs(10), "new Kafka client");
     while status(c, "feed_client_restarts").await == "0" {
         d.tick().await;

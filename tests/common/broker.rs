@@ -1,43 +1,37 @@
-//! A private Kafka-protocol broker per test: tansu in memory mode.
+//! A private Apache Kafka per test: one KRaft process (broker and
+//! controller combined) on free loopback ports, storage formatted afresh at
+//! every start, heap bounded. Its jars come from `.ci/install-jvm`
+//! (`tests/jvm/kafka/pom.xml` pins the version). Like the MariaDB rig, a
+//! watchdog shell kills it when the test process ends; a test that cannot
+//! start it panics with the broker's log.
 //!
-//! tansu is installed by `.ci/install-tansu` into `.tools/bin/tansu` (or
-//! named by `SQLCACHE_TANSU`). Like the MariaDB rig, a watchdog shell kills
-//! it when the test process ends; a test that cannot start it panics.
-//! tansu does not create topics on first use, so tests create them through
-//! the Kafka admin API. Its memory storage forgets everything on restart —
-//! which is also how tests make a feed lose continuity.
+//! Topics are not created on first use (`auto.create.topics.enable=false`,
+//! as production clusters are usually run): tests create theirs through the
+//! admin API, `sqlcache cdc` creates its own, Debezium's Connect worker
+//! through `topic.creation`. `stop` is `kill -9`; `restart` starts it again
+//! on the same ports with *empty* storage — how tests make a feed lose
+//! continuity.
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{free_port, spawn_watched, tempdir, wait_port};
+use super::jvm;
+use super::{free_port, spawn_watched, tempdir};
 
 pub struct Broker {
     pub port: u16,
     /// The address clients are told to use after bootstrapping: `port`
     /// itself, or a relay in front of it.
     advertised: u16,
+    controller: u16,
     dir: PathBuf,
     producer: Option<BaseProducer>,
-}
-
-fn tansu() -> PathBuf {
-    if let Ok(p) = std::env::var("SQLCACHE_TANSU") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/tansu");
-    assert!(
-        p.is_file(),
-        "tansu (the Kafka-protocol broker) is not installed at {}: run .ci/install-tansu",
-        p.display()
-    );
-    p
 }
 
 impl Broker {
@@ -53,6 +47,7 @@ impl Broker {
         let mut b = Broker {
             port,
             advertised,
+            controller: free_port(),
             dir: tempdir(),
             producer: None,
         };
@@ -60,42 +55,94 @@ impl Broker {
         b
     }
 
+    fn properties(&self) -> String {
+        let (port, ctl, adv) = (self.port, self.controller, self.advertised);
+        format!(
+            "process.roles=broker,controller\nnode.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{ctl}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctl}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{adv}\n\
+             controller.listener.names=CONTROLLER\ninter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={}\n\
+             auto.create.topics.enable=false\nnum.partitions=1\n\
+             offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\n\
+             transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             share.coordinator.state.topic.num.partitions=1\n\
+             group.initial.rebalance.delay.ms=0\n",
+            self.dir.join("data").display()
+        )
+    }
+
+    /// Formats empty storage and starts the process.
     fn launch(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
-        let log = self.dir.join("tansu.log");
-        let pidfile = self.dir.join("tansu.pid");
+        let cp = jvm::classpath("kafka");
+        let props = self.dir.join("server.properties");
+        std::fs::write(&props, self.properties()).unwrap();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+        let log = self.dir.join("kafka.log");
+        let _ = std::fs::remove_file(&log);
+        let cluster_id = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+        };
+        let format = Command::new(jvm::java())
+            .args(jvm::test_jvm_flags(256))
+            .arg("-cp")
+            .arg(&cp)
+            .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+            .arg(&props)
+            .output()
+            .expect("java");
+        assert!(
+            format.status.success(),
+            "kafka-storage format failed: {}{}",
+            String::from_utf8_lossy(&format.stdout),
+            String::from_utf8_lossy(&format.stderr)
+        );
+        let pidfile = self.dir.join("kafka.pid");
+        let _ = std::fs::remove_file(&pidfile);
+        let flags: Vec<String> = jvm::test_jvm_flags(512)
+            .iter()
+            .map(|f| jvm::sh_quote(f))
+            .collect();
         spawn_watched(
             &format!(
-                "'{}' broker --storage-engine memory://tansu/ --listener-url {url} --advertised-listener-url {advertised} >>'{}' 2>&1",
-                tansu().display(),
-                log.display()
+                "{} {} -cp {} kafka.Kafka {} >>{} 2>&1",
+                jvm::java(),
+                flags.join(" "),
+                jvm::sh_quote(&cp),
+                jvm::sh_quote(&props.display().to_string()),
+                jvm::sh_quote(&log.display().to_string())
             ),
-            &format!("echo $pid > '{}'", pidfile.display()),
+            &format!("echo $pid > {}", jvm::sh_quote(&pidfile.display().to_string())),
             "",
-            "tansu",
+            "Apache Kafka",
         );
-        wait_port(self.port, Duration::from_secs(20), "tansu", Some(&log));
+        jvm::wait_log(&log, &pidfile, "Kafka Server started", "Apache Kafka");
     }
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Kills the broker (its memory storage is lost).
+    /// Kills the broker (`kill -9`).
     pub fn stop(&mut self) {
         self.producer = None;
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("tansu.pid")) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("kafka.pid")) {
             let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not stop");
+            assert!(Instant::now() < deadline, "Kafka did not stop");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Starts the broker again on the same port, empty.
+    /// Starts the broker again on the same ports, with empty storage.
     pub fn restart(&mut self) {
         self.launch();
     }
@@ -114,8 +161,9 @@ impl Broker {
                 .build()
                 .unwrap();
             let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
             let r = rt
-                .block_on(admin.create_topics(&[topic], &AdminOptions::new()))
+                .block_on(admin.create_topics(&[topic], &opts))
                 .expect("create_topics");
             for t in r {
                 t.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
@@ -145,5 +193,13 @@ impl Broker {
         p.send(rec).map_err(|(e, _)| e).expect("send");
         p.flush(Duration::from_secs(10))
             .expect("broker acknowledged");
+    }
+}
+
+impl Drop for Broker {
+    /// The JVM goes at once, not when the test process ends: later tests
+    /// of the binary get the cores back.
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,13 +1,171 @@
-//! The pyignite-codec conformance server (`tests/py/ignite_server.py`) per
-//! test — NOT Apache Ignite: an in-memory store whose every frame is parsed
-//! and encoded by pyignite, Apache Ignite's Python thin client. A test that
-//! cannot start it panics (pyignite is installed by `.ci/run`).
+//! Ignite servers for the shared-tier tests:
+//! * [`Ignite`]: real Apache Ignite 2.x server nodes (`tests/jvm/IgniteNode.java`
+//!   on the jars `.ci/install-jvm` fetched), one or a cluster, on free
+//!   loopback ports with loopback discovery, each under a watchdog that kills
+//!   it when the test process ends; a node that cannot start panics with its
+//!   log.
+//! * [`Conformance`]: the pyignite-codec conformance server
+//!   (`tests/py/ignite_server.py`) — NOT Apache Ignite: an in-memory store
+//!   whose every frame is parsed and encoded by pyignite, Apache Ignite's
+//!   Python thin client. Kept for what a real node cannot show: protocol
+//!   versions older than the node's (1.4, 1.2) and a log of every parsed
+//!   request. pyignite is installed by `.ci/run`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::{free_port, tempdir};
+use super::jvm;
+use super::{free_port, spawn_watched, tempdir};
+
+/// How to start a cluster.
+#[derive(Clone, Default)]
+pub struct IgniteOpts {
+    /// Server nodes (at least one).
+    pub nodes: usize,
+    /// Authentication on (the node's default user is `ignite`/`ignite`);
+    /// Ignite 2 allows it only with persistence, so data survives restarts.
+    pub auth: bool,
+    /// TLS on the thin-client connector: a PKCS#12 key store and its password.
+    pub tls: Option<(PathBuf, String)>,
+}
+
+/// One real Ignite server node.
+pub struct IgniteNode {
+    pub port: u16,
+    disc: u16,
+    comm: u16,
+    dir: PathBuf,
+}
+
+/// Real Apache Ignite server nodes forming one cluster.
+pub struct Ignite {
+    pub nodes: Vec<IgniteNode>,
+    opts: IgniteOpts,
+    discs: String,
+}
+
+impl Ignite {
+    /// One node, no authentication, no TLS.
+    pub fn start() -> Ignite {
+        Self::start_with(IgniteOpts {
+            nodes: 1,
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: IgniteOpts) -> Ignite {
+        let nodes: Vec<IgniteNode> = (0..opts.nodes.max(1))
+            .map(|_| IgniteNode {
+                port: free_port(),
+                disc: free_port(),
+                comm: free_port(),
+                dir: tempdir(),
+            })
+            .collect();
+        let discs = nodes
+            .iter()
+            .map(|n| n.disc.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let ignite = Ignite { nodes, opts, discs };
+        // Nodes join concurrently: each start waits for the others' discovery.
+        std::thread::scope(|s| {
+            for i in 0..ignite.nodes.len() {
+                let ig = &ignite;
+                s.spawn(move || ig.launch(i));
+            }
+        });
+        ignite
+    }
+
+    fn launch(&self, i: usize) {
+        let n = &self.nodes[i];
+        let log = n.dir.join("ignite.log");
+        let pidfile = n.dir.join("ignite.pid");
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&pidfile);
+        let mut args = vec![
+            format!("client={}", n.port),
+            format!("disc={}", n.disc),
+            format!("discs={}", self.discs),
+            format!("comm={}", n.comm),
+            format!("work={}", n.dir.join("work").display()),
+            format!("nodes={}", self.nodes.len()),
+        ];
+        if self.opts.auth {
+            args.push("auth=1".into());
+        }
+        if let Some((store, pass)) = &self.opts.tls {
+            args.push(format!("tls={}:{pass}", store.display()));
+        }
+        let mut cmd = vec![jvm::java().to_string()];
+        cmd.extend(jvm::test_jvm_flags(512));
+        cmd.push(format!("@{}", jvm::source("ignite.jvmopts")));
+        cmd.extend(["-cp".into(), jvm::classpath("ignite")]);
+        cmd.push(jvm::source("IgniteNode.java"));
+        cmd.extend(args);
+        let cmd: Vec<String> = cmd.iter().map(|a| jvm::sh_quote(a)).collect();
+        spawn_watched(
+            &format!(
+                "{} >>{} 2>&1",
+                cmd.join(" "),
+                jvm::sh_quote(&log.display().to_string())
+            ),
+            &format!(
+                "echo $pid > {}",
+                jvm::sh_quote(&pidfile.display().to_string())
+            ),
+            "",
+            "Apache Ignite",
+        );
+        jvm::wait_log(&log, &pidfile, "IGNITE-READY", "Apache Ignite node");
+    }
+
+    /// The first node's thin-client address.
+    pub fn addr(&self) -> String {
+        self.node_addr(0)
+    }
+
+    pub fn node_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// Every node's thin-client address.
+    pub fn addrs(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.node_addr(i)).collect()
+    }
+
+    /// `kill -9` of node `i`.
+    pub fn kill(&self, i: usize) {
+        let n = &self.nodes[i];
+        if let Ok(pid) = std::fs::read_to_string(n.dir.join("ignite.pid")) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok() {
+            assert!(Instant::now() < deadline, "Ignite node did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts node `i` again on its ports; without persistence it comes
+    /// back empty (as a whole cluster does when all its nodes restart).
+    pub fn restart(&self, i: usize) {
+        if !self.opts.auth {
+            let _ = std::fs::remove_dir_all(self.nodes[i].dir.join("work"));
+        }
+        self.launch(i);
+    }
+}
+
+impl Drop for Ignite {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
 
 pub struct Conformance {
     pub port: u16,

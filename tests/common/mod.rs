@@ -10,7 +10,9 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod debezium;
 pub mod ignite;
+pub mod jvm;
 pub mod relay;
 pub mod sqlcache;
 

@@ -1,0 +1,93 @@
+//! The JVM engines of the test rig (Apache Kafka, Kafka Connect with
+//! Debezium, Apache Ignite) and the JDBC clients: their jars are fetched
+//! from Maven Central, pinned by the POMs under `tests/jvm/`, into
+//! `.tools/jvm/<component>/` by `.ci/install-jvm`. A test that needs one and
+//! cannot find Java or the jars panics with what to run — it never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The classpath (`dir/*`) of one component, checked to exist.
+pub fn classpath(component: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/jvm")
+        .join(component);
+    let has_jars = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "jar"))
+        })
+        .unwrap_or(false);
+    assert!(
+        has_jars,
+        "no jars in {}: run .ci/install-jvm (Maven fetches the pinned {component} jars)",
+        dir.display()
+    );
+    format!("{}/*", dir.display())
+}
+
+/// The `java` on PATH, checked once to run.
+pub fn java() -> &'static str {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let ok = Command::new("java")
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "java (17 or newer) is not on PATH: the JVM engines cannot start");
+    });
+    "java"
+}
+
+/// A file under `tests/jvm/`.
+pub fn source(name: &str) -> String {
+    format!("{}/tests/jvm/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Quotes a word for `sh -c`.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Flags shared by every JVM the tests start: a bounded heap and a quick,
+/// frugal start on two cores (serial GC, C1 only).
+pub fn test_jvm_flags(heap_mb: u32) -> Vec<String> {
+    vec![
+        format!("-Xmx{heap_mb}m"),
+        "-XX:+UseSerialGC".into(),
+        "-XX:TieredStopAtLevel=1".into(),
+        "-Djava.awt.headless=true".into(),
+    ]
+}
+
+/// Waits until `log` contains `ready`, panicking with the log if `pidfile`'s
+/// process died or `timeout` passed first.
+pub fn wait_log(log: &Path, pidfile: &Path, ready: &str, what: &str) {
+    let timeout = Duration::from_secs(90);
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(ready) {
+            return;
+        }
+        let dead = std::fs::read_to_string(pidfile).is_ok_and(|pid| {
+            !Command::new("kill")
+                .args(["-0", pid.trim()])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if dead || start.elapsed() > timeout {
+            let tail: Vec<&str> = text.lines().rev().take(80).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "{what} did not start ({}; {:?}), log {}:\n{}",
+                if dead { "it exited" } else { "timed out" },
+                start.elapsed(),
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
