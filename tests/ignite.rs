@@ -1,15 +1,13 @@
-//! The shared tier's Ignite thin-client protocol and its use by proxies.
-//!
-//! What runs here is honest about what it is: no Apache Ignite server can
-//! run on this machine, so
-//! * frames are compared byte for byte with pyignite's encoding (Apache
+//! The shared tier's Ignite thin-client protocol and its use by proxies,
+//! against real Apache Ignite 2.17 server nodes (`common::ignite::Ignite`:
+//! one node, a three-node cluster, a node with authentication, one with
+//! TLS), plus two checks only something else can make:
+//! * frames compared byte for byte with pyignite's encoding (Apache
 //!   Ignite's own Python thin client), and
-//! * the client and two real proxies run against a conformance server whose
-//!   every frame is parsed and answered by pyignite's codec
-//!   (`tests/py/ignite_server.py`, an in-memory store, NOT Ignite).
-//!
-//! `real_ignite_node` runs against a real Ignite node when
-//! `SQLCACHE_IGNITE_ADDR` is set (`cargo test --test ignite -- --ignored`).
+//! * protocol versions older than a real 2.17 node speaks (1.4, 1.2),
+//!   against the pyignite-codec conformance server
+//!   (`tests/py/ignite_server.py`, an in-memory store, NOT Ignite), whose
+//!   request log also shows the expiry policy is left out before 1.6.
 
 mod common;
 
@@ -23,7 +21,7 @@ use ::sqlcache::cache::ignite::{
 };
 use ::sqlcache::cache::l2::Kv;
 use bytes::Bytes;
-use common::ignite::Conformance;
+use common::ignite::{Conformance, Ignite, IgniteOpts};
 use common::relay::Relay;
 use common::sqlcache::*;
 use common::*;
@@ -88,9 +86,9 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_operation_round_trips_through_pyignite() {
-    let server = Conformance::start(&[]);
-    let kv = connected(target(&server.addr())).await;
+async fn every_operation_round_trips_on_a_real_node() {
+    let ignite = Ignite::start();
+    let kv = connected(target(&ignite.addr())).await;
     kv.ping().await.unwrap();
     let key = Bytes::from_static(b"select 1\x00\xff");
     assert_eq!(
@@ -115,13 +113,17 @@ async fn every_operation_round_trips_through_pyignite() {
         kv.read(key.clone(), vec![1, 2, -1, 3]).await.unwrap(),
         (Some(value), vec![Some(11), Some(33), Some(i64::MIN), None])
     );
-    // The expiry policy travels with the put: the server drops the entry.
+    // The expiry policy travels with the put: the node drops the entry.
     let brief = Bytes::from_static(b"brief");
     kv.put_entry(brief.clone(), brief.clone(), Duration::from_millis(1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(kv.read(brief, vec![]).await.unwrap().0, None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        kv.read(brief, vec![]).await.unwrap().0,
+        None,
+        "expiry policy"
+    );
     kv.remove_entry(&key).await.unwrap();
     kv.remove_tokens(&[1]).await.unwrap();
     assert_eq!(
@@ -145,19 +147,12 @@ async fn every_operation_round_trips_through_pyignite() {
         assert_eq!(c.await.unwrap(), vec![i as i64]);
     }
     // Several addresses: a dead one first; every pooled connection moves on.
-    let handshakes = |s: &Conformance| {
-        s.requests()
-            .iter()
-            .filter(|r| r["op"] == "HANDSHAKE")
-            .count()
-    };
-    let before = handshakes(&server);
-    let mut t = target(&server.addr());
+    let mut t = target(&ignite.addr());
     t.addresses.insert(0, format!("127.0.0.1:{}", free_port()));
     t.pool_size = 3;
     let multi = connected(t).await;
     let start = Instant::now();
-    while handshakes(&server) < before + 3 {
+    while multi.live_connections() < 3 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "a connection stuck on the dead address"
@@ -167,36 +162,18 @@ async fn every_operation_round_trips_through_pyignite() {
     for _ in 0..6 {
         multi.ping().await.unwrap();
     }
-    server.assert_all_parsed();
-    let reqs = server.requests();
-    let ops: std::collections::BTreeSet<&str> =
-        reqs.iter().filter_map(|r| r["op"].as_str()).collect();
-    for op in [
-        "HANDSHAKE",
-        "OP_CACHE_GET_OR_CREATE_WITH_NAME",
-        "OP_CACHE_GET",
-        "OP_CACHE_GET_ALL",
-        "OP_CACHE_PUT",
-        "OP_CACHE_PUT_ALL",
-        "OP_CACHE_GET_AND_PUT_IF_ABSENT",
-        "OP_CACHE_REMOVE_KEY",
-        "OP_CACHE_REMOVE_KEYS",
-        "OP_CACHE_CLEAR",
-    ] {
-        assert!(ops.contains(op), "{op} never sent: {ops:?}");
-    }
-    let put = reqs
-        .iter()
-        .find(|r| r["op"] == "OP_CACHE_PUT" && r["value_len"] == 70_000)
-        .expect("the large put");
-    assert_eq!(put["expiry"]["create"], 60_000);
-    assert_eq!(put["cache"], "sqlcache_entries");
+    // Another client's view: what one connection wrote, a fresh one reads.
+    let other = connected(target(&ignite.addr())).await;
+    assert_eq!(
+        other.read(Bytes::new(), vec![2, 1005]).await.unwrap().1,
+        vec![Some(33), Some(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_arrive_as_errors_with_their_status() {
-    let server = Conformance::start(&[]);
-    let c = Conn::connect(&server.addr(), &target(&server.addr()).dial)
+    let ignite = Ignite::start();
+    let c = Conn::connect(&ignite.addr(), &target(&ignite.addr()).dial)
         .await
         .unwrap();
     // A cache nobody created.
@@ -215,11 +192,40 @@ async fn server_errors_arrive_as_errors_with_their_status() {
         .call(Request::new(codec::OP_CACHE_GET_OR_CREATE_WITH_NAME).string("x"))
         .await;
     assert!(ok.is_ok(), "{ok:?}");
-    server.assert_all_parsed();
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_handshake_negotiates_down_and_authenticates() {
+async fn a_real_node_with_authentication_refuses_wrong_credentials() {
+    let ignite = Ignite::start_with(IgniteOpts {
+        nodes: 1,
+        auth: true,
+        ..Default::default()
+    });
+    let mut t = target(&ignite.addr());
+    for auth in [None, Some(("ignite".to_string(), "wrong".to_string()))] {
+        t.dial.auth = auth;
+        let denied = Conn::connect(&ignite.addr(), &t.dial).await;
+        assert!(
+            matches!(&denied, Err(IgniteError::Handshake(m)) if m.contains("incorrect") || m.contains("Unauthenticated")),
+            "{:?}",
+            denied.err()
+        );
+    }
+    t.dial.auth = Some(("ignite".into(), "ignite".into()));
+    let c = Conn::connect(&ignite.addr(), &t.dial).await.unwrap();
+    assert_eq!(c.version, codec::Version(1, 7, 0), "a 2.17 node speaks 1.7");
+    let kv = connected(t).await;
+    kv.put_tokens(vec![(5, 6)]).await.unwrap();
+    assert_eq!(
+        kv.read(Bytes::new(), vec![5]).await.unwrap().1,
+        vec![Some(6)]
+    );
+}
+
+/// Protocol versions a real 2.17 node never falls back to: only the
+/// conformance server can offer them.
+#[tokio::test(flavor = "multi_thread")]
+async fn older_protocol_versions_negotiate_down_on_the_conformance_server() {
     let server = Conformance::start(&["--version", "1.4.0", "--auth", "ignite:secret"]);
     let mut dial = target(&server.addr()).dial;
     let denied = Conn::connect(&server.addr(), &dial).await;
@@ -266,14 +272,57 @@ async fn the_handshake_negotiates_down_and_authenticates() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tls_to_the_cluster() {
+async fn tls_to_a_real_node() {
     let dir = tempdir();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (crt, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    std::fs::write(&crt, cert.cert.pem()).unwrap();
-    std::fs::write(&key, cert.key_pair.serialize_pem()).unwrap();
-    let server = Conformance::start(&["--tls", crt.to_str().unwrap(), key.to_str().unwrap()]);
-    let mut t = target(&format!("localhost:{}", server.port));
+    let (store, crt) = (dir.join("node.p12"), dir.join("node.pem"));
+    let keytool = |args: &[&str]| {
+        let out = std::process::Command::new("keytool")
+            .args(args)
+            .output()
+            .expect("keytool (from the JDK)");
+        assert!(out.status.success(), "keytool {args:?}: {out:?}");
+    };
+    let (s, c) = (store.to_str().unwrap(), crt.to_str().unwrap());
+    keytool(&[
+        "-genkeypair",
+        "-alias",
+        "node",
+        "-keyalg",
+        "RSA",
+        "-keysize",
+        "2048",
+        "-dname",
+        "CN=localhost",
+        "-ext",
+        "SAN=dns:localhost",
+        "-validity",
+        "2",
+        "-storetype",
+        "PKCS12",
+        "-keystore",
+        s,
+        "-storepass",
+        "secret1",
+    ]);
+    keytool(&[
+        "-exportcert",
+        "-rfc",
+        "-alias",
+        "node",
+        "-keystore",
+        s,
+        "-storepass",
+        "secret1",
+        "-file",
+        c,
+    ]);
+    let ignite = Ignite::start_with(IgniteOpts {
+        nodes: 1,
+        tls: Some((store.clone(), "secret1".into())),
+        ..Default::default()
+    });
+    let port = ignite.nodes[0].port;
+    let mut t = target(&format!("localhost:{port}"));
     t.dial.tls = Some(tls_connector(&crt).unwrap());
     let kv = connected(t.clone()).await;
     kv.put_tokens(vec![(1, 2)]).await.unwrap();
@@ -285,7 +334,9 @@ async fn tls_to_the_cluster() {
     let mut plain = t.dial.clone();
     plain.tls = None;
     plain.timeout = Duration::from_secs(2);
-    assert!(Conn::connect(&server.addr(), &plain).await.is_err());
+    let t0 = Instant::now();
+    assert!(Conn::connect(&ignite.addr(), &plain).await.is_err());
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 }
 
 fn ignite_section(addr: &str) -> String {
@@ -308,8 +359,8 @@ async fn two_proxies_share_entries_and_invalidations() {
         "DROP TABLE IF EXISTS test.l2t; CREATE TABLE test.l2t (id INT PRIMARY KEY, v VARCHAR(20)); \
          INSERT INTO test.l2t SELECT seq, CONCAT('v', seq) FROM test.seq_1_to_40;",
     );
-    let server = Conformance::start(&[]);
-    let relay = Relay::start(server.addr()).await;
+    let ignite = Ignite::start();
+    let relay = Relay::start(ignite.addr()).await;
     // A reaches the store through a relay that can be cut; B directly.
     let a = Proxy::start_with(
         db.port,
@@ -317,7 +368,7 @@ async fn two_proxies_share_entries_and_invalidations() {
         &ignite_section(&format!("127.0.0.1:{}", relay.port)),
         "",
     );
-    let b = Proxy::start_with(db.port, "", &ignite_section(&server.addr()), "");
+    let b = Proxy::start_with(db.port, "", &ignite_section(&ignite.addr()), "");
     let mut ca = MyConn::new(opts(a.port, "test")).await.unwrap();
     let mut cb = MyConn::new(opts(b.port, "test")).await.unwrap();
     wait_l2(&mut ca, true).await;
@@ -375,14 +426,13 @@ async fn two_proxies_share_entries_and_invalidations() {
 
     // The store goes away altogether: both proxies answer from MySQL, no
     // client sees an error, and both come back when it returns (empty).
-    let mut server = server;
-    server.stop();
+    ignite.kill(0);
     for id in 31..=35 {
         let t = Instant::now();
         assert_eq!(value(&mut cb, "l2t", id).await, Some(format!("v{id}")));
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
-    server.restart();
+    tokio::task::block_in_place(|| ignite.restart(0));
     wait_l2(&mut cb, true).await;
     wait_l2(&mut ca, true).await;
     // A fills again once it has reconnected; B is then served A's fill.
@@ -401,45 +451,78 @@ async fn two_proxies_share_entries_and_invalidations() {
     }
     assert_eq!(value(&mut cb, "l2t", id).await, Some(format!("v{id}")));
     assert_eq!(last(&mut cb).await, "hit(l2)");
-    server.assert_all_parsed();
     drop((a, b));
 }
 
-/// Against a real Apache Ignite node (not run here: none can run on this
-/// machine). `SQLCACHE_IGNITE_ADDR=host:10800 cargo test --test ignite --
-/// --ignored` — it fails loudly when the variable is missing.
+/// Two proxies on a three-node cluster, each given every node's address
+/// (in different orders). Entries are shared across nodes; when the node
+/// A's connections reached is killed (no backups: its partitions' entries
+/// and tokens are gone), A fails over, its writes' invalidations still
+/// land, and a cold proxy reads only current rows.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs a real Ignite node: set SQLCACHE_IGNITE_ADDR"]
-async fn real_ignite_node() {
-    let addr = std::env::var("SQLCACHE_IGNITE_ADDR")
-        .expect("SQLCACHE_IGNITE_ADDR=host:port of a real Ignite node");
-    let mut t = target(&addr);
-    t.cache_name = format!("sqlcache_test_{}", std::process::id());
-    t.tokens_cache_name = format!("{}_tokens", t.cache_name);
-    if let Ok(user) = std::env::var("SQLCACHE_IGNITE_USER") {
-        t.dial.auth = Some((
-            user,
-            std::env::var("SQLCACHE_IGNITE_PASSWORD").unwrap_or_default(),
-        ));
-    }
-    let kv = connected(t).await;
-    kv.ping().await.unwrap();
-    assert_eq!(kv.create_tokens(vec![(1, 11)]).await.unwrap(), vec![11]);
-    kv.put_tokens(vec![(-1, 5)]).await.unwrap();
-    let key = Bytes::from_static(b"k");
-    let v = Bytes::from(vec![3u8; 100_000]);
-    kv.put_entry(key.clone(), v.clone(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(
-        kv.read(key.clone(), vec![1, -1, 2]).await.unwrap(),
-        (Some(v), vec![Some(11), Some(5), None])
+async fn a_three_node_cluster_shares_entries_and_survives_losing_a_node() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.l2c; CREATE TABLE test.l2c (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO test.l2c SELECT seq, CONCAT('v', seq) FROM test.seq_1_to_30;",
     );
-    kv.put_entry(key.clone(), key.clone(), Duration::from_millis(1))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(kv.read(key, vec![]).await.unwrap().0, None, "expiry policy");
-    kv.remove_tokens(&[1, -1]).await.unwrap();
-    kv.clear_entries().await.unwrap();
+    let ignite = tokio::task::block_in_place(|| {
+        Ignite::start_with(IgniteOpts {
+            nodes: 3,
+            ..Default::default()
+        })
+    });
+    let addrs = ignite.addrs();
+    let section = |order: [usize; 3]| {
+        let list: Vec<String> = order.iter().map(|&i| format!("\"{}\"", addrs[i])).collect();
+        format!(
+            "\n[cache.ignite]\nenabled = true\naddresses = [{}]\ntimeout = \"300ms\"\nwrite_timeout = \"1s\"\n",
+            list.join(", ")
+        )
+    };
+    let a = Proxy::start_with(db.port, "", &section([0, 1, 2]), "");
+    let b = Proxy::start_with(db.port, "", &section([1, 2, 0]), "");
+    let mut ca = MyConn::new(opts(a.port, "test")).await.unwrap();
+    let mut cb = MyConn::new(opts(b.port, "test")).await.unwrap();
+    wait_l2(&mut ca, true).await;
+    wait_l2(&mut cb, true).await;
+    for id in 1..=20 {
+        assert_eq!(value(&mut ca, "l2c", id).await, Some(format!("v{id}")));
+    }
+    let d = Deadline::new(Duration::from_secs(10), "A's fills");
+    while status(&mut ca, "l2_fills").await != "20" {
+        d.tick().await;
+    }
+    for id in 1..=20 {
+        assert_eq!(value(&mut cb, "l2c", id).await, Some(format!("v{id}")));
+        assert_eq!(last(&mut cb).await, "hit(l2)", "row {id} through node 1");
+    }
+
+    tokio::task::block_in_place(|| ignite.kill(0));
+    for id in 1..=10 {
+        let t = Instant::now();
+        ca.query_drop(format!("UPDATE l2c SET v = 'new{id}' WHERE id = {id}"))
+            .await
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(value(&mut ca, "l2c", id).await, Some(format!("new{id}")));
+    }
+    wait_l2(&mut ca, true).await;
+    assert_eq!(status(&mut ca, "l2_pending").await, "0");
+    // A cold proxy on the surviving nodes sees every write A acknowledged.
+    let c = Proxy::start_with(db.port, "", &section([2, 1, 0]), "");
+    let mut cc = MyConn::new(opts(c.port, "test")).await.unwrap();
+    wait_l2(&mut cc, true).await;
+    let mut from_l2 = 0;
+    for id in 1..=20 {
+        let want = if id <= 10 {
+            format!("new{id}")
+        } else {
+            format!("v{id}")
+        };
+        assert_eq!(value(&mut cc, "l2c", id).await, Some(want), "row {id}");
+        from_l2 += usize::from(last(&mut cc).await == "hit(l2)");
+    }
+    eprintln!("after losing a node: {from_l2} of 20 rows served from L2");
+    drop((a, b, c));
 }

@@ -118,7 +118,10 @@ impl Broker {
                 jvm::sh_quote(&props.display().to_string()),
                 jvm::sh_quote(&log.display().to_string())
             ),
-            &format!("echo $pid > {}", jvm::sh_quote(&pidfile.display().to_string())),
+            &format!(
+                "echo $pid > {}",
+                jvm::sh_quote(&pidfile.display().to_string())
+            ),
             "",
             "Apache Kafka",
         );

@@ -35,7 +35,10 @@ pub fn java() -> &'static str {
             .arg("-version")
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(ok, "java (17 or newer) is not on PATH: the JVM engines cannot start");
+        assert!(
+            ok,
+            "java (17 or newer) is not on PATH: the JVM engines cannot start"
+        );
     });
     "java"
 }

@@ -137,13 +137,22 @@ impl IgniteKv {
 
     /// True once at least one pooled connection is live.
     pub fn is_connected(&self) -> bool {
-        self.inner.slots.iter().any(|s| {
-            s.conn
-                .lock()
-                .unwrap()
-                .as_ref()
-                .is_some_and(|c| c.is_alive())
-        })
+        self.live_connections() > 0
+    }
+
+    /// How many pooled connections are live (diagnostics, tests).
+    pub fn live_connections(&self) -> usize {
+        self.inner
+            .slots
+            .iter()
+            .filter(|s| {
+                s.conn
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|c| c.is_alive())
+            })
+            .count()
     }
 }
 
