@@ -10,166 +10,19 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::broker::Broker;
+use common::broker::{consume_until, Broker, Msg};
+use common::cdc::Cdc;
 use common::relay::Relay;
 use common::sqlcache::*;
+use common::types::{as_text, type_row, TYPES, TYPES_DDL};
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value as Json;
-
-/// The real binary running `sqlcache cdc`, killed on drop.
-struct Cdc {
-    child: Child,
-    log: PathBuf,
-    config: PathBuf,
-}
-
-impl Cdc {
-    fn start(db: &MariaDb, broker: &Broker, state: &Path, cdc_extra: &str) -> Cdc {
-        Self::start_to(db.port, &broker.addr(), state, cdc_extra)
-    }
-
-    /// Publishing from the MySQL on `backend_port` to `brokers` (relays, say).
-    fn start_to(backend_port: u16, brokers: &str, state: &Path, cdc_extra: &str) -> Cdc {
-        let dir = tempdir();
-        let config = dir.join("proxy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[backend]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"root\"\npassword = \"\"\n\n\
-                 [[users]]\nname = \"root\"\n\n\
-                 [log]\nlevel = \"info,sqlcache=debug\"\n\n\
-                 [cdc]\nbrokers = \"{}\"\nstate = \"{}\"\n{cdc_extra}\n",
-                backend_port,
-                brokers,
-                state.display()
-            ),
-        )
-        .unwrap();
-        Self::run(config, dir.join("cdc.log"))
-    }
-
-    fn run(config: PathBuf, log: PathBuf) -> Cdc {
-        let child = Command::new(env!("CARGO_BIN_EXE_sqlcache"))
-            .arg("cdc")
-            .arg("--config")
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("start sqlcache cdc");
-        Cdc { child, log, config }
-    }
-
-    /// Starts it again with the same configuration and state.
-    fn restart(&mut self) {
-        self.kill();
-        let fresh = Self::run(self.config.clone(), self.log.clone());
-        let old = std::mem::replace(self, fresh);
-        std::mem::forget(old);
-    }
-
-    /// SIGKILL: no chance to save anything on the way out.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Cdc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- sqlcache cdc log (last lines):\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        self.kill();
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Msg {
-    key: Option<Json>,
-    value: Option<Json>,
-}
-
-impl Msg {
-    fn op(&self) -> Option<&str> {
-        self.value.as_ref()?.get("op")?.as_str()
-    }
-    fn after(&self) -> &Json {
-        &self.value.as_ref().unwrap()["after"]
-    }
-    fn before(&self) -> &Json {
-        &self.value.as_ref().unwrap()["before"]
-    }
-}
-
-/// Reads `topic` (partition 0) from the beginning until `done` holds for
-/// what arrived; panics after `limit`.
-fn consume_until(
-    broker: &Broker,
-    topic: &str,
-    limit: Duration,
-    done: impl Fn(&[Msg]) -> bool,
-) -> Vec<Msg> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .set("group.id", format!("t-{}", free_port()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let mut got = Vec::new();
-    let start = Instant::now();
-    loop {
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{topic}: condition not met within {limit:?}; {} messages: {:#?}",
-            got.len(),
-            got.iter().rev().take(5).collect::<Vec<_>>()
-        );
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.unwrap_or_else(|e| panic!("consume {topic}: {e}"));
-            let parse = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice(b).unwrap());
-            got.push(Msg {
-                key: parse(m.key()),
-                value: parse(m.payload()),
-            });
-        }
-    }
-}
 
 /// Reads `topic` with kafka-python until `done` holds (or `limit` passed:
 /// then returns what there is): the tests that check every value of every
@@ -231,88 +84,6 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 async fn root(db: &MariaDb) -> Conn {
     Conn::new(opts(db.port, "test")).await.unwrap()
-}
-
-/// (column, SQL computing Debezium's value as text) for the type table.
-const TYPES: &[(&str, &str)] = &[
-    ("id", "id"),
-    ("ti", "ti"),
-    ("tu", "tu"),
-    ("si", "si"),
-    ("mu", "mu"),
-    ("iu", "iu"),
-    ("bi", "bi"),
-    ("bu", "bu"),
-    ("f", "f"),
-    ("d", "d"),
-    ("de", "de"),
-    ("dt", "DATEDIFF(dt, '1970-01-01')"),
-    ("dtm", "TIMESTAMPDIFF(SECOND, '1970-01-01', dtm) * 1000"),
-    (
-        "dtm3",
-        "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', dtm3) DIV 1000",
-    ),
-    ("dtm6", "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', dtm6)"),
-    (
-        "ts",
-        "CONCAT(DATE_FORMAT(ts, '%Y-%m-%dT%H:%i:%s.'), LEFT(DATE_FORMAT(ts, '%f'), 3), 'Z')",
-    ),
-    ("tm", "CAST(TIME_TO_SEC(tm) * 1000000 AS SIGNED)"),
-    ("yr", "yr + 0"),
-    ("c", "c"),
-    ("vc", "vc"),
-    ("tx", "tx"),
-    ("l1", "CONVERT(l1 USING utf8mb4)"),
-    ("bn", "TO_BASE64(bn)"),
-    ("vb", "TO_BASE64(vb)"),
-    ("bl", "TO_BASE64(bl)"),
-    ("js", "js"),
-    ("en", "en"),
-    ("st", "st"),
-    ("b1", "IF(b1 IS NULL, NULL, IF(b1 = 1, 'true', 'false'))"),
-    ("b12", "TO_BASE64(REVERSE(CAST(b12 AS BINARY)))"),
-    ("n", "n"),
-];
-
-const TYPES_DDL: &str = "CREATE TABLE t (
-    id INT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, mu MEDIUMINT UNSIGNED,
-    iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED, f FLOAT, d DOUBLE, de DECIMAL(24,6),
-    dt DATE, dtm DATETIME, dtm3 DATETIME(3), dtm6 DATETIME(6), ts TIMESTAMP(3) NULL,
-    tm TIME(6), yr YEAR, c CHAR(5), vc VARCHAR(50), tx TEXT,
-    l1 VARCHAR(20) CHARACTER SET latin1, bn BINARY(4), vb VARBINARY(10), bl BLOB, js JSON,
-    en ENUM('a','b','c'), st SET('x','y','z'), b1 BIT(1), b12 BIT(12), n INT NULL)";
-
-fn type_row(id: i64) -> String {
-    match id % 3 {
-        0 => format!(
-            "({id}, -128, 255, -32768, 16777215, 4294967295, -9223372036854775808, \
-             18446744073709551615, -1.5, 0.001, '-123456789012345678.123456', '1969-07-20', \
-             '2038-01-19 03:14:08', '1999-12-31 23:59:59.999', '2024-02-29 13:14:15.123456', \
-             '2024-02-29 13:14:15.5', '-838:59:59.000000', 1901, 'ab', 'héllo wörld ✓', \
-             'a long text', 'café €', x'0102', x'00ff10', x'deadbeef', '{{\"a\": [1, 2, {{\"b\": null}}]}}', \
-             'c', 'x,z', b'1', b'100000000001', NULL)"
-        ),
-        1 => format!(
-            "({id}, 127, 0, 32767, 0, 0, 9223372036854775807, 0, 3.25, -2.5e-10, '0.000001', \
-             '2000-03-01', '1970-01-01 00:00:00', '1970-01-01 00:00:00.001', \
-             '1970-01-01 00:00:00.000001', '1970-01-01 00:00:01.000', '00:00:00.000001', 2155, \
-             '', '', '', '', x'', x'', x'', '[]', 'a', '', b'0', b'000000000000', 7)"
-        ),
-        _ => format!(
-            "({id}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-             NULL, NULL, NULL)"
-        ),
-    }
-}
-
-/// Debezium's JSON value as the text MariaDB prints for the same value.
-fn as_text(v: &Json) -> Option<String> {
-    match v {
-        Json::Null => None,
-        Json::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
 }
 
 /// Asserts `after` equals what MariaDB computes for row `id` of `db`.t.

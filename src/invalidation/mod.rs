@@ -5,7 +5,11 @@
 //! `tags` turns them into cache tags. A row event names its row by column
 //! values; it becomes a row tag only when the table's primary-key facts are
 //! known and every key value is an integer, and otherwise the table's tags.
-//! Every row event also bumps the table's "any write" tag. Anything a decoder
+//! Every row event also bumps the table's "any write" tag. A negative key
+//! value is also invalidated as its unsigned 64-bit twin (`twins`): Debezium
+//! publishes BIGINT UNSIGNED values of 2^63 and above as negative longs by
+//! default, and the proxy cannot tell the column's signedness from the
+//! event; only one of the two tags can name a real row. Anything a decoder
 //! cannot read becomes a table event, or `Everything` when even the table is
 //! unknown: an unreadable message never leaves the cache trusting old data.
 
@@ -156,12 +160,43 @@ pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
                 })
                 .collect();
             match values {
-                Some(v) if info.integer_key() => tags.push(Tag::row(db, table, &v.join("\u{1f}"))),
+                Some(v) if info.integer_key() => match twins(&v) {
+                    Some(keys) => {
+                        tags.extend(keys.iter().map(|k| Tag::row(db, table, &k.join("\u{1f}"))))
+                    }
+                    None => tags.push(Tag::table(db, table)),
+                },
                 _ => tags.push(Tag::table(db, table)),
             }
             Effect::Tags(tags)
         }
     }
+}
+
+/// Every reading of canonical integer key values where each negative one
+/// may also be the same 64 bits read as unsigned (v + 2^64); `None` when
+/// that would be more than 8 keys (the caller falls back to the table).
+fn twins(values: &[String]) -> Option<Vec<Vec<String>>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::with_capacity(values.len())];
+    for v in values {
+        let twin = v
+            .parse::<i64>()
+            .ok()
+            .filter(|i| *i < 0)
+            .map(|i| (i as u64).to_string());
+        if let Some(t) = twin {
+            if out.len() >= 8 {
+                return None;
+            }
+            let mut other = out.clone();
+            other.iter_mut().for_each(|k| k.push(t.clone()));
+            out.iter_mut().for_each(|k| k.push(v.clone()));
+            out.extend(other);
+        } else {
+            out.iter_mut().for_each(|k| k.push(v.clone()));
+        }
+    }
+    Some(out)
 }
 
 fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &str) {
@@ -196,6 +231,25 @@ pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_key_values_have_unsigned_twins() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(twins(&s(&["5", "7"])), Some(vec![s(&["5", "7"])]));
+        assert_eq!(
+            twins(&s(&["-9223372036854775808", "1"])),
+            Some(vec![
+                s(&["-9223372036854775808", "1"]),
+                s(&["9223372036854775808", "1"])
+            ])
+        );
+        assert_eq!(twins(&s(&["-1", "-2"])).map(|k| k.len()), Some(4));
+        assert_eq!(
+            twins(&s(&["-1"; 4])),
+            None,
+            "16 readings: the table instead"
+        );
+    }
 
     #[test]
     fn unknown_tables_get_table_tags_and_table_events_forget_facts() {
@@ -237,6 +291,20 @@ mod tests {
                 Effect::Tags(vec![Tag::any_write("d", "t"), Tag::row("d", "t", "5")])
             );
         }
+        // A negative value may be a BIGINT UNSIGNED that Debezium wrapped.
+        let ev = ChangeEvent::Row {
+            db: "d".into(),
+            table: "t".into(),
+            key: vec![("id".into(), "-1".into())],
+        };
+        assert_eq!(
+            tags(&ev, &s),
+            Effect::Tags(vec![
+                Tag::any_write("d", "t"),
+                Tag::row("d", "t", "-1"),
+                Tag::row("d", "t", &u64::MAX.to_string()),
+            ])
+        );
         s.remember("d", "s", Some(info(false)));
         let ev = ChangeEvent::Row {
             db: "d".into(),

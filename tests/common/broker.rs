@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value as Json;
 
 use super::jvm;
 use super::{free_port, spawn_watched, tempdir};
@@ -204,5 +207,65 @@ impl Drop for Broker {
     /// of the binary get the cores back.
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// One Kafka message, key and value parsed as JSON (`None`: null).
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub key: Option<Json>,
+    pub value: Option<Json>,
+}
+
+impl Msg {
+    pub fn op(&self) -> Option<&str> {
+        self.value.as_ref()?.get("op")?.as_str()
+    }
+    pub fn after(&self) -> &Json {
+        &self.value.as_ref().unwrap()["after"]
+    }
+    pub fn before(&self) -> &Json {
+        &self.value.as_ref().unwrap()["before"]
+    }
+}
+
+/// Reads `topic` (partition 0) from the beginning until `done` holds for
+/// what arrived; panics after `limit`.
+pub fn consume_until(
+    broker: &Broker,
+    topic: &str,
+    limit: Duration,
+    done: impl Fn(&[Msg]) -> bool,
+) -> Vec<Msg> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("group.id", format!("t-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let start = Instant::now();
+    loop {
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{topic}: condition not met within {limit:?}; {} messages: {:#?}",
+            got.len(),
+            got.iter().rev().take(5).collect::<Vec<_>>()
+        );
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap_or_else(|e| panic!("consume {topic}: {e}"));
+            let parse = |b: Option<&[u8]>| b.map(|b| serde_json::from_slice(b).unwrap());
+            got.push(Msg {
+                key: parse(m.key()),
+                value: parse(m.payload()),
+            });
+        }
     }
 }

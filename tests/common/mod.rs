@@ -10,11 +10,13 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod cdc;
 pub mod debezium;
 pub mod ignite;
 pub mod jvm;
 pub mod relay;
 pub mod sqlcache;
+pub mod types;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
