@@ -6,13 +6,21 @@
 //! means unknown, so the next `sync` sets it. Pure functions compute the SQL
 //! that brings a connection in line; values are re-sent as the client wrote
 //! them, so the server interprets them exactly as it did the first time.
+//! A `sql_mode` appended to (`CONCAT(@@sql_mode, ',X')`) is kept as an
+//! expression that needs no session value: `CONCAT(<previous>, ',X')`, with
+//! the server default written `@@global.sql_mode` (so a `SET GLOBAL sql_mode`
+//! between connect and a later statement is seen by that statement, where
+//! MySQL would keep the session's copy).
 
 use crate::classify::TrackedSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionVars {
     pub db: Option<String>,
-    /// `SET NAMES` argument, e.g. `utf8mb4 COLLATE utf8mb4_general_ci`.
+    /// `SET NAMES` argument, e.g. `utf8mb4 COLLATE utf8mb4_general_ci`,
+    /// followed by `, character_set_results = <v>` when that was set after
+    /// it (so both travel, and key the cache, together; `SET NAMES` resets
+    /// it, as on the server).
     pub names: String,
     pub autocommit: bool,
     /// `None`: the server default.
@@ -39,10 +47,21 @@ impl SessionVars {
             TrackedSet::Names(n) => self.names = n.clone(),
             TrackedSet::Autocommit(a) => self.autocommit = *a,
             TrackedSet::SqlMode(m) => self.sql_mode = Some(m.clone()),
+            TrackedSet::CharsetResults(v) => {
+                let base = self.names.split(RESULTS).next().unwrap_or_default();
+                self.names = format!("{base}{RESULTS}{v}");
+            }
+            TrackedSet::SqlModeAppend(s) => {
+                let base = self.sql_mode.as_deref().unwrap_or("@@global.sql_mode");
+                self.sql_mode = Some(format!("CONCAT({base}, {s})"));
+            }
             TrackedSet::TimeZone(t) => self.time_zone = Some(t.clone()),
         }
     }
 }
+
+/// Joins `character_set_results` to the `SET NAMES` text.
+const RESULTS: &str = ", character_set_results = ";
 
 /// `SET NAMES` text for a handshake collation id.
 pub fn names_for_collation(id: u8) -> String {
@@ -182,6 +201,35 @@ mod tests {
         assert!(set_statement(&b, &vars(), false)
             .unwrap()
             .contains("sql_mode = DEFAULT"));
+    }
+
+    #[test]
+    fn an_appended_sql_mode_is_reapplied_without_session_values() {
+        let mut w = vars();
+        w.apply(&TrackedSet::SqlModeAppend("',STRICT_TRANS_TABLES'".into()));
+        w.apply(&TrackedSet::SqlModeAppend("',ANSI_QUOTES'".into()));
+        let sql = set_statement(&Applied::fresh(), &w, false).unwrap();
+        assert!(
+            sql.contains(
+                "sql_mode = CONCAT(CONCAT(@@global.sql_mode, ',STRICT_TRANS_TABLES'), ',ANSI_QUOTES')"
+            ),
+            "{sql}"
+        );
+        w.apply(&TrackedSet::SqlMode("'ANSI'".into()));
+        w.apply(&TrackedSet::SqlModeAppend("',X'".into()));
+        assert_eq!(w.sql_mode.as_deref(), Some("CONCAT('ANSI', ',X')"));
+    }
+
+    #[test]
+    fn character_set_results_follows_names_until_names_change() {
+        let mut w = vars();
+        w.apply(&TrackedSet::CharsetResults("NULL".into()));
+        w.apply(&TrackedSet::CharsetResults("NULL".into()));
+        let sql = set_statement(&Applied::fresh(), &w, false).unwrap();
+        assert!(sql.contains(", character_set_results = NULL"), "{sql}");
+        assert_eq!(sql.matches("character_set_results").count(), 1, "{sql}");
+        w.apply(&TrackedSet::Names("latin1".into()));
+        assert_eq!(w.names, "latin1");
     }
 
     #[test]

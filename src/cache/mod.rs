@@ -313,11 +313,19 @@ impl Cache {
 }
 
 /// The canonical text of an integer key value, or None if the value does not
-/// denote exactly one integer (then no row tag can be trusted).
+/// denote exactly one integer (then no row tag can be trusted). A binary
+/// DOUBLE/FLOAT parameter (Node's mysql2 sends every JS number as one) is
+/// an integer key when it is integral and below 2^53: MySQL compares an
+/// integer column with it as a double, which is exact there.
 pub fn canonical_int(v: &Value) -> Option<String> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match v {
         Value::Int(i) => Some(i.to_string()),
         Value::UInt(u) => Some(u.to_string()),
+        Value::Double(f) if f.fract() == 0.0 && f.abs() < EXACT => Some((*f as i64).to_string()),
+        Value::Float(f) if f.fract() == 0.0 && f64::from(*f).abs() < EXACT => {
+            Some((*f as i64).to_string())
+        }
         Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(parse_int),
         _ => None,
     }
@@ -370,7 +378,12 @@ mod tests {
         for bad in ["5.0", "5abc", "", "1e3", "0x10"] {
             assert_eq!(canonical_int(&b(bad)), None, "{bad}");
         }
-        assert_eq!(canonical_int(&Value::Double(5.0)), None);
+        assert_eq!(canonical_int(&Value::Double(5.0)), Some("5".into()));
+        assert_eq!(canonical_int(&Value::Double(-0.0)), Some("0".into()));
+        assert_eq!(canonical_int(&Value::Float(7.0)), Some("7".into()));
+        for bad in [5.5, 9_007_199_254_740_992.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(canonical_int(&Value::Double(bad)), None, "{bad}");
+        }
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub enum TrackedSet {
     Names(String),
     Autocommit(bool),
     SqlMode(String),
+    /// `sql_mode = CONCAT(@@sql_mode, '<text>')`: the quoted text appended
+    /// to the session's current mode (what MariaDB Connector/J sends at
+    /// every connect).
+    SqlModeAppend(String),
+    /// `character_set_results = <value>` (MySQL Connector/J sends `NULL`
+    /// at connect: results unconverted); a later `SET NAMES` resets it.
+    CharsetResults(String),
     TimeZone(String),
 }
 
@@ -279,12 +286,29 @@ fn set_item(item: &[Token<'_>], fx: &mut Effects) {
     let tracked = match (lname.as_str(), simple) {
         ("autocommit", Some(v)) => autocommit_value(v).map(TrackedSet::Autocommit),
         ("sql_mode", Some(v)) => Some(TrackedSet::SqlMode(v.to_string())),
+        ("sql_mode", None) => sql_mode_append(value).map(TrackedSet::SqlModeAppend),
+        ("character_set_results", Some(v)) => Some(TrackedSet::CharsetResults(v.to_string())),
         ("time_zone", Some(v)) => Some(TrackedSet::TimeZone(v.to_string())),
         _ => None,
     };
     match tracked {
         Some(s) => fx.sets.push(s),
         None => pin(fx, PinReason::SessionVariable),
+    }
+}
+
+/// The quoted suffix of `CONCAT(@@[session.|local.]sql_mode, '<suffix>')`.
+fn sql_mode_append(value: &[Token<'_>]) -> Option<String> {
+    match value {
+        [Token::Word(f), Token::Punct('('), Token::SysVar(v), Token::Punct(','), Token::Str(s), Token::Punct(')')]
+            if f.eq_ignore_ascii_case("concat")
+                && ["sql_mode", "session.sql_mode", "local.sql_mode"]
+                    .iter()
+                    .any(|n| v.eq_ignore_ascii_case(n)) =>
+        {
+            Some(s.to_string())
+        }
+        _ => None,
     }
 }
 
@@ -342,8 +366,14 @@ mod tests {
                 Some(FoundRows),
             ),
             ("SET SESSION wait_timeout = 10", Some(SessionVariable)),
+            ("SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')", None),
+            ("SET character_set_results = NULL", None),
             (
-                "SET @@session.sql_mode = CONCAT(@@sql_mode, ',X')",
+                "SET sql_mode = CONCAT(@@global.sql_mode, ',X')",
+                Some(SessionVariable),
+            ),
+            (
+                "SET sql_mode = CONCAT(@@sql_mode, @x)",
                 Some(SessionVariable),
             ),
             (

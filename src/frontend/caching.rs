@@ -728,6 +728,7 @@ mod tests {
     fn composite_keys_join_canonically() {
         let v = [Value::Bytes(b" 05".to_vec()), Value::Int(7)];
         assert_eq!(canonical_pk(&v).as_deref(), Some("5\u{1f}7"));
-        assert_eq!(canonical_pk(&[Value::Double(1.0)]), None);
+        assert_eq!(canonical_pk(&[Value::Double(1.0)]).as_deref(), Some("1"));
+        assert_eq!(canonical_pk(&[Value::Double(1.5)]), None);
     }
 }

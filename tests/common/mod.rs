@@ -351,11 +351,17 @@ pub fn cli(port: u16, db: &str, sql: &str, extra: &[&str]) -> std::process::Outp
 /// `N passed, 0 failed` and exited 0; `context` is shown on failure.
 pub fn python_check(script: &str, args: &[&str], context: impl Fn() -> String) {
     let path = format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3")
-        .arg(&path)
-        .args(args)
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path).args(args);
+    run_check(script, &mut cmd, context);
+}
+
+/// Runs a client program that prints `N passed, M failed`, and asserts it
+/// reported no failure and exited 0; `context` is shown on failure.
+pub fn run_check(what: &str, cmd: &mut Command, context: impl Fn() -> String) {
+    let out = cmd
         .output()
-        .expect("python3 (with PyMySQL: .ci/run installs it)");
+        .unwrap_or_else(|e| panic!("cannot run {what} ({cmd:?}): {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -363,7 +369,7 @@ pub fn python_check(script: &str, args: &[&str], context: impl Fn() -> String) {
     );
     assert!(
         out.status.success() && text.contains(" passed, 0 failed"),
-        "{script} failed:\n{text}\n{}",
+        "{what} failed:\n{text}\n{}",
         context()
     );
 }
