@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `sqlcache cdc` publishing to a real Kafka-protocol broker (tansu):
+# `sqlcache cdc` publishing to a private Apache Kafka:
 #  * throughput: row events/s for one bulk UPDATE of ROWS rows (default
 #    100000), from the UPDATE's start until Kafka acknowledged the last
 #    event (the publisher's own acked-rows counter, read from /metrics);
@@ -14,7 +14,6 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 ROWS=${ROWS:-100000}
 COMMITS=${COMMITS:-500}
 
-.ci/install-tansu
 cargo build --release --quiet --bin sqlcache
 bench_workdir
 
@@ -22,11 +21,8 @@ DB_PORT=$(free_port)
 start_mariadb "$WORK/db" "$DB_PORT"
 pids+=("$MARIADB_PID")
 KAFKA_PORT=$(free_port)
-.tools/bin/tansu broker --storage-engine memory://tansu/ \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    >"$WORK/tansu.log" 2>&1 &
-pids+=($!)
-wait_port "$KAFKA_PORT"
+start_kafka "$WORK/kafka" "$KAFKA_PORT"
+pids+=("$KAFKA_PID")
 
 sql() { mariadb --no-defaults -uroot --socket="$WORK/db/sock" -e "$1"; }
 sql "CREATE DATABASE bench; USE bench;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Invalidation lag of the Kafka change feed: a write made directly on MariaDB
-# → its Debezium event on a real Kafka-protocol broker (tansu) → the proxy
+# → its Debezium event on a private Apache Kafka → the proxy
 # stops serving the old value. Prints p50/p99 over WRITES writes (default
 # 1000). Target: p99 ≤ 50 ms on loopback.
 set -euo pipefail
@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 WRITES=${WRITES:-1000}
 
-.ci/install-tansu
 cargo build --release --quiet --bin sqlcache --example feed_lag
 bench_workdir
 
@@ -18,11 +17,8 @@ start_mariadb "$WORK/db" "$DB_PORT"
 pids+=("$MARIADB_PID")
 
 KAFKA_PORT=$(free_port)
-.tools/bin/tansu broker --storage-engine memory://tansu/ \
-    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    >"$WORK/tansu.log" 2>&1 &
-pids+=($!)
-wait_port "$KAFKA_PORT"
+start_kafka "$WORK/kafka" "$KAFKA_PORT"
+pids+=("$KAFKA_PID")
 
 start_proxy "$WORK" "$DB_PORT" "
 [invalidation.kafka]

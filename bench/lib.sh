@@ -81,3 +81,93 @@ bench_workdir() {
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 }
+
+# java_cp COMPONENT -> the class path of .tools/jvm/COMPONENT (.ci/install-jvm)
+java_cp() {
+    [[ -d .tools/jvm/$1 ]] || .ci/install-jvm >&2
+    echo ".tools/jvm/$1/*"
+}
+
+# wait_log FILE TEXT [COUNT] -> waits until TEXT appears COUNT times (120 s)
+wait_log() {
+    for _ in $(seq 1 1200); do
+        (( $(grep -c -- "$2" "$1" 2>/dev/null || true) >= ${3:-1} )) && return 0
+        sleep 0.1
+    done
+    echo "'$2' not in $1 within 120 s" >&2
+    tail -40 "$1" >&2
+    return 1
+}
+
+# start_kafka DIR PORT -> Apache Kafka (KRaft, one process), sets KAFKA_PID
+start_kafka() {
+    local dir=$1 port=$2 ctl
+    ctl=$(free_port)
+    mkdir -p "$dir"
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$ctl
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+    local cp id
+    cp=$(java_cp kafka)
+    id=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log"
+    java -Xmx1g -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+    KAFKA_PID=$!
+    wait_log "$dir/kafka.log" "Kafka Server started"
+}
+
+# start_debezium DIR KAFKA_PORT DB_PORT PREFIX DATABASES [extra connector lines]
+# -> Debezium's MariaDB connector under Connect standalone, sets DEBEZIUM_PID
+# once it streams.
+start_debezium() {
+    local dir=$1 kafka=$2 db=$3 prefix=$4 dbs=$5 extra=${6:-}
+    mkdir -p "$dir"
+    cat >"$dir/worker.properties" <<PROPS
+bootstrap.servers=127.0.0.1:$kafka
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+offset.storage.file.filename=$dir/offsets
+offset.flush.interval.ms=1000
+listeners=http://127.0.0.1:$(free_port)
+plugin.discovery=only_scan
+PROPS
+    cat >"$dir/connector.properties" <<PROPS
+name=$prefix
+connector.class=io.debezium.connector.mariadb.MariaDbConnector
+tasks.max=1
+database.hostname=127.0.0.1
+database.port=$db
+database.user=root
+database.password=
+database.server.id=$((5000 + RANDOM))
+topic.prefix=$prefix
+database.include.list=$dbs
+schema.history.internal.kafka.bootstrap.servers=127.0.0.1:$kafka
+schema.history.internal.kafka.topic=history.$prefix
+skipped.operations=none
+decimal.handling.mode=string
+topic.creation.default.replication.factor=1
+topic.creation.default.partitions=1
+$extra
+PROPS
+    java -Xmx1g -cp "$(java_cp kafka):$(java_cp debezium)" \
+        org.apache.kafka.connect.cli.ConnectStandalone "$dir/worker.properties" \
+        "$dir/connector.properties" >"$dir/connect.log" 2>&1 &
+    DEBEZIUM_PID=$!
+    wait_log "$dir/connect.log" "Starting streaming"
+}

@@ -5,9 +5,8 @@
 //! for the broker's acknowledgement, then read through the proxy until the
 //! new value shows. Lag = commit acknowledged → first read of the new value
 //! (publish time included: a real publisher pays it too). Prints p50/p99/max.
-//! The wait is dominated by the consumer's fetch wait: tansu answers a fetch
-//! only when `fetch.wait.max.ms` runs out (a Kafka broker answers as soon as
-//! data arrives), so the default 10 ms bounds it here.
+//! The bench's broker is Apache Kafka, which answers a fetch as soon as data
+//! arrives (`fetch.wait.max.ms` only bounds an idle wait).
 
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     direct
         .query_drop(format!("INSERT INTO lag VALUES {}", rows.join(",")))
         .await?;
-    // tansu creates no topic on first use.
+    // The bench broker creates no topic on first use.
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         ClientConfig::new()
             .set("bootstrap.servers", &brokers)
