@@ -288,7 +288,7 @@ fn incidental(path: &str) -> bool {
 async fn sqlcache_cdc_and_debezium_publish_the_same_events() {
     let db = mariadb();
     let rig = rig();
-    let _cdc = Cdc::start(
+    let cdc = Cdc::start(
         db,
         &rig.broker,
         &tempdir().join("state.json"),
@@ -303,9 +303,9 @@ async fn sqlcache_cdc_and_debezium_publish_the_same_events() {
     writes.push("UPDATE dbz_cmp.t SET id = 10 WHERE id = 1".into());
     writes.push("DELETE FROM dbz_cmp.t WHERE id = 2".into());
     // Our publisher must be streaming before the first write.
-    let d = std::time::Instant::now();
-    while !_cdc.log_text().contains("streaming") && d.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
+    let d = Deadline::new(Duration::from_secs(30), "sqlcache cdc streaming");
+    while !cdc.log_text().contains("streaming") {
+        d.tick().await;
     }
     for w in &writes {
         db.sql_socket(w);
