@@ -25,7 +25,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
 use super::jvm;
-use super::{free_port, spawn_watched, tempdir};
+use super::{free_port, tempdir};
 
 pub struct Broker {
     pub port: u16,
@@ -107,27 +107,10 @@ impl Broker {
             String::from_utf8_lossy(&format.stderr)
         );
         let pidfile = self.dir.join("kafka.pid");
-        let _ = std::fs::remove_file(&pidfile);
-        let flags: Vec<String> = jvm::test_jvm_flags(512)
-            .iter()
-            .map(|f| jvm::sh_quote(f))
-            .collect();
-        spawn_watched(
-            &format!(
-                "{} {} -cp {} kafka.Kafka {} >>{} 2>&1",
-                jvm::java(),
-                flags.join(" "),
-                jvm::sh_quote(&cp),
-                jvm::sh_quote(&props.display().to_string()),
-                jvm::sh_quote(&log.display().to_string())
-            ),
-            &format!(
-                "echo $pid > {}",
-                jvm::sh_quote(&pidfile.display().to_string())
-            ),
-            "",
-            "Apache Kafka",
-        );
+        let mut args = jvm::test_jvm_flags(512);
+        args.extend(["-cp".into(), cp, "kafka.Kafka".into()]);
+        args.push(props.display().to_string());
+        jvm::spawn(&args, &log, &pidfile, "Apache Kafka");
         jvm::wait_log(&log, &pidfile, "Kafka Server started", "Apache Kafka");
     }
 
@@ -138,9 +121,7 @@ impl Broker {
     /// Kills the broker (`kill -9`).
     pub fn stop(&mut self) {
         self.producer = None;
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("kafka.pid")) {
-            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
-        }
+        jvm::kill(&self.dir.join("kafka.pid"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             assert!(Instant::now() < deadline, "Kafka did not stop");

@@ -84,11 +84,9 @@ impl Cdc {
 impl Drop for Cdc {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "--- sqlcache cdc log (last lines):\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                super::tail(&self.log_text(), 40)
             );
         }
         self.kill();

@@ -6,12 +6,11 @@
 //! cannot start panics with its log.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::broker::Broker;
 use super::jvm;
-use super::{free_port, spawn_watched, tempdir, MariaDb};
+use super::{free_port, tempdir, MariaDb};
 
 /// One connector's settings.
 pub struct Connector {
@@ -58,8 +57,7 @@ impl Debezium {
         }
         let log = dir.join("connect.log");
         let pidfile = dir.join("connect.pid");
-        let mut cmd = vec![jvm::java().to_string()];
-        cmd.extend(jvm::test_jvm_flags(768));
+        let mut cmd = jvm::test_jvm_flags(768);
         cmd.push("-Dorg.slf4j.simpleLogger.defaultLogLevel=info".into());
         cmd.extend([
             "-cp".into(),
@@ -67,20 +65,7 @@ impl Debezium {
             "org.apache.kafka.connect.cli.ConnectStandalone".into(),
         ]);
         cmd.extend(files.iter().map(|f| f.display().to_string()));
-        let cmd: Vec<String> = cmd.iter().map(|a| jvm::sh_quote(a)).collect();
-        spawn_watched(
-            &format!(
-                "{} >>{} 2>&1",
-                cmd.join(" "),
-                jvm::sh_quote(&log.display().to_string())
-            ),
-            &format!(
-                "echo $pid > {}",
-                jvm::sh_quote(&pidfile.display().to_string())
-            ),
-            "",
-            "Kafka Connect",
-        );
+        jvm::spawn(&cmd, &log, &pidfile, "Kafka Connect");
         let d = Debezium { dir };
         // Debezium logs this once per connector when streaming begins.
         let start = Instant::now();
@@ -89,13 +74,11 @@ impl Debezium {
             if text.matches("Starting streaming").count() >= connectors.len() {
                 break;
             }
-            if start.elapsed() > Duration::from_secs(120) || d.exited() {
-                let tail: Vec<&str> = text.lines().rev().take(80).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
+            if start.elapsed() > Duration::from_secs(120) || jvm::exited(&pidfile) {
                 panic!(
                     "Debezium did not start streaming (log {}):\n{}",
                     log.display(),
-                    tail.join("\n")
+                    super::tail(&text, 80)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -106,36 +89,17 @@ impl Debezium {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("connect.log")).unwrap_or_default()
     }
-
-    fn pid(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.join("connect.pid"))
-            .ok()
-            .map(|p| p.trim().to_string())
-    }
-
-    fn exited(&self) -> bool {
-        self.pid().is_some_and(|pid| {
-            !Command::new("kill")
-                .args(["-0", &pid])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-    }
 }
 
 impl Drop for Debezium {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!(
                 "--- Kafka Connect, last log lines:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                super::tail(&self.log_text(), 40)
             );
         }
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-        }
+        jvm::kill(&self.dir.join("connect.pid"));
     }
 }
 

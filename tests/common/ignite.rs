@@ -16,7 +16,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::jvm;
-use super::{free_port, spawn_watched, tempdir};
+use super::{free_port, tempdir};
 
 /// How to start a cluster.
 #[derive(Clone, Default)]
@@ -84,7 +84,6 @@ impl Ignite {
         let log = n.dir.join("ignite.log");
         let pidfile = n.dir.join("ignite.pid");
         let _ = std::fs::remove_file(&log);
-        let _ = std::fs::remove_file(&pidfile);
         let mut args = vec![
             format!("client={}", n.port),
             format!("disc={}", n.disc),
@@ -99,26 +98,12 @@ impl Ignite {
         if let Some((store, pass)) = &self.opts.tls {
             args.push(format!("tls={}:{pass}", store.display()));
         }
-        let mut cmd = vec![jvm::java().to_string()];
-        cmd.extend(jvm::test_jvm_flags(512));
+        let mut cmd = jvm::test_jvm_flags(512);
         cmd.push(format!("@{}", jvm::source("ignite.jvmopts")));
         cmd.extend(["-cp".into(), jvm::classpath("ignite")]);
         cmd.push(jvm::source("IgniteNode.java"));
         cmd.extend(args);
-        let cmd: Vec<String> = cmd.iter().map(|a| jvm::sh_quote(a)).collect();
-        spawn_watched(
-            &format!(
-                "{} >>{} 2>&1",
-                cmd.join(" "),
-                jvm::sh_quote(&log.display().to_string())
-            ),
-            &format!(
-                "echo $pid > {}",
-                jvm::sh_quote(&pidfile.display().to_string())
-            ),
-            "",
-            "Apache Ignite",
-        );
+        jvm::spawn(&cmd, &log, &pidfile, "Apache Ignite");
         jvm::wait_log(&log, &pidfile, "IGNITE-READY", "Apache Ignite node");
     }
 
@@ -139,9 +124,7 @@ impl Ignite {
     /// `kill -9` of node `i`.
     pub fn kill(&self, i: usize) {
         let n = &self.nodes[i];
-        if let Ok(pid) = std::fs::read_to_string(n.dir.join("ignite.pid")) {
-            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
-        }
+        jvm::kill(&n.dir.join("ignite.pid"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok() {
             assert!(Instant::now() < deadline, "Ignite node did not stop");

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::spawn_watched;
+
 /// The classpath (`dir/*`) of one component, checked to exist.
 pub fn classpath(component: &str) -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,23 +76,51 @@ pub fn wait_log(log: &Path, pidfile: &Path, ready: &str, what: &str) {
         if text.contains(ready) {
             return;
         }
-        let dead = std::fs::read_to_string(pidfile).is_ok_and(|pid| {
-            !Command::new("kill")
-                .args(["-0", pid.trim()])
-                .status()
-                .is_ok_and(|s| s.success())
-        });
+        let dead = exited(pidfile);
         if dead || start.elapsed() > timeout {
-            let tail: Vec<&str> = text.lines().rev().take(80).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             panic!(
                 "{what} did not start ({}; {:?}), log {}:\n{}",
                 if dead { "it exited" } else { "timed out" },
                 start.elapsed(),
                 log.display(),
-                tail.join("\n")
+                super::tail(&text, 80)
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts `java <args>` under the test-process watchdog, output appended
+/// to `log`, its pid written to `pidfile`.
+pub fn spawn(args: &[String], log: &Path, pidfile: &Path, what: &str) {
+    let _ = std::fs::remove_file(pidfile);
+    let mut words = vec![sh_quote(java())];
+    words.extend(args.iter().map(|a| sh_quote(a)));
+    spawn_watched(
+        &format!(
+            "{} >>{} 2>&1",
+            words.join(" "),
+            sh_quote(&log.display().to_string())
+        ),
+        &format!("echo $pid > {}", sh_quote(&pidfile.display().to_string())),
+        "",
+        what,
+    );
+}
+
+/// `kill -9` of the process whose pid `pidfile` holds, if any.
+pub fn kill(pidfile: &Path) {
+    if let Ok(pid) = std::fs::read_to_string(pidfile) {
+        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+    }
+}
+
+/// True once the process whose pid `pidfile` holds has exited.
+pub fn exited(pidfile: &Path) -> bool {
+    std::fs::read_to_string(pidfile).is_ok_and(|pid| {
+        !Command::new("kill")
+            .args(["-0", pid.trim()])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }

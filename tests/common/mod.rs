@@ -373,3 +373,9 @@ pub fn run_check(what: &str, cmd: &mut Command, context: impl Fn() -> String) {
         context()
     );
 }
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
