@@ -123,7 +123,7 @@ PROPS
     local cp id
     cp=$(java_cp kafka)
     id=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
-    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1
+    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format --cluster-id="$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1
     java -Xmx1g -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
     KAFKA_PID=$!
     wait_log "$dir/kafka.log" "Kafka Server started"

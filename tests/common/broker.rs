@@ -96,7 +96,11 @@ impl Broker {
             .args(jvm::test_jvm_flags(256))
             .arg("-cp")
             .arg(&cp)
-            .args(["kafka.tools.StorageTool", "format", "-t", &cluster_id, "-c"])
+            // `--cluster-id=`: a base64 id may start with '-', which as a
+            // separate argument parses as an option (seen as a flaky start).
+            .args(["kafka.tools.StorageTool", "format"])
+            .arg(format!("--cluster-id={cluster_id}"))
+            .arg("-c")
             .arg(&props)
             .output()
             .expect("java");

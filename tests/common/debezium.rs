@@ -103,6 +103,13 @@ impl Drop for Debezium {
     }
 }
 
+/// A replica server id no other connector of this process uses (two
+/// replicas with one id make MariaDB drop the older one's binlog dump).
+fn next_server_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(5000);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn connector_properties(db: &MariaDb, broker: &Broker, c: &Connector) -> String {
     let schemas = c.schemas;
     format!(
@@ -123,7 +130,7 @@ fn connector_properties(db: &MariaDb, broker: &Broker, c: &Connector) -> String 
          {extra}\n",
         prefix = c.prefix,
         port = db.port,
-        server_id = 5000 + rand::random::<u16>() as u32,
+        server_id = next_server_id(),
         dbs = c.databases,
         brokers = broker.addr(),
         extra = c.extra,
