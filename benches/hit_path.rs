@@ -25,6 +25,7 @@ fn hit_path(c: &mut Criterion) {
     let text = b"SELECT c FROM sbtest1 WHERE id=4711";
     let prepared = b"SELECT c FROM sbtest1 WHERE id=?";
     let params = [Value::Int(4711)];
+    let types = [3u8, 0]; // MYSQL_TYPE_LONG, signed: what sysbench declares
     let response = Bytes::from(vec![7u8; 180]);
     let tags = [
         Tag::row("sbtest", "sbtest1", "4711"),
@@ -32,8 +33,8 @@ fn hit_path(c: &mut Criterion) {
     ];
     let mut key = Vec::with_capacity(256);
     for (proto, body, p) in [
-        (TEXT, &text[..], &[][..]),
-        (BINARY, &prepared[..], &params[..]),
+        (TEXT, &text[..], (&[][..], &[][..])),
+        (BINARY, &prepared[..], (&params[..], &types[..])),
     ] {
         build_key(&mut key, &state, proto, body, p);
         cache.insert(
@@ -47,7 +48,7 @@ fn hit_path(c: &mut Criterion) {
     let mut out = Vec::with_capacity(4096);
     c.bench_function("hit/text", |b| {
         b.iter(|| {
-            build_key(&mut key, &state, TEXT, text, &[]);
+            build_key(&mut key, &state, TEXT, text, (&[], &[]));
             let Lookup::Hit(bytes) = cache.lookup(&key) else {
                 panic!("miss")
             };
@@ -57,7 +58,7 @@ fn hit_path(c: &mut Criterion) {
     });
     c.bench_function("hit/prepared", |b| {
         b.iter(|| {
-            build_key(&mut key, &state, BINARY, prepared, &params);
+            build_key(&mut key, &state, BINARY, prepared, (&params, &types));
             let Lookup::Hit(bytes) = cache.lookup(&key) else {
                 panic!("miss")
             };

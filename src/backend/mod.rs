@@ -81,7 +81,7 @@ pub struct BackendConn {
     key: PoolKey,
     /// Server-side statements by database ("" = none) then SQL text; two
     /// levels so a lookup borrows instead of building a key.
-    stmts: HashMap<String, HashMap<Vec<u8>, Statement>>,
+    stmts: HashMap<String, HashMap<Vec<u8>, Prepared>>,
     idle_since: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -369,7 +369,7 @@ impl BackendConn {
         &mut self,
         db: Option<&str>,
         sql: &[u8],
-    ) -> Result<Statement, BackendError> {
+    ) -> Result<Prepared, BackendError> {
         let db = db.unwrap_or("");
         if let Some(s) = self.stmts.get(db).and_then(|m| m.get(sql)) {
             return Ok(s.clone());
@@ -377,15 +377,29 @@ impl BackendConn {
         if self.stmts.values().map(HashMap::len).sum::<usize>() >= STMT_CACHE_MAX {
             for (_, m) in self.stmts.drain() {
                 for (_, s) in m {
-                    let _ = self.conn.close(s).await;
+                    let _ = self.conn.close(s.stmt).await;
                 }
             }
         }
-        let s = self.conn.prep(sql).await?;
+        let stmt = self.conn.prep(sql).await?;
+        let s = Prepared {
+            columns: stmt.columns(),
+            stmt,
+        };
         self.stmts
             .entry(db.to_owned())
             .or_default()
             .insert(sql.to_vec(), s.clone());
         Ok(s)
     }
+}
+
+/// A backend statement and the columns MySQL described when preparing it:
+/// what a client's COM_STMT_PREPARE is answered with. (mysql_async replaces
+/// `Statement::columns` with each execution's, whose flags depend on the
+/// values bound: `? AS p` turns NOT NULL once executed with a value.)
+#[derive(Clone)]
+pub struct Prepared {
+    pub stmt: Statement,
+    pub columns: Arc<[mysql_common::packets::Column]>,
 }

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use mysql_async::EncodedParams;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
-use mysql_common::value::Value;
 use tokio::sync::mpsc;
 
 use super::Tag;
@@ -40,10 +40,10 @@ pub struct Recipe {
     pub password: String,
     pub found_rows: bool,
     pub vars: SessionVars,
-    /// Binary protocol (prepared statement with `params`) or text.
-    pub binary: bool,
     pub sql: Vec<u8>,
-    pub params: Vec<Value>,
+    /// A prepared statement's parameters as sent to the backend (declared
+    /// types and values); `None` for a text statement.
+    pub params: Option<EncodedParams>,
     /// The client's capabilities and the status before the statement: the
     /// response bytes depend on both.
     pub caps: CapabilityFlags,
@@ -71,9 +71,8 @@ impl Recipe {
         password: String,
         found_rows: bool,
         vars: SessionVars,
-        binary: bool,
         sql: Vec<u8>,
-        params: Vec<Value>,
+        params: Option<EncodedParams>,
         caps: CapabilityFlags,
         status: StatusFlags,
         tags: Vec<Tag>,
@@ -86,7 +85,6 @@ impl Recipe {
             password,
             found_rows,
             vars,
-            binary,
             sql,
             params,
             caps,
@@ -228,9 +226,8 @@ mod tests {
             String::new(),
             false,
             SessionVars::new(None, 45),
-            false,
             b"SELECT 1".to_vec(),
-            vec![],
+            None,
             CapabilityFlags::empty(),
             StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             vec![],

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use mysql_async::EncodedParams;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::value::Value;
 
@@ -109,7 +110,7 @@ impl Session {
     }
 
     /// Builds the lookup key into `self.keybuf`.
-    pub(super) fn build_key(&mut self, proto: u8, body: &[u8], params: &[Value]) {
+    pub(super) fn build_key(&mut self, proto: u8, body: &[u8], params: &[Value], types: &[u8]) {
         let state = KeyState {
             user: (!self.shared.cache.cfg.share_across_users).then_some(self.login.user.as_str()),
             db: self.vars.db.as_deref(),
@@ -121,7 +122,7 @@ impl Session {
                 .caps
                 .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
         };
-        build_key(&mut self.keybuf, &state, proto, body, params);
+        build_key(&mut self.keybuf, &state, proto, body, (params, types));
     }
 
     /// Answers from the cache if `self.keybuf` is a fresh entry.
@@ -152,15 +153,15 @@ impl Session {
     /// Decides the cache route of a statement about to be forwarded; for a
     /// fillable point read, returns the guard (tokens read now, before the
     /// backend query) and the entry's TTL.
-    /// `stmt` is the statement as run and whether it is a prepared one (what
-    /// a refresh would run again).
+    /// `stmt` is the statement as run and, for a prepared one, its encoded
+    /// parameters (what a refresh would run again).
     pub(super) async fn plan(
         &mut self,
         c: &mut BackendConn,
         verdict: &Verdict,
         bypass: Option<BypassReason>,
         params: &[Value],
-        stmt: (&[u8], bool),
+        stmt: (&[u8], Option<&EncodedParams>),
     ) -> Planned {
         let fill = match (verdict, bypass) {
             (Verdict::Read(pr), None) => match self.fill_plan(c, pr, params).await {
@@ -175,9 +176,8 @@ impl Session {
                             self.login.password.clone(),
                             self.key.found_rows,
                             self.vars.clone(),
-                            stmt.1,
                             stmt.0.to_vec(),
-                            params.to_vec(),
+                            stmt.1.cloned(),
                             self.login.caps,
                             self.status,
                             tags.clone(),
@@ -564,7 +564,16 @@ pub struct KeyState<'a> {
 /// Writes the cache key for a statement into `k` (reused: no allocation
 /// once it has grown): a hash of the session state, the protocol byte, the
 /// statement bytes, and the type-tagged parameters.
-pub fn build_key(k: &mut Vec<u8>, s: &KeyState<'_>, proto: u8, body: &[u8], params: &[Value]) {
+/// `params` are a prepared statement's values and declared types (two bytes
+/// each: a BLOB or a DATE parameter gives other results than a VAR_STRING or
+/// a DATETIME one of the same value).
+pub fn build_key(
+    k: &mut Vec<u8>,
+    s: &KeyState<'_>,
+    proto: u8,
+    body: &[u8],
+    params: (&[Value], &[u8]),
+) {
     let mut h = DefaultHasher::new();
     (
         s.user,
@@ -580,9 +589,10 @@ pub fn build_key(k: &mut Vec<u8>, s: &KeyState<'_>, proto: u8, body: &[u8], para
     k.push(proto);
     k.extend_from_slice(&(body.len() as u32).to_le_bytes());
     k.extend_from_slice(body);
-    for p in params {
+    for p in params.0 {
         encode_param(k, p);
     }
+    k.extend_from_slice(params.1);
 }
 
 /// Appends a binary-protocol parameter, type-tagged, to a key.
@@ -677,7 +687,7 @@ mod tests {
         };
         let key = |s: &KeyState<'_>, proto: u8, body: &[u8]| {
             let mut k = Vec::new();
-            build_key(&mut k, s, proto, body, &[]);
+            build_key(&mut k, s, proto, body, (&[], &[]));
             k
         };
         let k0 = key(&base, TEXT, b"SELECT 1");
@@ -722,6 +732,27 @@ mod tests {
         encode_param(&mut a, &Value::Int(5));
         encode_param(&mut b, &Value::Bytes(b"5".to_vec()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn declared_types_are_part_of_the_key() {
+        let s = KeyState {
+            user: None,
+            db: None,
+            names: "utf8mb4",
+            sql_mode: None,
+            time_zone: None,
+            deprecate_eof: true,
+        };
+        let a = [Value::Bytes(b"A".to_vec())];
+        let key = |types: &[u8]| {
+            let mut k = Vec::new();
+            build_key(&mut k, &s, BINARY, b"SELECT 'a' = ?", (&a, types));
+            k
+        };
+        // BLOB (compared as binary) and VAR_STRING give different results.
+        assert_ne!(key(&[252, 0]), key(&[253, 0]));
+        assert_eq!(key(&[253, 0]), key(&[253, 0]));
     }
 
     #[test]

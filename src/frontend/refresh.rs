@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mysql_async::prelude::Queryable;
-use mysql_async::Params;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::debug;
 
@@ -93,20 +92,15 @@ async fn fill(shared: &Shared, r: &Recipe) -> Result<(Bytes, crate::cache::Guard
         let mut out = PacketConn::new(sink, usize::MAX);
         // A response's first packet follows the command (sequence 0).
         out.set_seq(1);
-        let mut relay = Relay::new(&mut out, r.caps, r.binary, r.status);
-        let (outcome, _, last) = if r.binary {
+        let mut relay = Relay::new(&mut out, r.caps, r.params.is_some(), r.status);
+        let (outcome, _, last) = if let Some(params) = &r.params {
             let stmt = c
                 .statement(r.vars.db.as_deref(), &r.sql)
                 .await
                 .map_err(|e| e.to_string())?;
-            let params = if r.params.is_empty() {
-                Params::Empty
-            } else {
-                Params::Positional(r.params.clone())
-            };
             let qr = c
                 .conn
-                .exec_iter(&stmt, params)
+                .exec_iter_encoded(&stmt.stmt, params)
                 .await
                 .map_err(|e| e.to_string())?;
             relay.run(qr).await

@@ -406,7 +406,7 @@ impl Session {
         // Hit path: no parsing at all.
         let bypass = self.cache_bypass();
         if bypass.is_none() {
-            self.build_key(TEXT, sql, &[]);
+            self.build_key(TEXT, sql, &[], &[]);
             if self.serve_hit() {
                 return Ok(());
             }
@@ -443,7 +443,7 @@ impl Session {
             return Ok(());
         };
         let fill = match self
-            .plan(&mut c, &verdict, bypass, &[], (sql.as_ref(), false))
+            .plan(&mut c, &verdict, bypass, &[], (sql.as_ref(), None))
             .await
         {
             Planned::Forward(fill) => fill,

@@ -3,19 +3,23 @@
 //! Policy: a client statement id is the proxy's own; it maps to the SQL text,
 //! not to a backend statement, so it survives multiplexing: each execution
 //! prepares the SQL on whichever backend connection runs it (cached per
-//! connection and database by `BackendConn::statement`). Parameter types sent
-//! with `new_params_bound` are remembered for later executions that omit
+//! connection and database by `BackendConn::statement`). A client's prepare
+//! is described with the columns MySQL gave at prepare time. Parameter types
+//! sent with `new_params_bound` are remembered for later executions that omit
 //! them; an execution with no types ever sent is an error, never a guess.
-//! Long data (COM_STMT_SEND_LONG_DATA) is accumulated here and sent with the
-//! execution. Cursors (COM_STMT_FETCH) are not supported: a cursor request
+//! The backend gets the declared types and the client's own value bytes
+//! (`Execute::encode`, the patched `exec_iter_encoded`), never types derived
+//! from decoded values: results depend on them, so the cache key includes
+//! them too. The wire form is built only when forwarding, not on a hit.
+//! Long data (COM_STMT_SEND_LONG_DATA) is accumulated here and sent ahead of
+//! the execution. Cursors (COM_STMT_FETCH) are not supported: a cursor request
 //! is answered with the whole result, as servers do for non-cursor results.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::Params;
-use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType};
+use mysql_async::EncodedParams;
+use mysql_common::constants::{CapabilityFlags, ColumnType};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::Column;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
@@ -33,22 +37,54 @@ pub struct PreparedStmt {
     pub verdict: Arc<Verdict>,
     pub num_params: u16,
     pub columns: Arc<[Column]>,
-    pub param_types: Option<Vec<(ColumnType, ColumnFlags)>>,
+    /// The types last declared, as on the wire: two bytes per parameter
+    /// (type, flags; 0x80 = unsigned). Results depend on them (a BLOB
+    /// compares as binary, a DATE is no DATETIME), so they are forwarded as
+    /// declared and are part of the cache key.
+    pub param_types: Option<Arc<[u8]>>,
     pub long_data: HashMap<u16, Vec<u8>>,
 }
 
-/// A parsed COM_STMT_EXECUTE.
-#[derive(Debug, PartialEq)]
-pub struct Execute {
+/// A parsed COM_STMT_EXECUTE, borrowing the packet.
+#[derive(Debug)]
+pub struct Execute<'a> {
     pub stmt_id: u32,
+    /// The values, decoded: the cache key and the invalidation use them.
     pub params: Vec<Value>,
-    /// Types sent with this execution (new_params_bound = 1).
-    pub new_types: Option<Vec<(ColumnType, ColumnFlags)>>,
+    /// Types sent with this execution (new_params_bound = 1), validated.
+    pub new_types: Option<&'a [u8]>,
+    bitmap: &'a [u8],
+    /// The bytes the values took (none for NULL or long data).
+    values: &'a [u8],
 }
 
-/// Parses COM_STMT_EXECUTE; `lookup` gives (num_params, remembered types,
-/// long-data indexes) for a statement id.
-pub fn parse_execute(body: &[u8], stmt: &PreparedStmt) -> Result<Execute, &'static str> {
+impl Execute<'_> {
+    /// What the backend gets: the declared `types` (always bound, since the
+    /// backend statement may never have seen them), the client's own value
+    /// bytes and its long data — so MySQL types and compares each parameter
+    /// as the client declared it. Built only when forwarding.
+    pub fn encode(&self, types: &[u8], long_data: HashMap<u16, Vec<u8>>) -> EncodedParams {
+        if self.params.is_empty() {
+            return EncodedParams::default();
+        }
+        let mut bytes = Vec::with_capacity(self.bitmap.len() + 1 + types.len() + self.values.len());
+        bytes.extend_from_slice(self.bitmap);
+        bytes.push(1);
+        bytes.extend_from_slice(types);
+        bytes.extend_from_slice(self.values);
+        let mut long_data: Vec<(u16, Vec<u8>)> = long_data.into_iter().collect();
+        long_data.sort_unstable_by_key(|&(i, _)| i);
+        EncodedParams {
+            num_params: self.params.len() as u16,
+            bytes,
+            long_data,
+        }
+    }
+}
+
+/// Parses COM_STMT_EXECUTE against its statement (parameter count,
+/// remembered types, long data).
+pub fn parse_execute<'a>(body: &'a [u8], stmt: &PreparedStmt) -> Result<Execute<'a>, &'static str> {
     let mut r = Reader::new(body);
     let stmt_id = r.u32().ok_or("short packet")?;
     let _flags = r.u8().ok_or("short packet")?;
@@ -59,29 +95,52 @@ pub fn parse_execute(body: &[u8], stmt: &PreparedStmt) -> Result<Execute, &'stat
             stmt_id,
             params: vec![],
             new_types: None,
+            bitmap: &[],
+            values: &[],
         });
     }
     let bitmap = r.take(n.div_ceil(8)).ok_or("short null bitmap")?;
     let bound = r.u8().ok_or("short packet")?;
     let new_types = if bound == 1 {
         let raw = r.take(2 * n).ok_or("short parameter types")?;
-        let types = raw
+        if raw
             .chunks(2)
-            .map(|c| wire::param_type(c[0], c[1]).ok_or("unknown parameter type"))
-            .collect::<Result<Vec<_>, _>>()?;
-        Some(types)
+            .any(|c| wire::param_type(c[0], c[1]).is_none())
+        {
+            return Err("unknown parameter type");
+        }
+        Some(raw)
     } else {
         None
     };
     let types = new_types
-        .as_ref()
-        .or(stmt.param_types.as_ref())
+        .or(stmt.param_types.as_deref())
         .ok_or("parameter types were never sent")?;
-    let mut pb = ParseBuf(r.rest());
-    let mut params = Vec::with_capacity(n);
-    for (i, &(ty, flags)) in types.iter().enumerate() {
-        let is_null = bitmap[i / 8] & (1 << (i % 8)) != 0;
-        if let Some(data) = stmt.long_data.get(&(i as u16)) {
+    let rest = r.rest();
+    let (params, used) = decode_values(bitmap, types, rest, &stmt.long_data)?;
+    Ok(Execute {
+        stmt_id,
+        params,
+        new_types,
+        bitmap,
+        values: &rest[..used],
+    })
+}
+
+/// Decodes the parameter values (`types` as on the wire); also returns how
+/// many bytes of `values` they took.
+fn decode_values(
+    bitmap: &[u8],
+    types: &[u8],
+    values: &[u8],
+    long_data: &HashMap<u16, Vec<u8>>,
+) -> Result<(Vec<Value>, usize), &'static str> {
+    let mut pb = ParseBuf(values);
+    let mut params = Vec::with_capacity(types.len() / 2);
+    for (i, t) in types.chunks_exact(2).enumerate() {
+        let (ty, flags) = wire::param_type(t[0], t[1]).ok_or("unknown parameter type")?;
+        let is_null = bitmap.get(i / 8).ok_or("short null bitmap")? & (1 << (i % 8)) != 0;
+        if let Some(data) = long_data.get(&(i as u16)) {
             params.push(Value::Bytes(data.clone()));
         } else if is_null || ty == ColumnType::MYSQL_TYPE_NULL {
             params.push(Value::NULL);
@@ -92,11 +151,7 @@ pub fn parse_execute(body: &[u8], stmt: &PreparedStmt) -> Result<Execute, &'stat
             params.push(v.0);
         }
     }
-    Ok(Execute {
-        stmt_id,
-        params,
-        new_types,
-    })
+    Ok((params, values.len() - pb.0.len()))
 }
 
 /// A parsed COM_CHANGE_USER.
@@ -166,14 +221,14 @@ impl Session {
         self.settle(c, status);
         let id = self.next_stmt;
         self.next_stmt = self.next_stmt.wrapping_add(1).max(1);
-        let columns = stmt.columns();
-        let params = stmt.params().to_vec();
+        let columns = stmt.columns.clone();
+        let params = stmt.stmt.params().to_vec();
         let m = self.conn.begin();
         let b = self.conn.buf();
         b.push(0x00);
         b.extend_from_slice(&id.to_le_bytes());
         b.extend_from_slice(&(columns.len() as u16).to_le_bytes());
-        b.extend_from_slice(&stmt.num_params().to_le_bytes());
+        b.extend_from_slice(&stmt.stmt.num_params().to_le_bytes());
         b.push(0x00);
         b.extend_from_slice(&0u16.to_le_bytes());
         self.conn.finish(m);
@@ -202,7 +257,7 @@ impl Session {
                 } else {
                     Verdict::Bypass(BypassReason::CacheDisabled)
                 }),
-                num_params: stmt.num_params(),
+                num_params: stmt.stmt.num_params(),
                 columns,
                 param_types: None,
                 long_data: HashMap::new(),
@@ -235,17 +290,20 @@ impl Session {
                 return Ok(());
             }
         };
-        if exec.new_types.is_some() {
-            stmt.param_types = exec.new_types;
+        if let Some(t) = exec.new_types {
+            if stmt.param_types.as_deref() != Some(t) {
+                stmt.param_types = Some(Arc::from(t));
+            }
         }
-        stmt.long_data.clear();
+        let types = stmt.param_types.clone().unwrap_or_default();
+        let long_data = std::mem::take(&mut stmt.long_data);
         let sql = stmt.sql.clone();
         let verdict = stmt.verdict.clone();
         let bypass = self.cache_bypass();
         let cache = self.shared.cache.clone();
         let mut _flight = None;
         if bypass.is_none() && matches!(*verdict, Verdict::Read(_)) {
-            self.build_key(BINARY, &sql, &exec.params);
+            self.build_key(BINARY, &sql, &exec.params, &types);
             if self.serve_hit() {
                 return Ok(());
             }
@@ -273,31 +331,23 @@ impl Session {
                 return Ok(());
             }
         };
+        let wire = exec.encode(&types, long_data);
         let fill = match self
-            .plan(&mut c, &verdict, bypass, &exec.params, (&sql, true))
+            .plan(&mut c, &verdict, bypass, &exec.params, (&sql, Some(&wire)))
             .await
         {
             Planned::Forward(fill) => fill,
             Planned::Served => return self.served_from_l2(c),
         };
         // Writes need the values afterwards to name the rows they changed.
-        let kept = if matches!(*verdict, Verdict::Write(_)) {
-            exec.params.clone()
-        } else {
-            Vec::new()
-        };
-        let params = if exec.params.is_empty() {
-            Params::Empty
-        } else {
-            Params::Positional(exec.params)
-        };
-        let qr = match c.conn.exec_iter(&backend_stmt, params).await {
+        let kept = &exec.params;
+        let qr = match c.conn.exec_iter_encoded(&backend_stmt.stmt, &wire).await {
             Ok(qr) => qr,
             Err(mysql_async::Error::Server(se)) => {
                 let status = self.status;
                 self.invalidate_after(
                     &verdict,
-                    &kept,
+                    kept,
                     status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
                 )
                 .await;
@@ -315,12 +365,12 @@ impl Session {
                 return Ok(());
             }
             Err(e) => {
-                self.invalidate_after(&verdict, &kept, false).await;
+                self.invalidate_after(&verdict, kept, false).await;
                 return self.lost(c, &e);
             }
         };
         let relayed = self.relay(qr, true).await?;
-        if let Some((c, status, _)) = self.complete(c, relayed, fill, &verdict, &kept).await? {
+        if let Some((c, status, _)) = self.complete(c, relayed, fill, &verdict, kept).await? {
             self.settle(c, status);
         }
         Ok(())
@@ -403,10 +453,8 @@ mod tests {
     #[test]
     fn remembered_types_and_long_data_are_used() {
         let mut s = stmt(2);
-        s.param_types = Some(vec![
-            (ColumnType::MYSQL_TYPE_BLOB, ColumnFlags::empty()),
-            (ColumnType::MYSQL_TYPE_TINY, ColumnFlags::empty()),
-        ]);
+        // BLOB, TINY.
+        s.param_types = Some(Arc::from(&[252, 0, 1, 0][..]));
         s.long_data.insert(0, b"big".to_vec());
         let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0xFF];
         let e = parse_execute(&b, &s).unwrap();
@@ -414,6 +462,49 @@ mod tests {
             e.params,
             vec![Value::Bytes(b"big".to_vec()), Value::Int(-1)]
         );
+    }
+
+    #[test]
+    fn backend_gets_declared_types_and_the_clients_value_bytes() {
+        // Types sent once (TINY, BLOB), then remembered: the backend always
+        // gets them bound, with the client's value bytes unchanged.
+        let mut s = stmt(2);
+        let first = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 252, 0, 7, 1, b'A'];
+        let e = parse_execute(&first, &s).unwrap();
+        assert_eq!(e.params, vec![Value::Int(7), Value::Bytes(b"A".to_vec())]);
+        assert_eq!(e.new_types, Some(&[1, 0, 252, 0][..]));
+        let types: Arc<[u8]> = Arc::from(e.new_types.unwrap());
+        let wire = e.encode(&types, HashMap::new());
+        assert_eq!(wire.bytes, vec![0, 1, 1, 0, 252, 0, 7, 1, b'A']);
+        s.param_types = Some(types.clone());
+        // Without types, a NULL first and bytes after the values (ignored).
+        let again = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0b01, 0, 1, b'B', 0xEE];
+        let e = parse_execute(&again, &s).unwrap();
+        assert_eq!(e.params, vec![Value::NULL, Value::Bytes(b"B".to_vec())]);
+        assert_eq!(e.new_types, None);
+        let wire = e.encode(&types, HashMap::new());
+        assert_eq!(wire.bytes, vec![0b01, 1, 1, 0, 252, 0, 1, b'B']);
+        assert_eq!(wire.num_params, 2);
+        // An unknown type code is refused, not forwarded.
+        let bad = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 99, 0, 1, 0, 7, 8];
+        assert!(parse_execute(&bad, &s).is_err());
+    }
+
+    #[test]
+    fn long_data_goes_ahead_and_its_value_is_not_in_the_packet() {
+        let mut s = stmt(2);
+        // LONGLONG unsigned, BLOB.
+        let types: Arc<[u8]> = Arc::from(&[8, 0x80, 252, 0][..]);
+        s.param_types = Some(types.clone());
+        s.long_data.insert(1, b"big".to_vec());
+        let mut b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
+        b.extend_from_slice(&5u64.to_le_bytes());
+        let e = parse_execute(&b, &s).unwrap();
+        assert_eq!(e.params, vec![Value::Int(5), Value::Bytes(b"big".to_vec())]);
+        let wire = e.encode(&types, std::mem::take(&mut s.long_data));
+        assert_eq!(wire.long_data, vec![(1, b"big".to_vec())]);
+        assert_eq!(&wire.bytes[..6], &[0, 1, 8, 0x80, 252, 0]);
+        assert_eq!(&wire.bytes[6..], &5u64.to_le_bytes());
     }
 
     #[test]

@@ -97,6 +97,9 @@ func compare(proxyPort, directPort string, interpolate bool) {
 		check(fmt.Sprintf("%s row %d is a hit", tag, id), err == nil && len(route) >= 3 && route[:3] == "hit", route)
 	}
 	same("parameters and a range", "SELECT id, v, CAST(? AS CHAR) AS p FROM jt WHERE id <= ? ORDER BY id", "x'y", 2)
+	// go-sql-driver declares a string as MYSQL_TYPE_STRING and a []byte as
+	// well; the column of `? AS p` is described by the declared type.
+	same("declared parameter types", "SELECT ? AS p, ? AS b, ? AS n, 'a' = ? AS eq", "str", []byte("x"), int64(7), "A")
 	same("error code and SQLSTATE", "SELECT * FROM no_such_table WHERE id = ?", 1)
 }
 
