@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
+use mysql_common::value::convert::FromValue;
 use std::time::Duration;
 
 async fn last(c: &mut Conn) -> String {
@@ -64,11 +65,32 @@ async fn hits_are_identical_to_direct_in_both_protocols() {
     via.exec_drop("INSERT INTO ct (id, s) VALUES (?, 'seven')", (7u64,))
         .await
         .unwrap();
-    let row: Option<(u64, String)> = via
-        .exec_first("SELECT id, s FROM ct WHERE id = ?", (7u64,))
-        .await
-        .unwrap();
-    assert_eq!(row, Some((7, "seven".into())));
+    let rows: Vec<Row> = via.exec(q, (7u64,)).await.unwrap();
+    assert_eq!(last(&mut via).await, "miss(filled)");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("s").as_deref(), Some("seven"));
+}
+
+/// Reads `q` (text) once.
+async fn get(c: &mut Conn, q: &str) -> Option<String> {
+    c.query_first(q).await.unwrap()
+}
+
+/// Reads `q` until the proxy answers it from the cache, showing it does:
+/// what a write must then invalidate is really there.
+async fn warm_as<T: FromValue + PartialEq + std::fmt::Debug + Send + 'static>(
+    c: &mut Conn,
+    q: &str,
+) -> Option<T> {
+    let first: Option<T> = c.query_first(q).await.unwrap();
+    let again: Option<T> = c.query_first(q).await.unwrap();
+    assert_eq!(last(c).await, "hit", "{q} was not cached");
+    assert_eq!(first, again);
+    again
+}
+
+async fn warm(c: &mut Conn, q: &str) -> Option<String> {
+    warm_as(c, q).await
 }
 
 #[tokio::test]
@@ -77,95 +99,108 @@ async fn writes_through_the_proxy_are_read_back_immediately() {
     setup(db, "rw").await;
     let proxy = Proxy::start(db, "", "");
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
-    let read = |c: &mut Conn| {
-        let c = c as *mut Conn;
-        // SAFETY: used sequentially on one task only.
-        async move {
-            unsafe { &mut *c }
-                .query_first::<String, _>("SELECT v FROM rw WHERE id = 1")
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    assert_eq!(read(&mut c).await, "one");
-    assert_eq!(read(&mut c).await, "one");
-    assert_eq!(last(&mut c).await, "hit");
-    // Row-level: UPDATE/DELETE by key, INSERT with the key.
+    const V1: &str = "SELECT v FROM rw WHERE id = 1";
+    let s = |v: &str| Some(v.to_string());
+    // Row-level: UPDATE/DELETE by key (text and prepared), INSERT with it.
+    assert_eq!(warm(&mut c, V1).await, s("one"));
     c.query_drop("UPDATE rw SET v = 'uno' WHERE id = 1")
         .await
         .unwrap();
-    assert_eq!(read(&mut c).await, "uno");
+    assert_eq!(get(&mut c, V1).await, s("uno"));
+    assert_eq!(warm(&mut c, V1).await, s("uno"));
     c.exec_drop("UPDATE rw SET v = ? WHERE id = ?", ("ein", 1))
         .await
         .unwrap();
-    assert_eq!(read(&mut c).await, "ein");
+    assert_eq!(get(&mut c, V1).await, s("ein"));
+    warm(&mut c, V1).await;
     c.query_drop("DELETE FROM rw WHERE id = 1").await.unwrap();
-    let gone: Option<String> = c
-        .query_first("SELECT v FROM rw WHERE id = 1")
-        .await
-        .unwrap();
-    assert_eq!(gone, None);
+    assert_eq!(get(&mut c, V1).await, None);
+    // The empty result is cached too, and the INSERT of its key removes it.
+    assert_eq!(warm(&mut c, V1).await, None);
     c.query_drop("INSERT INTO rw VALUES (1, 'back', 0)")
         .await
         .unwrap();
-    assert_eq!(read(&mut c).await, "back");
-    // Table-level: non-key WHERE, multi-table, key change, REPLACE, upsert.
-    let _ = read(&mut c).await;
-    c.query_drop("UPDATE rw SET v = 'bulk' WHERE n >= 0")
-        .await
-        .unwrap();
-    assert_eq!(read(&mut c).await, "bulk");
-    c.query_drop("UPDATE rw a JOIN rw b ON a.id = b.id SET a.v = 'joined'")
-        .await
-        .unwrap();
-    assert_eq!(read(&mut c).await, "joined");
+    assert_eq!(get(&mut c, V1).await, s("back"));
+    // Table-level: non-key WHERE, multi-table.
+    for (write, want) in [
+        ("UPDATE rw SET v = 'bulk' WHERE n >= 0", "bulk"),
+        (
+            "UPDATE rw a JOIN rw b ON a.id = b.id SET a.v = 'joined'",
+            "joined",
+        ),
+    ] {
+        warm(&mut c, V1).await;
+        c.query_drop(write).await.unwrap();
+        assert_eq!(get(&mut c, V1).await, s(want), "after {write}");
+    }
+    // A key change: the old key's entry and the new key's (empty) one.
+    const V2: &str = "SELECT v FROM rw WHERE id = 2";
+    const V10: &str = "SELECT v FROM rw WHERE id = 10";
+    assert_eq!(warm(&mut c, V2).await, s("joined"));
+    assert_eq!(warm(&mut c, V10).await, None);
     c.query_drop("UPDATE rw SET id = 10 WHERE id = 2")
         .await
         .unwrap();
-    let moved: Option<String> = c
-        .query_first("SELECT v FROM rw WHERE id = 10")
-        .await
-        .unwrap();
-    assert_eq!(moved.as_deref(), Some("joined"));
-    c.query_drop("REPLACE INTO rw VALUES (1, 'replaced', 0)")
-        .await
-        .unwrap();
-    assert_eq!(read(&mut c).await, "replaced");
-    c.query_drop("INSERT INTO rw VALUES (1, 'x', 0) ON DUPLICATE KEY UPDATE v = 'upserted'")
-        .await
-        .unwrap();
-    assert_eq!(read(&mut c).await, "upserted");
-    // Transactions: invisible until COMMIT, nothing after ROLLBACK.
+    assert_eq!(get(&mut c, V2).await, None);
+    assert_eq!(get(&mut c, V10).await, s("joined"));
+    // REPLACE and upsert.
+    for (write, want) in [
+        ("REPLACE INTO rw VALUES (1, 'replaced', 0)", "replaced"),
+        (
+            "INSERT INTO rw VALUES (1, 'x', 0) ON DUPLICATE KEY UPDATE v = 'upserted'",
+            "upserted",
+        ),
+    ] {
+        warm(&mut c, V1).await;
+        c.query_drop(write).await.unwrap();
+        assert_eq!(get(&mut c, V1).await, s(want), "after {write}");
+    }
+    transactions_and_ddl(&proxy, &mut c).await;
+}
+
+/// The rest of `writes_through_the_proxy_are_read_back_immediately`, on row
+/// 1 = 'upserted'.
+async fn transactions_and_ddl(proxy: &Proxy, c: &mut Conn) {
+    const V1: &str = "SELECT v FROM rw WHERE id = 1";
+    let s = |v: &str| Some(v.to_string());
+    // A transaction: invisible to another session until COMMIT, even when
+    // that session fills the entry again meanwhile (invalidated again at
+    // COMMIT); the writer sees its own change at once.
+    let mut other = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    assert_eq!(warm(&mut other, V1).await, s("upserted"));
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop("UPDATE rw SET v = 'tx' WHERE id = 1")
         .await
         .unwrap();
+    assert_eq!(get(c, V1).await, s("tx"));
+    assert_eq!(get(&mut other, V1).await, s("upserted"));
+    assert_eq!(get(&mut other, V1).await, s("upserted"));
     c.query_drop("COMMIT").await.unwrap();
-    assert_eq!(read(&mut c).await, "tx");
-    let _ = read(&mut c).await;
+    assert_eq!(get(&mut other, V1).await, s("tx"));
+    assert_eq!(get(c, V1).await, s("tx"));
+    // ROLLBACK leaves the row, and the cache, as they were.
+    warm(c, V1).await;
     c.query_drop("BEGIN").await.unwrap();
     c.query_drop("UPDATE rw SET v = 'rolled' WHERE id = 1")
         .await
         .unwrap();
     c.query_drop("ROLLBACK").await.unwrap();
-    assert_eq!(read(&mut c).await, "tx");
-    // DDL: TRUNCATE and ALTER.
+    assert_eq!(get(c, V1).await, s("tx"));
+    assert_eq!(get(&mut other, V1).await, s("tx"));
+    // DDL: ALTER changes the shape of a cached `SELECT *`; TRUNCATE.
+    const ALL: &str = "SELECT * FROM rw WHERE id = 1";
+    let before: Row = c.query_first(ALL).await.unwrap().unwrap();
+    let _: Option<Row> = c.query_first(ALL).await.unwrap();
+    assert_eq!(last(c).await, "hit");
+    assert_eq!(before.len(), 3);
     c.query_drop("ALTER TABLE rw ADD COLUMN extra INT DEFAULT 5")
         .await
         .unwrap();
-    let row: Option<(i32, String, i32, i32)> = c
-        .query_first("SELECT * FROM rw WHERE id = 1")
-        .await
-        .unwrap();
+    let row: Option<(i32, String, i32, i32)> = c.query_first(ALL).await.unwrap();
     assert_eq!(row.map(|r| r.3), Some(5));
-    let _ = read(&mut c).await;
+    warm(c, V1).await;
     c.query_drop("TRUNCATE TABLE rw").await.unwrap();
-    let gone: Option<String> = c
-        .query_first("SELECT v FROM rw WHERE id = 1")
-        .await
-        .unwrap();
-    assert_eq!(gone, None);
+    assert_eq!(get(c, V1).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +217,7 @@ async fn read_your_writes_under_concurrency() {
         tasks.push(tokio::spawn(async move {
             let mut c = Conn::new(opts(port, "test")).await.unwrap();
             let id = t + 1;
+            let mut neighbour = 0;
             for i in 1..=60i32 {
                 if i % 3 == 0 {
                     c.query_drop("BEGIN").await.unwrap();
@@ -209,11 +245,19 @@ async fn read_your_writes_under_concurrency() {
                     .unwrap()
                     .unwrap();
                 assert_eq!((text, bin), (i, i), "task {t} read an old value");
-                // Read a neighbour's row too: it must never go backwards.
-                let _: Option<i32> = c
+                // Read a neighbour's row too: it must never go backwards
+                // (its writer only counts up).
+                let theirs: i32 = c
                     .exec_first("SELECT v FROM ryw WHERE id = ?", ((id % 16) + 1,))
                     .await
+                    .unwrap()
                     .unwrap();
+                assert!(
+                    theirs >= neighbour,
+                    "task {t}: row {} went back from {neighbour} to {theirs}",
+                    (id % 16) + 1
+                );
+                neighbour = theirs;
             }
         }));
     }
@@ -378,6 +422,38 @@ async fn entries_are_per_user_unless_shared_and_expire() {
     }
 }
 
+/// GET /metrics from the admin port.
+fn scrape(admin: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut b = String::new();
+    s.read_to_string(&mut b).unwrap();
+    assert!(b.starts_with("HTTP/1.0 200"), "{b}");
+    b
+}
+
+/// Statements timed under each route label, from a scrape.
+fn timed(body: &str, route: &str) -> u64 {
+    let name = format!("sqlcache_statement_duration_seconds_count{{route=\"{route}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
+}
+
+async fn status(c: &mut Conn) -> Vec<(String, String)> {
+    c.query("SHOW SQLCACHE STATUS").await.unwrap()
+}
+
+fn stat(rows: &[(String, String)], k: &str) -> u64 {
+    rows.iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .unwrap_or_else(|| panic!("no {k} in {rows:?}"))
+}
+
 #[tokio::test]
 async fn status_and_metrics_count_routes() {
     let db = mariadb();
@@ -390,36 +466,39 @@ async fn status_and_metrics_count_routes() {
         "",
     );
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    // Counted as differences, so the driver's own connect-time statements
+    // do not matter.
+    let (rows0, body0) = (status(&mut c).await, scrape(admin));
     for _ in 0..3 {
         c.query_drop("SELECT v FROM st WHERE id = 3").await.unwrap();
     }
+    assert_eq!(last(&mut c).await, "hit");
+    c.query_drop("SELECT v FROM st WHERE n = 3").await.unwrap();
+    assert_eq!(last(&mut c).await, "bypass(not_primary_key)");
     c.query_drop("UPDATE st SET v = 'x' WHERE id = 3")
         .await
         .unwrap();
-    let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
-    let get = |k: &str| {
-        rows.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.parse::<u64>().unwrap())
-            .unwrap()
-    };
-    assert!(
-        get("hits") >= 2 && get("misses") >= 1 && get("invalidations_proxy_row") >= 1,
+    c.ping().await.unwrap();
+    let (rows, body) = (status(&mut c).await, scrape(admin));
+    let delta = |k: &str| stat(&rows, k) - stat(&rows0, k);
+    assert_eq!(
+        (
+            delta("hits"),
+            delta("misses"),
+            delta("invalidations_proxy_row")
+        ),
+        (2, 1, 1),
         "{rows:?}"
     );
-    let body = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut b = String::new();
-        s.read_to_string(&mut b).unwrap();
-        b
-    };
-    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
-    assert!(
-        body.contains("sqlcache_hits_total") && body.contains("route=\"hit\""),
-        "{body}"
-    );
+    assert!(body.contains("sqlcache_hits_total"), "{body}");
+    let dt = |route: &str| timed(&body, route) - timed(&body0, route);
+    // L1 hits are timed as hits (they used to land under "other").
+    assert_eq!(dt("hit"), 2, "{body}");
+    assert_eq!(dt("miss"), 1, "{body}");
+    assert_eq!(dt("bypass"), 1, "{body}");
+    assert_eq!(dt("write"), 1, "{body}");
+    // Two SHOW SQLCACHE LAST, the ping and the first SHOW SQLCACHE STATUS.
+    assert_eq!(dt("other"), 4, "{body}");
 }
 
 #[tokio::test]
@@ -439,57 +518,39 @@ async fn triggers_views_and_cascades_invalidate_what_they_change() {
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let audit = "SELECT n FROM audit WHERE id = 1";
     let child = "SELECT pid FROM child WHERE id = 1";
-    let parent = "SELECT v FROM parent WHERE id = 1";
-    for q in [audit, child, parent, audit, child, parent] {
-        c.query_drop(q).await.unwrap();
-    }
-    assert_eq!(last(&mut c).await, "hit");
     // A trigger on src changes audit.
+    assert_eq!(warm_as::<i32>(&mut c, audit).await, Some(0));
     c.query_drop("UPDATE src SET v = 't' WHERE id = 1")
         .await
         .unwrap();
-    let n: i32 = c.query_first(audit).await.unwrap().unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(c.query_first::<i32, _>(audit).await.unwrap(), Some(1));
     // ON UPDATE CASCADE changes child.pid.
+    assert_eq!(warm_as::<i32>(&mut c, child).await, Some(1));
     c.query_drop("UPDATE parent SET id = 2 WHERE id = 1")
         .await
         .unwrap();
-    let pid: i32 = c.query_first(child).await.unwrap().unwrap();
-    assert_eq!(pid, 2);
+    assert_eq!(c.query_first::<i32, _>(child).await.unwrap(), Some(2));
     // A write through a view changes its base table.
-    let _: Option<String> = c
-        .query_first("SELECT v FROM parent WHERE id = 2")
-        .await
-        .unwrap();
-    let _: Option<String> = c
-        .query_first("SELECT v FROM parent WHERE id = 2")
-        .await
-        .unwrap();
+    let parent2 = "SELECT v FROM parent WHERE id = 2";
+    assert_eq!(warm(&mut c, parent2).await.as_deref(), Some("p"));
     c.query_drop("UPDATE vsrc SET v = 'viaview' WHERE id = 2")
         .await
         .unwrap();
-    let v: String = c
-        .query_first("SELECT v FROM parent WHERE id = 2")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(v, "viaview");
+    assert_eq!(get(&mut c, parent2).await.as_deref(), Some("viaview"));
     // ON DELETE CASCADE removes the child row.
-    let _: Option<i32> = c.query_first(child).await.unwrap();
+    assert_eq!(warm_as::<i32>(&mut c, child).await, Some(2));
     c.query_drop("DELETE FROM parent WHERE id = 2")
         .await
         .unwrap();
-    let gone: Option<i32> = c.query_first(child).await.unwrap();
-    assert_eq!(gone, None);
+    assert_eq!(c.query_first::<i32, _>(child).await.unwrap(), None);
     // A stored procedure may change anything.
     c.query_drop("DROP PROCEDURE IF EXISTS bump").await.unwrap();
     c.query_drop("CREATE PROCEDURE bump() UPDATE audit SET n = 100 WHERE id = 1")
         .await
         .unwrap();
-    let _: Option<i32> = c.query_first(audit).await.unwrap();
+    assert_eq!(warm_as::<i32>(&mut c, audit).await, Some(1));
     c.query_drop("CALL bump()").await.unwrap();
-    let n: i32 = c.query_first(audit).await.unwrap().unwrap();
-    assert_eq!(n, 100);
+    assert_eq!(c.query_first::<i32, _>(audit).await.unwrap(), Some(100));
 }
 
 #[tokio::test]

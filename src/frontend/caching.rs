@@ -22,10 +22,11 @@ use mysql_async::EncodedParams;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::value::Value;
 
+use super::route::{Routed, Stored, Tier};
 use super::session::Session;
 use crate::backend::BackendConn;
 use crate::cache::{
-    canonical_int, resolve, Cache, Flight, Guard, L2Guard, L2Lookup, Lookup, Recipe, Route, Tag,
+    canonical_int, resolve, Cache, Flight, Guard, L2Guard, L2Lookup, Lookup, Recipe, Tag,
 };
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
@@ -135,8 +136,7 @@ impl Session {
                     .stats
                     .hits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.route = "hit";
-                self.last = "hit".into();
+                self.routed = Routed::Hit(Tier::L1);
                 true
             }
             Lookup::Stale => {
@@ -203,9 +203,7 @@ impl Session {
                         }
                     }
                     cache.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    self.route = "miss";
-                    self.kind = Route::Miss;
-                    self.last = "miss".into();
+                    self.routed = Routed::Miss(Stored::Pending);
                     Some(fill)
                 }
                 Err(r) => {
@@ -225,12 +223,11 @@ impl Session {
                 if self.shared.cache.cfg.enabled {
                     self.ensure_schema(c, verdict).await;
                 }
-                self.route = "write";
-                self.kind = Route::Write;
+                self.routed = Routed::Write(None);
                 None
             }
             (Verdict::Commit | Verdict::Rollback, _) => {
-                self.last = "forward".into();
+                self.routed = Routed::Forward;
                 None
             }
         };
@@ -254,9 +251,7 @@ impl Session {
         self.conn.write_framed(&response);
         cache.stats.hits.fetch_add(1, Ordering::Relaxed);
         cache.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
-        self.route = "hit";
-        self.kind = Route::Hit;
-        self.last = "hit(l2)".into();
+        self.routed = Routed::Hit(Tier::L2);
         cache.insert(
             self.keybuf.clone(),
             response,
@@ -268,9 +263,7 @@ impl Session {
 
     fn note_bypass(&mut self, r: BypassReason) {
         self.shared.cache.stats.bypass(r);
-        self.route = "bypass";
-        self.kind = Route::Bypass;
-        self.last = format!("bypass({})", r.as_str()).into();
+        self.routed = Routed::Bypass(r);
     }
 
     /// Stores the response just relayed (from `mark` in the write buffer)
@@ -287,7 +280,7 @@ impl Session {
                 BypassReason::Warnings
             };
             cache.stats.bypass(r);
-            self.last = format!("miss(not stored: {})", r.as_str()).into();
+            self.routed = Routed::Miss(Stored::NotStored(r));
             return;
         }
         let response = Bytes::copy_from_slice(bytes);
@@ -301,7 +294,7 @@ impl Session {
             fill.ttl,
             fill.recipe,
         );
-        self.last = "miss(filled)".into();
+        self.routed = Routed::Miss(Stored::Filled);
     }
 
     /// Joins the miss already running for `self.keybuf`, if any: becomes its
@@ -502,7 +495,7 @@ impl Session {
         if let Verdict::Write(inv) = verdict {
             let resolved = self.write_tags(inv, params);
             apply(&cache, &resolved).await;
-            self.last = describe(&resolved).into();
+            self.routed = Routed::Write(Some(describe(&resolved)));
             if tx_open {
                 self.pending.push(resolved);
             }

@@ -18,6 +18,7 @@ pub mod commands;
 pub mod packet;
 pub mod refresh;
 pub mod relay;
+pub mod route;
 pub mod session;
 pub mod stmt;
 pub mod stream;

@@ -24,12 +24,13 @@ use super::caching::{Coalesced, Planned, Resolved, TEXT};
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::relay::{self, Outcome, Relay};
+use super::route::Routed;
 use super::stmt::PreparedStmt;
 use super::stream::ClientStream;
 use super::wire;
 use crate::backend::schema::SchemaCache;
 use crate::backend::{Backend, BackendConn, BackendError, PoolKey, SessionVars};
-use crate::cache::{Cache, Route};
+use crate::cache::Cache;
 use crate::classify::{self, BypassReason, PinReason, Verdict};
 use crate::config::Config;
 
@@ -132,11 +133,10 @@ pub struct Session {
     pub(super) multi_statements: bool,
     pub(super) stmts: HashMap<u32, PreparedStmt>,
     pub(super) next_stmt: u32,
-    /// How the current command was routed (for the statement event).
-    pub(super) route: &'static str,
-    /// The same, for metrics.
-    pub(super) kind: Route,
-    /// `SHOW SQLCACHE LAST`: how the previous statement was routed.
+    /// How the current command was routed (`route`).
+    pub(super) routed: Routed,
+    /// `SHOW SQLCACHE LAST`: how the last statement with a cache decision
+    /// was routed (derived from `routed` after each command).
     pub(super) last: Cow<'static, str>,
     /// Reused buffer for cache keys (no allocation per lookup).
     pub(super) keybuf: Vec<u8>,
@@ -190,8 +190,7 @@ pub async fn serve(
             status: StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             stmts: HashMap::new(),
             next_stmt: 1,
-            route: "local",
-            kind: Route::Other,
+            routed: Routed::Local("local"),
             last: Cow::Borrowed("none"),
             keybuf: Vec::with_capacity(256),
             pending: Vec::new(),
@@ -233,17 +232,19 @@ impl Session {
                 return Err(ProtoError::Malformed("empty command packet".into()).into());
             };
             let started = Instant::now();
-            self.route = "local";
-            self.kind = Route::Other;
+            self.routed = Routed::Local("local");
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
             self.shared
                 .cache
                 .stats
-                .observe(self.kind, started.elapsed());
+                .observe(self.routed.metric(), started.elapsed());
+            if let Some(last) = self.routed.describe() {
+                self.last = last;
+            }
             debug!(
                 command = command_name(cmd),
-                route = self.route,
+                route = self.routed.label(),
                 pin = self.pin.map(PinReason::as_str),
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "statement"
@@ -367,8 +368,8 @@ impl Session {
                 | StatusFlags::SERVER_STATUS_AUTOCOMMIT
                 | StatusFlags::SERVER_STATUS_IN_TRANS_READONLY);
         let decision = hold(self.status, self.lock_tables, self.pin);
-        if self.route == "local" {
-            self.route = decision.label();
+        if self.routed == Routed::Local("local") {
+            self.routed = Routed::Local(decision.label());
         }
         match decision {
             Hold::Release => {
