@@ -52,6 +52,7 @@ sb_run() {
 }
 
 # start_proxy WORKDIR DB_PORT [extra toml] -> sets PROXY_PORT, PROXY_PID
+# (runs $SQLCACHE_BIN if set, else the release build)
 start_proxy() {
     local work=$1 db_port=$2 extra=${3:-}
     PROXY_PORT=$(free_port)
@@ -70,7 +71,7 @@ $extra
 [log]
 level = "warn"
 TOML
-    ./target/release/sqlcache --config "$work/proxy.toml" 2>"$work/proxy.log" &
+    "${SQLCACHE_BIN:-./target/release/sqlcache}" --config "$work/proxy.toml" 2>"$work/proxy.log" &
     PROXY_PID=$!
     wait_port "$PROXY_PORT"
 }

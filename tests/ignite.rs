@@ -391,8 +391,12 @@ async fn two_proxies_share_entries_and_invalidations() {
     }
     assert_eq!(status(&mut cb, "misses").await, "0");
 
-    // A write through A makes A's L2 entry stale for B.
+    // A write through A makes A's L2 entry stale for B (once it is in L2).
     value(&mut ca, "l2t", 21).await;
+    let d = Deadline::new(Duration::from_secs(10), "A's fill of 21");
+    while status(&mut ca, "l2_fills").await != "21" {
+        d.tick().await;
+    }
     ca.query_drop("UPDATE l2t SET v = 'new21' WHERE id = 21")
         .await
         .unwrap();

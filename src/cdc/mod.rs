@@ -260,7 +260,9 @@ impl Emitter<'_> {
         source: &Source<'_>,
         read_at: Instant,
     ) -> Result<(), CdcError> {
-        let image = after.as_ref().or(before.as_ref()).expect("an image");
+        let image = after.as_ref().or(before.as_ref()).ok_or_else(|| {
+            CdcError::Unreadable(format!("a row event for {topic} without images"))
+        })?;
         let key = self.key_bytes(cols, topic, image);
         let value = envelope::value(op, before, after, source, now_ms());
         let value = self.bytes(|| envelope::value_schema(cols, topic), value);
@@ -514,7 +516,11 @@ impl Session<'_> {
                                     .await?
                             }
                             RowKind::Update => {
-                                let (b, a) = (b.expect("before image"), a.expect("after image"));
+                                let (Some(b), Some(a)) = (b, a) else {
+                                    return Err(CdcError::Unreadable(format!(
+                                        "an UPDATE row of {db}.{table} without both images"
+                                    )));
+                                };
                                 if envelope::key(&cols, &b) == envelope::key(&cols, &a) {
                                     out.change(
                                         Op::Update,
