@@ -1,10 +1,10 @@
 //! The shared tier's Ignite thin-client protocol and its use by proxies,
-//! against real Apache Ignite 2.17 server nodes (`common::ignite::Ignite`:
+//! against real Apache Ignite 2.18 server nodes (`common::ignite::Ignite`:
 //! one node, a three-node cluster, a node with authentication, one with
 //! TLS), plus two checks only something else can make:
 //! * frames compared byte for byte with pyignite's encoding (Apache
 //!   Ignite's own Python thin client), and
-//! * protocol versions older than a real 2.17 node speaks (1.4, 1.2),
+//! * protocol versions older than a real 2.18 node speaks (1.4, 1.2),
 //!   against the pyignite-codec conformance server
 //!   (`tests/py/ignite_server.py`, an in-memory store, NOT Ignite), whose
 //!   request log also shows the expiry policy is left out before 1.6.
@@ -213,7 +213,7 @@ async fn a_real_node_with_authentication_refuses_wrong_credentials() {
     }
     t.dial.auth = Some(("ignite".into(), "ignite".into()));
     let c = Conn::connect(&ignite.addr(), &t.dial).await.unwrap();
-    assert_eq!(c.version, codec::Version(1, 7, 0), "a 2.17 node speaks 1.7");
+    assert_eq!(c.version, codec::Version(1, 7, 0), "a 2.18 node speaks 1.7");
     let kv = connected(t).await;
     kv.put_tokens(vec![(5, 6)]).await.unwrap();
     assert_eq!(
@@ -222,7 +222,7 @@ async fn a_real_node_with_authentication_refuses_wrong_credentials() {
     );
 }
 
-/// Protocol versions a real 2.17 node never falls back to: only the
+/// Protocol versions a real 2.18 node never falls back to: only the
 /// conformance server can offer them.
 #[tokio::test(flavor = "multi_thread")]
 async fn older_protocol_versions_negotiate_down_on_the_conformance_server() {

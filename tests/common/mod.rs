@@ -33,21 +33,42 @@ pub struct MariaDb {
 
 /// A loopback port nobody listens on, never the same twice in this process
 /// (two servers started at once could otherwise be handed one port, and
-/// the loser's client would silently reach the winner).
+/// the loser's client would silently reach the winner), and below the
+/// kernel's ephemeral range: a server that binds seconds after it was
+/// handed its port (Ignite, Kafka) must not find it taken by some client's
+/// outgoing connection meanwhile, which picks its local port from that range.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
+    let (lo, hi) = below_ephemeral();
+    // Start where this process's pid points, so test binaries run one
+    // after another rarely try the same ports first.
+    let span = u32::from(hi - lo);
+    let start = std::process::id() * 7919 % span;
+    for i in 0..span {
+        let port = lo + ((start + i) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
     }
+    panic!("no free loopback port in {lo}..{hi}");
+}
+
+/// Ports from 10000 up to the start of the ephemeral range.
+fn below_ephemeral() -> (u16, u16) {
+    let first = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    assert!(
+        first > 12000,
+        "ephemeral ports start at {first}: too low for the test rig's servers"
+    );
+    (10000, first)
 }
 
 pub fn wait_port(port: u16, timeout: Duration, what: &str, log: Option<&Path>) {
