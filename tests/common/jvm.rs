@@ -102,24 +102,36 @@ pub fn spawn(args: &[String], log: &Path, pidfile: &Path, what: &str) {
             words.join(" "),
             sh_quote(&log.display().to_string())
         ),
-        &format!("echo $pid > {}", sh_quote(&pidfile.display().to_string())),
+        // Written whole (rename), so a reader never sees an empty file.
+        &format!(
+            "echo $pid > {tmp} && mv {tmp} {file}",
+            tmp = sh_quote(&format!("{}.tmp", pidfile.display())),
+            file = sh_quote(&pidfile.display().to_string())
+        ),
         "",
         what,
     );
 }
 
+/// The pid `pidfile` holds, once it holds one: the watcher's shell creates
+/// the file before it writes the number, and an empty read is not a pid.
+fn pid(pidfile: &Path) -> Option<u32> {
+    std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+}
+
 /// `kill -9` of the process whose pid `pidfile` holds, if any.
 pub fn kill(pidfile: &Path) {
-    if let Ok(pid) = std::fs::read_to_string(pidfile) {
-        let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+    if let Some(pid) = pid(pidfile) {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
     }
 }
 
-/// True once the process whose pid `pidfile` holds has exited.
+/// True once the process whose pid `pidfile` holds has exited (false while
+/// the pid is not written yet).
 pub fn exited(pidfile: &Path) -> bool {
-    std::fs::read_to_string(pidfile).is_ok_and(|pid| {
+    pid(pidfile).is_some_and(|pid| {
         !Command::new("kill")
-            .args(["-0", pid.trim()])
+            .args(["-0", &pid.to_string()])
             .status()
             .is_ok_and(|s| s.success())
     })
