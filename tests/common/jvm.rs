@@ -69,22 +69,29 @@ pub fn test_jvm_flags(heap_mb: u32) -> Vec<String> {
 /// Waits until `log` contains `ready`, panicking with the log if `pidfile`'s
 /// process died or `timeout` passed first.
 pub fn wait_log(log: &Path, pidfile: &Path, ready: &str, what: &str) {
+    if let Err(why) = try_wait_log(log, pidfile, ready, what) {
+        panic!("{why}");
+    }
+}
+
+/// `wait_log` that returns why the process did not start instead.
+pub fn try_wait_log(log: &Path, pidfile: &Path, ready: &str, what: &str) -> Result<(), String> {
     let timeout = Duration::from_secs(90);
     let start = Instant::now();
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if text.contains(ready) {
-            return;
+            return Ok(());
         }
         let dead = exited(pidfile);
         if dead || start.elapsed() > timeout {
-            panic!(
+            return Err(format!(
                 "{what} did not start ({}; {:?}), log {}:\n{}",
                 if dead { "it exited" } else { "timed out" },
                 start.elapsed(),
                 log.display(),
                 super::tail(&text, 80)
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
