@@ -71,7 +71,7 @@ impl Routed {
     }
 
     /// What `SHOW SQLCACHE LAST` says afterwards; `None` keeps what it said.
-    pub fn describe(&self) -> Option<Cow<'static, str>> {
+    pub fn describe(self) -> Option<Cow<'static, str>> {
         Some(match self {
             Routed::Local(_) => return None,
             Routed::Hit(_) | Routed::Write(None) | Routed::Forward => self.label().into(),
@@ -81,7 +81,7 @@ impl Routed {
                 format!("miss(not stored: {})", r.as_str()).into()
             }
             Routed::Bypass(r) => format!("bypass({})", r.as_str()).into(),
-            Routed::Write(Some(what)) => what.clone().into(),
+            Routed::Write(Some(what)) => what.into(),
         })
     }
 }

@@ -235,20 +235,21 @@ impl Session {
             self.routed = Routed::Local("local");
             let flow = self.dispatch(cmd, body).await?;
             self.conn.flush().await?;
+            let routed = std::mem::replace(&mut self.routed, Routed::Local("local"));
             self.shared
                 .cache
                 .stats
-                .observe(self.routed.metric(), started.elapsed());
-            if let Some(last) = self.routed.describe() {
-                self.last = last;
-            }
+                .observe(routed.metric(), started.elapsed());
             debug!(
                 command = command_name(cmd),
-                route = self.routed.label(),
+                route = routed.label(),
                 pin = self.pin.map(PinReason::as_str),
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "statement"
             );
+            if let Some(last) = routed.describe() {
+                self.last = last;
+            }
             if let Flow::Quit = flow {
                 return Ok(());
             }
