@@ -234,12 +234,14 @@ impl Session {
             let started = Instant::now();
             self.routed = Routed::Local("local");
             let flow = self.dispatch(cmd, body).await?;
-            self.conn.flush().await?;
+            // Counted before the reply is flushed: once a client has its
+            // answer, every scrape of /metrics includes the statement.
             let routed = std::mem::replace(&mut self.routed, Routed::Local("local"));
             self.shared
                 .cache
                 .stats
                 .observe(routed.metric(), started.elapsed());
+            self.conn.flush().await?;
             debug!(
                 command = command_name(cmd),
                 route = routed.label(),
