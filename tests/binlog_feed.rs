@@ -128,18 +128,27 @@ async fn dump_threads(root: &mut Conn) -> Vec<u64> {
         .unwrap()
 }
 
-async fn kill_dump(root: &mut Conn) {
+/// Kills the replica connection (every KILL must succeed); returns the
+/// thread ids killed.
+async fn kill_dump(root: &mut Conn) -> Vec<u64> {
     let d = Deadline::new(Duration::from_secs(10), "binlog dump thread");
     loop {
         let ids = dump_threads(root).await;
         if !ids.is_empty() {
-            for id in ids {
-                let _ = root.query_drop(format!("KILL {id}")).await;
+            for id in &ids {
+                root.query_drop(format!("KILL {id}")).await.unwrap();
             }
-            return;
+            return ids;
         }
         d.tick().await;
     }
+}
+
+/// Replica connections other than the killed ones.
+async fn new_dump_threads(root: &mut Conn, killed: &[u64]) -> Vec<u64> {
+    let mut ids = dump_threads(root).await;
+    ids.retain(|id| !killed.contains(id));
+    ids
 }
 
 #[tokio::test]
@@ -167,18 +176,28 @@ async fn link_loss_resumes_in_place_lost_access_stops_hits_reset_flushes() {
     // else is flushed (no gap).
     warm(c, t, 1).await;
     warm(c, t, 3).await;
-    kill_dump(&mut root).await;
+    assert_eq!(status(c, "feed_errors").await, "0");
+    let killed = kill_dump(&mut root).await;
+    // The reader sees the break, then backs off for its check interval
+    // (250 ms here) before it reconnects: the write lands in that window.
+    let d = Deadline::new(Duration::from_secs(10), "break seen");
+    while status(c, "feed_errors").await != "1" {
+        d.tick().await;
+    }
     root.query_drop(format!("UPDATE {t} SET v = 'uno' WHERE id = 1"))
         .await
         .unwrap();
+    assert_eq!(
+        new_dump_threads(&mut root, &killed).await,
+        Vec::<u64>::new(),
+        "the write landed while the link was down"
+    );
     wait_value(c, t, 1, Some("uno"), "write during the break applied").await;
-    let d = Deadline::new(Duration::from_secs(10), "reader back");
-    while dump_threads(&mut root).await.is_empty() {
-        d.tick().await;
-    }
+    assert_eq!(new_dump_threads(&mut root, &killed).await.len(), 1, "resumed");
     assert_eq!(value(c, t, 3).await.as_deref(), Some("three"));
     assert_eq!(last(c).await, "hit", "a resumed link is not a gap");
     assert_eq!(status(c, "feed_gaps").await, "1");
+    assert_eq!(status(c, "feed_errors").await, "1", "one break, one resume");
 
     // (b) The feed loses its access: no proof, so hits stop within
     // max_staleness, and answers come from MariaDB.
