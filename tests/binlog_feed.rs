@@ -193,7 +193,11 @@ async fn link_loss_resumes_in_place_lost_access_stops_hits_reset_flushes() {
         "the write landed while the link was down"
     );
     wait_value(c, t, 1, Some("uno"), "write during the break applied").await;
-    assert_eq!(new_dump_threads(&mut root, &killed).await.len(), 1, "resumed");
+    assert_eq!(
+        new_dump_threads(&mut root, &killed).await.len(),
+        1,
+        "resumed"
+    );
     assert_eq!(value(c, t, 3).await.as_deref(), Some("three"));
     assert_eq!(last(c).await, "hit", "a resumed link is not a gap");
     assert_eq!(status(c, "feed_gaps").await, "1");
@@ -335,4 +339,46 @@ async fn refresh_tables_refill_hot_rows_and_forget_cold_ones() {
     assert_eq!(value(c, t, 2).await.as_deref(), Some("two!"));
     assert!(last(c).await.starts_with("miss"));
     assert_eq!(status(c, "refresh_failed").await, "0");
+}
+
+/// InnoDB applies foreign-key cascades inside the storage engine: the
+/// binlog carries the parent's row only. The feed must still drop what the
+/// cascade changed (tables whose foreign keys reference the changed one).
+#[tokio::test]
+async fn foreign_key_cascades_are_invalidated_though_the_binlog_omits_them() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP TABLE IF EXISTS test.bl_child, test.bl_parent; \
+         CREATE TABLE test.bl_parent (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB; \
+         CREATE TABLE test.bl_child (id INT PRIMARY KEY, pid INT, v VARCHAR(20), \
+           FOREIGN KEY (pid) REFERENCES test.bl_parent(id) ON DELETE CASCADE ON UPDATE CASCADE) ENGINE=InnoDB; \
+         INSERT INTO test.bl_parent VALUES (1, 'p1'), (2, 'p2'); \
+         INSERT INTO test.bl_child VALUES (1, 1, 'c1'), (2, 2, 'c2');",
+    );
+    let proxy = Proxy::start(db, &binlog_config("max_staleness = \"5s\""), "");
+    let control = Proxy::start(db, "", "");
+    let (mut c, mut k) = (client(&proxy).await, client(&control).await);
+    wait_fresh(&mut c).await;
+    let c = &mut c;
+    let pid = "SELECT pid FROM bl_child WHERE id = 2";
+
+    // ON UPDATE CASCADE: parent 2 becomes 20, child 2 follows.
+    assert_eq!(warm_as::<i32>(c, pid).await, Some(2));
+    assert_eq!(warm_as::<i32>(&mut k, pid).await, Some(2));
+    db.sql_socket("UPDATE test.bl_parent SET id = 20 WHERE id = 2");
+    let d = Deadline::new(Duration::from_secs(10), "cascaded update applied");
+    while c.query_first::<i32, _>(pid).await.unwrap() != Some(20) {
+        d.tick().await;
+    }
+    assert_eq!(k.query_first::<i32, _>(pid).await.unwrap(), Some(2));
+    assert_eq!(
+        last(&mut k).await,
+        "hit",
+        "without a feed the child is stale"
+    );
+
+    // ON DELETE CASCADE: parent 1 goes, child 1 with it.
+    warm(c, "bl_child", 1).await;
+    db.sql_socket("DELETE FROM test.bl_parent WHERE id = 1");
+    wait_value(c, "bl_child", 1, None, "cascaded delete applied").await;
 }

@@ -2,10 +2,10 @@
 
 mod common;
 
+use common::sqlcache::warm_as;
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row, Value};
-use mysql_common::value::convert::FromValue;
 use std::time::Duration;
 
 async fn last(c: &mut Conn) -> String {
@@ -74,19 +74,6 @@ async fn hits_are_identical_to_direct_in_both_protocols() {
 /// Reads `q` (text) once.
 async fn get(c: &mut Conn, q: &str) -> Option<String> {
     c.query_first(q).await.unwrap()
-}
-
-/// Reads `q` until the proxy answers it from the cache, showing it does:
-/// what a write must then invalidate is really there.
-async fn warm_as<T: FromValue + PartialEq + std::fmt::Debug + Send + 'static>(
-    c: &mut Conn,
-    q: &str,
-) -> Option<T> {
-    let first: Option<T> = c.query_first(q).await.unwrap();
-    let again: Option<T> = c.query_first(q).await.unwrap();
-    assert_eq!(last(c).await, "hit", "{q} was not cached");
-    assert_eq!(first, again);
-    again
 }
 
 async fn warm(c: &mut Conn, q: &str) -> Option<String> {

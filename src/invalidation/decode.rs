@@ -481,8 +481,21 @@ mod tests {
                 decode(f, "t", None, Some(b"{not json")),
                 Err(DecodeError::Json(_))
             ));
-            assert!(decode(f, "t", None, Some(b"[1,2]")).is_err() || f == Format::Canal);
-            let _ = decode(f, "t", Some(b"\xff"), Some(b"{}"));
+            // JSON of the wrong shape: an array, an empty object.
+            for shape in [&b"[1,2]"[..], b"{}"] {
+                assert!(
+                    matches!(
+                        decode(f, "t", None, Some(shape)),
+                        Err(DecodeError::Shape(_))
+                    ),
+                    "{f:?}"
+                );
+            }
+            // A key that is not JSON fails before the value is looked at.
+            assert!(matches!(
+                decode(f, "t", Some(b"\xff"), Some(b"{}")),
+                Err(DecodeError::Json(_))
+            ));
         }
     }
 }

@@ -58,14 +58,23 @@ pub async fn value(c: &mut Conn, table: &str, id: i64) -> Option<String> {
         .unwrap()
 }
 
-/// Fills the entry for `id` and checks that the next read is a hit. A
-/// feed's echo (`src/invalidation/echo.rs`) may drop an entry filled just
-/// after a write to its table once more, so this retries for a while.
+/// Fills the entry for `id` and checks that the next read is a hit.
 pub async fn warm(c: &mut Conn, table: &str, id: i64) -> Option<String> {
+    warm_as(c, &format!("SELECT v FROM {table} WHERE id = {id}")).await
+}
+
+/// Reads `q` until the proxy answers it from the cache, showing it does:
+/// what a change must then invalidate is really there. A feed's echo
+/// (`src/invalidation/echo.rs`) may drop an entry filled just after a write
+/// to its table once more, so this retries for a while.
+pub async fn warm_as<T>(c: &mut Conn, q: &str) -> Option<T>
+where
+    T: mysql_common::value::convert::FromValue + PartialEq + std::fmt::Debug + Send + 'static,
+{
     let d = Deadline::new(Duration::from_secs(8), "entry cached");
     loop {
-        let v = value(c, table, id).await;
-        let again = value(c, table, id).await;
+        let v: Option<T> = c.query_first(q).await.unwrap();
+        let again: Option<T> = c.query_first(q).await.unwrap();
         assert_eq!(v, again);
         let l = last(c).await;
         if l == "hit" {
@@ -73,7 +82,7 @@ pub async fn warm(c: &mut Conn, table: &str, id: i64) -> Option<String> {
         }
         if d.start.elapsed() > Duration::from_secs(7) {
             let rows: Vec<(String, String)> = c.query("SHOW SQLCACHE STATUS").await.unwrap();
-            panic!("{table} id={id} should be cached, second read was {l}; status: {rows:?}");
+            panic!("{q} should be cached, second read was {l}; status: {rows:?}");
         }
         d.tick().await;
     }
