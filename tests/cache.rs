@@ -135,6 +135,18 @@ async fn writes_through_the_proxy_are_read_back_immediately() {
         .unwrap();
     assert_eq!(get(&mut c, V2).await, None);
     assert_eq!(get(&mut c, V10).await, s("joined"));
+    // An IN list names its rows: theirs go, a row it does not name stays.
+    const V3: &str = "SELECT v FROM rw WHERE id = 3";
+    warm(&mut c, V3).await;
+    warm(&mut c, V10).await;
+    assert_eq!(warm(&mut c, V1).await, s("upserted"));
+    c.query_drop("UPDATE rw SET v = 'listed' WHERE id IN (3, 10)")
+        .await
+        .unwrap();
+    assert_eq!(get(&mut c, V3).await, s("listed"));
+    assert_eq!(get(&mut c, V10).await, s("listed"));
+    assert_eq!(c.query_first::<String, _>(V1).await.unwrap(), s("upserted"));
+    assert_eq!(last(&mut c).await, "hit", "row 1 was not named");
     transactions_and_ddl(&proxy, &mut c).await;
 }
 

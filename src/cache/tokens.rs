@@ -11,6 +11,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Joins the parts of a composite key in a row tag (a control character
+/// no integer text contains).
+const KEY_SEP: char = '\u{1f}';
+
 /// Number of token slots (8 MiB of counters).
 pub const SLOTS: usize = 1 << 20;
 
@@ -46,6 +50,20 @@ impl Tag {
             table: table.to_ascii_lowercase(),
             pk: pk.to_owned(),
         }
+    }
+
+    /// The row tag of a primary key given as canonical integer texts
+    /// (`canonical_int`), one per key column in key order. The one builder
+    /// of row tags: reads, forwarded writes and feeds all name rows here.
+    pub fn row_of<S: AsRef<str>>(db: &str, table: &str, key: &[S]) -> Tag {
+        let mut pk = String::new();
+        for (i, part) in key.iter().enumerate() {
+            if i > 0 {
+                pk.push(KEY_SEP);
+            }
+            pk.push_str(part.as_ref());
+        }
+        Tag::row(db, table, &pk)
     }
 
     pub fn table(db: &str, table: &str) -> Tag {

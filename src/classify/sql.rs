@@ -495,16 +495,59 @@ fn rows_or_tables(
         return tables_of(stmt, false);
     }
     let ph = Placeholders::of(stmt);
-    let mut eq = Vec::new();
-    match selection {
-        Some(e) if conjunction(e, &mut eq, &ph) && !eq.is_empty() => {
+    match selection.and_then(|e| key_sets(e, &ph)) {
+        Some(rows) if !rows.is_empty() && rows.iter().all(|eq| !eq.is_empty()) => {
             Verdict::Write(Invalidation::Rows {
                 table,
-                rows: vec![eq],
+                rows,
                 assigned,
             })
         }
         _ => tables_of(stmt, false),
+    }
+}
+
+/// Most rows a write's WHERE may name before it is resolved per table.
+const MAX_NAMED_ROWS: usize = 256;
+
+/// The rows an AND-chain of `col = value` and `col IN (values)` names, each
+/// as its column equalities (the cross product of the IN lists); `None` for
+/// an OR or too many rows. Other conjuncts (NOT IN too) only narrow them.
+fn key_sets(e: &Expr, ph: &Placeholders) -> Option<Vec<Vec<(String, KeyValue)>>> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let (l, r) = (key_sets(left, ph)?, key_sets(right, ph)?);
+            if l.len() * r.len() > MAX_NAMED_ROWS {
+                return None;
+            }
+            Some(
+                l.iter()
+                    .flat_map(|a| r.iter().map(move |b| [a.as_slice(), b].concat()))
+                    .collect(),
+            )
+        }
+        Expr::Nested(inner) => key_sets(inner, ph),
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } if !list.is_empty() && list.len() <= MAX_NAMED_ROWS => {
+            let named: Option<Vec<_>> = column(expr).and_then(|c| {
+                list.iter()
+                    .map(|v| key_value(v, ph).map(|v| vec![(c.clone(), v)]))
+                    .collect()
+            });
+            // A list of expressions only narrows, like any other conjunct.
+            Some(named.unwrap_or_else(|| vec![vec![]]))
+        }
+        _ => {
+            let mut eq = Vec::new();
+            conjunction(e, &mut eq, ph).then_some(vec![eq])
+        }
     }
 }
 
@@ -971,10 +1014,29 @@ mod tests {
             rows("UPDATE t SET v = ?, w = ? WHERE x > ? AND id = ?")[0],
             vec![("id".into(), KeyValue::Param(3))]
         );
+        // IN lists name one row per value (crossed with the other keys).
+        let lit = |n: &str| KeyValue::Lit(Lit::Number(n.into()));
+        assert_eq!(
+            rows("DELETE FROM t WHERE id IN (1, -2, ?)"),
+            vec![
+                vec![("id".into(), lit("1"))],
+                vec![("id".into(), lit("-2"))],
+                vec![("id".into(), KeyValue::Param(0))],
+            ]
+        );
+        assert_eq!(
+            rows("UPDATE t SET v = 1 WHERE a = 1 AND b IN (2, 3) AND v NOT IN (4)"),
+            vec![
+                vec![("a".into(), lit("1")), ("b".into(), lit("2"))],
+                vec![("a".into(), lit("1")), ("b".into(), lit("3"))],
+            ]
+        );
         let tables = |sql| match classify(sql) {
             Verdict::Write(Invalidation::Tables { tables, ddl }) => (tables, ddl),
             v => panic!("{sql}: {v:?}"),
         };
+        assert_eq!(tables("DELETE FROM t WHERE id IN (SELECT 1)").0.len(), 1);
+        assert_eq!(tables("DELETE FROM t WHERE id NOT IN (1)").0.len(), 1);
         assert_eq!(
             tables("UPDATE t SET v = 1 WHERE v = 2 OR id = 1").0,
             vec![t(None, "t")]

@@ -31,6 +31,7 @@ use crate::cache::{
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
 };
+use crate::invalidation::{resolve_all, writes, Effect};
 
 /// Why a session cannot use the cache right now (before any parsing).
 pub fn session_bypass(
@@ -77,13 +78,6 @@ pub enum Planned {
     Forward(Option<Fill>),
     /// The shared tier answered: nothing to forward.
     Served,
-}
-
-/// Tags a write resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
-    Tags(Vec<Tag>),
-    Everything,
 }
 
 /// Outcome of joining a miss in flight.
@@ -363,8 +357,8 @@ impl Session {
             // conversion rules; any write to the table invalidates.
             return Ok((vec![any_write], ttl, None));
         }
-        let pk = canonical_pk(&values).ok_or(BypassReason::NotKey)?;
-        let row = Tag::row(&db, &pr.table.name, &pk);
+        let key = canonical_key(&values).ok_or(BypassReason::NotKey)?;
+        let row = Tag::row_of(&db, &pr.table.name, &key);
         let refresh = self
             .shared
             .cache
@@ -391,96 +385,14 @@ impl Session {
         }
     }
 
-    /// The tags a write invalidates (row level where the schema allows).
-    pub(super) fn write_tags(&self, inv: &Invalidation, params: &[Value]) -> Resolved {
+    /// What a forwarded write invalidates: its change events, resolved as
+    /// the feeds resolve theirs (`invalidation/resolve.rs`).
+    pub(super) fn write_effect(&self, inv: &Invalidation, params: &[Value]) -> Effect {
         let schema = &self.shared.schema;
-        let mut tags = Vec::new();
-        // The table's own tag and those of tables a cascade may change;
-        // false when only "everything" is safe (view, trigger, unknown).
-        let table_and_dependents = |db: &str, name: &str, tags: &mut Vec<Tag>| -> bool {
-            tags.extend(Tag::whole_table(db, name));
-            match schema.get(db, name) {
-                Some(Some(info)) if info.base && !info.has_triggers => {
-                    tags.extend(
-                        schema
-                            .dependents(db, name)
-                            .iter()
-                            .flat_map(|(d, t)| Tag::whole_table(d, t)),
-                    );
-                    true
-                }
-                // Not loaded (DDL, or no schema read possible): table level
-                // is enough only for tables that cannot hide a trigger, which
-                // the proxy cannot tell; be safe.
-                _ => false,
-            }
-        };
-        match inv {
-            Invalidation::Everything => {
-                // CREATE TRIGGER, DROP DATABASE, …: schema facts may be stale.
-                schema.forget_all();
-                return Resolved::Everything;
-            }
-            Invalidation::Tables { tables, ddl } => {
-                for t in tables {
-                    let Some(db) = self.resolve_db(t) else {
-                        return Resolved::Everything;
-                    };
-                    let known = table_and_dependents(&db, &t.name, &mut tags);
-                    if *ddl {
-                        // Triggers are dropped with their table; the entries
-                        // of this table are invalid through its tag.
-                        schema.forget(&db, &t.name);
-                    } else if !known {
-                        return Resolved::Everything;
-                    }
-                }
-            }
-            Invalidation::Rows {
-                table,
-                rows,
-                assigned,
-            } => {
-                let Some(db) = self.resolve_db(table) else {
-                    return Resolved::Everything;
-                };
-                let info = match schema.get(&db, &table.name) {
-                    Some(Some(info)) if info.base && !info.has_triggers => info,
-                    _ => return Resolved::Everything,
-                };
-                tags.extend(
-                    schema
-                        .dependents(&db, &table.name)
-                        .iter()
-                        .flat_map(|(d, t)| Tag::whole_table(d, t)),
-                );
-                tags.push(Tag::any_write(&db, &table.name));
-                let moves_key = assigned.iter().any(|a| info.pk.iter().any(|(k, _)| k == a));
-                let row_tags: Option<Vec<Tag>> = (!moves_key && info.integer_key())
-                    .then(|| {
-                        rows.iter()
-                            .map(|eq| {
-                                let vals: Option<Vec<Value>> = info
-                                    .pk
-                                    .iter()
-                                    .map(|(k, _)| {
-                                        eq.iter()
-                                            .find(|(c, _)| c == k)
-                                            .and_then(|(_, v)| resolve(v, params))
-                                    })
-                                    .collect();
-                                canonical_pk(&vals?).map(|pk| Tag::row(&db, &table.name, &pk))
-                            })
-                            .collect()
-                    })
-                    .flatten();
-                match row_tags {
-                    Some(r) => tags.extend(r),
-                    None => tags.extend(Tag::whole_table(&db, &table.name)),
-                }
-            }
-        }
-        Resolved::Tags(tags)
+        let db = self.vars.db.as_deref();
+        let effect = resolve_all(&writes::events(inv, params, db, schema), schema);
+        writes::forget(inv, db, schema);
+        effect
     }
 
     /// Applies a statement's invalidation, and flushes or drops what a
@@ -493,7 +405,7 @@ impl Session {
     ) {
         let cache = self.shared.cache.clone();
         if let Verdict::Write(inv) = verdict {
-            let resolved = self.write_tags(inv, params);
+            let resolved = self.write_effect(inv, params);
             apply(&cache, &resolved).await;
             self.routed = Routed::Write(Some(describe(&resolved)));
             if tx_open {
@@ -513,17 +425,17 @@ impl Session {
     }
 }
 
-async fn apply(cache: &crate::cache::Cache, r: &Resolved) {
+async fn apply(cache: &crate::cache::Cache, r: &Effect) {
     match r {
-        Resolved::Everything => cache.invalidate_writes(&[], true).await,
-        Resolved::Tags(tags) => cache.invalidate_writes(tags, false).await,
+        Effect::Everything => cache.invalidate_writes(&[], true).await,
+        Effect::Tags(tags) => cache.invalidate_writes(tags, false).await,
     }
 }
 
-fn describe(r: &Resolved) -> String {
+fn describe(r: &Effect) -> String {
     match r {
-        Resolved::Everything => "write(invalidated: everything)".into(),
-        Resolved::Tags(tags) => {
+        Effect::Everything => "write(invalidated: everything)".into(),
+        Effect::Tags(tags) => {
             let names: Vec<String> = tags
                 .iter()
                 .map(|t| match t {
@@ -537,10 +449,9 @@ fn describe(r: &Resolved) -> String {
     }
 }
 
-/// The canonical key text of integer key values, `\u{1f}`-joined.
-fn canonical_pk(values: &[Value]) -> Option<String> {
-    let parts: Option<Vec<String>> = values.iter().map(canonical_int).collect();
-    parts.map(|p| p.join("\u{1f}"))
+/// The canonical texts of integer key values (`Tag::row_of`'s parts).
+fn canonical_key(values: &[Value]) -> Option<Vec<String>> {
+    values.iter().map(canonical_int).collect()
 }
 
 /// The session state that is part of every cache key.
@@ -751,8 +662,10 @@ mod tests {
     #[test]
     fn composite_keys_join_canonically() {
         let v = [Value::Bytes(b" 05".to_vec()), Value::Int(7)];
-        assert_eq!(canonical_pk(&v).as_deref(), Some("5\u{1f}7"));
-        assert_eq!(canonical_pk(&[Value::Double(1.0)]).as_deref(), Some("1"));
-        assert_eq!(canonical_pk(&[Value::Double(1.5)]), None);
+        let key = canonical_key(&v).unwrap();
+        assert_eq!(key, ["5", "7"]);
+        assert_eq!(Tag::row_of("d", "t", &key), Tag::row("d", "t", "5\u{1f}7"));
+        assert_eq!(canonical_key(&[Value::Double(1.0)]).unwrap(), ["1"]);
+        assert_eq!(canonical_key(&[Value::Double(1.5)]), None);
     }
 }

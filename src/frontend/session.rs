@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
-use super::caching::{Coalesced, Planned, Resolved, TEXT};
+use super::caching::{Coalesced, Planned, TEXT};
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::relay::{self, Outcome, Relay};
@@ -141,7 +141,7 @@ pub struct Session {
     /// Reused buffer for cache keys (no allocation per lookup).
     pub(super) keybuf: Vec<u8>,
     /// Invalidations of an open transaction, applied again at COMMIT.
-    pub(super) pending: Vec<Resolved>,
+    pub(super) pending: Vec<crate::invalidation::Effect>,
 }
 
 /// Drives one accepted client connection from handshake to close.

@@ -1,17 +1,13 @@
 //! Change events: the one currency of invalidation (DESIGN.md).
 //!
-//! Policy: every source — a write the proxy forwarded, a Debezium / Canal /
-//! Maxwell message, the binlog reader — becomes `ChangeEvent`s, and only
-//! `tags` turns them into cache tags. A row event names its row by column
-//! values; it becomes a row tag only when the table's primary-key facts are
-//! known and every key value is an integer, and otherwise the table's tags.
-//! Every row event also bumps the table's "any write" tag. A negative key
-//! value is also invalidated as its unsigned 64-bit twin (`twins`): Debezium
-//! publishes BIGINT UNSIGNED values of 2^63 and above as negative longs by
-//! default, and the proxy cannot tell the column's signedness from the
-//! event; only one of the two tags can name a real row. Anything a decoder
-//! cannot read becomes a table event, or `Everything` when even the table is
+//! Policy: every source becomes `ChangeEvent`s — a write the proxy
+//! forwarded (`writes.rs`), a Debezium / Canal / Maxwell message
+//! (`decode.rs`), the binlog reader (`binlog.rs`) — and only
+//! `resolve.rs` turns them into cache tags, so the proxy's writes and the
+//! feeds cannot disagree on the tags of a row. Anything a decoder cannot
+//! read becomes a table event, or `Everything` when even the table is
 //! unknown: an unreadable message never leaves the cache trusting old data.
+//! This module holds the event type, the feeds' `apply` and their handle.
 
 pub mod binlog;
 pub mod decode;
@@ -19,14 +15,19 @@ pub mod echo;
 pub mod freshness;
 pub mod kafka;
 pub mod keeper;
+pub mod resolve;
+pub mod writes;
+
+#[cfg(test)]
+mod agreement_tests;
 
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::backend::schema::SchemaCache;
-use crate::cache::{canonical_int, Cache, Tag};
+use crate::cache::{Cache, Tag};
 pub use echo::Echo;
-use mysql_common::value::Value;
+pub use resolve::{forget, resolve, resolve_all, Effect};
 
 /// Errors of the feed layer (all at start; afterwards a feed retries).
 #[derive(Debug, thiserror::Error)]
@@ -115,96 +116,6 @@ pub enum ChangeEvent {
     Everything,
 }
 
-/// What applying events does to the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    Tags(Vec<Tag>),
-    Everything,
-}
-
-/// The tags an event invalidates, given what is known of the schema.
-///
-/// Row-based binlogs log what triggers change as rows of their own, but not
-/// what foreign-key cascades change: every event also invalidates the whole
-/// of each table whose foreign keys reference the changed one.
-pub fn tags(ev: &ChangeEvent, schema: &SchemaCache) -> Effect {
-    match ev {
-        ChangeEvent::Everything => {
-            schema.forget_all();
-            Effect::Everything
-        }
-        ChangeEvent::Table { db, table } => {
-            let mut tags = Tag::whole_table(db, table).to_vec();
-            push_dependents(&mut tags, schema, db, table);
-            schema.forget(db, table);
-            Effect::Tags(tags)
-        }
-        ChangeEvent::Row { db, table, key } => {
-            let mut tags = vec![Tag::any_write(db, table)];
-            push_dependents(&mut tags, schema, db, table);
-            let info = match schema.get(db, table) {
-                Some(Some(info)) => info,
-                // Unknown facts: no entry can hold a row tag of this table
-                // that its table tag does not also cover.
-                _ => {
-                    tags.push(Tag::table(db, table));
-                    return Effect::Tags(tags);
-                }
-            };
-            let values: Option<Vec<String>> = info
-                .pk
-                .iter()
-                .map(|(col, _)| {
-                    let (_, v) = key.iter().find(|(c, _)| c == col)?;
-                    canonical_int(&Value::Bytes(v.as_bytes().to_vec()))
-                })
-                .collect();
-            match values {
-                Some(v) if info.integer_key() => match twins(&v) {
-                    Some(keys) => {
-                        tags.extend(keys.iter().map(|k| Tag::row(db, table, &k.join("\u{1f}"))))
-                    }
-                    None => tags.push(Tag::table(db, table)),
-                },
-                _ => tags.push(Tag::table(db, table)),
-            }
-            Effect::Tags(tags)
-        }
-    }
-}
-
-/// Every reading of canonical integer key values where each negative one
-/// may also be the same 64 bits read as unsigned (v + 2^64); `None` when
-/// that would be more than 8 keys (the caller falls back to the table).
-fn twins(values: &[String]) -> Option<Vec<Vec<String>>> {
-    let mut out: Vec<Vec<String>> = vec![Vec::with_capacity(values.len())];
-    for v in values {
-        let twin = v
-            .parse::<i64>()
-            .ok()
-            .filter(|i| *i < 0)
-            .map(|i| (i as u64).to_string());
-        if let Some(t) = twin {
-            if out.len() >= 8 {
-                return None;
-            }
-            let mut other = out.clone();
-            other.iter_mut().for_each(|k| k.push(t.clone()));
-            out.iter_mut().for_each(|k| k.push(v.clone()));
-            out.extend(other);
-        } else {
-            out.iter_mut().for_each(|k| k.push(v.clone()));
-        }
-    }
-    Some(out)
-}
-
-fn push_dependents(tags: &mut Vec<Tag>, schema: &SchemaCache, db: &str, table: &str) {
-    for (d, t) in schema.dependents(db, table) {
-        tags.extend(Tag::whole_table(&d, &t));
-    }
-}
-
 /// Applies change events to the cache (bumps their tags' tokens) and
 /// queues their echoes (`echo.rs`).
 pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: &mut Echo) {
@@ -212,10 +123,11 @@ pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: 
     let mut all = Vec::new();
     let mut everything = false;
     for ev in events {
-        match tags(ev, schema) {
+        match resolve(ev, schema) {
             Effect::Everything => everything = true,
             Effect::Tags(tags) => all.extend(tags),
         }
+        forget(ev, schema);
     }
     if all.is_empty() && !everything {
         return;
@@ -226,103 +138,4 @@ pub fn apply(events: &[ChangeEvent], cache: &Cache, schema: &SchemaCache, echo: 
         echo.everything(now);
     }
     echo.slots(now, all.iter().map(Tag::slot).collect());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negative_key_values_have_unsigned_twins() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(twins(&s(&["5", "7"])), Some(vec![s(&["5", "7"])]));
-        assert_eq!(
-            twins(&s(&["-9223372036854775808", "1"])),
-            Some(vec![
-                s(&["-9223372036854775808", "1"]),
-                s(&["9223372036854775808", "1"])
-            ])
-        );
-        assert_eq!(twins(&s(&["-1", "-2"])).map(|k| k.len()), Some(4));
-        assert_eq!(
-            twins(&s(&["-1"; 4])),
-            None,
-            "16 readings: the table instead"
-        );
-    }
-
-    #[test]
-    fn unknown_tables_get_table_tags_and_table_events_forget_facts() {
-        let s = SchemaCache::default();
-        let ev = ChangeEvent::Row {
-            db: "d".into(),
-            table: "t".into(),
-            key: vec![("id".into(), "5".into())],
-        };
-        assert_eq!(
-            tags(&ev, &s),
-            Effect::Tags(vec![Tag::any_write("d", "t"), Tag::table("d", "t")])
-        );
-        assert_eq!(tags(&ChangeEvent::Everything, &s), Effect::Everything);
-    }
-
-    #[test]
-    fn integer_keys_become_row_tags_matching_the_read_side() {
-        use crate::backend::schema::TableInfo;
-        let s = SchemaCache::default();
-        let info = |int| TableInfo {
-            base: true,
-            pk: vec![("id".into(), int)],
-            unique: vec![],
-            has_triggers: false,
-            referenced_by: vec![],
-            references: vec![],
-        };
-        s.remember("d", "t", Some(info(true)));
-        // Canal sends strings, Debezium numbers: both give the read side's tag.
-        for v in ["5", " 05"] {
-            let ev = ChangeEvent::Row {
-                db: "d".into(),
-                table: "t".into(),
-                key: vec![("id".into(), v.into())],
-            };
-            assert_eq!(
-                tags(&ev, &s),
-                Effect::Tags(vec![Tag::any_write("d", "t"), Tag::row("d", "t", "5")])
-            );
-        }
-        // A negative value may be a BIGINT UNSIGNED that Debezium wrapped.
-        let ev = ChangeEvent::Row {
-            db: "d".into(),
-            table: "t".into(),
-            key: vec![("id".into(), "-1".into())],
-        };
-        assert_eq!(
-            tags(&ev, &s),
-            Effect::Tags(vec![
-                Tag::any_write("d", "t"),
-                Tag::row("d", "t", "-1"),
-                Tag::row("d", "t", &u64::MAX.to_string()),
-            ])
-        );
-        s.remember("d", "s", Some(info(false)));
-        let ev = ChangeEvent::Row {
-            db: "d".into(),
-            table: "s".into(),
-            key: vec![("id".into(), "abc".into())],
-        };
-        assert_eq!(
-            tags(&ev, &s),
-            Effect::Tags(vec![Tag::any_write("d", "s"), Tag::table("d", "s")])
-        );
-        // A table event forgets the table's facts (DDL may have changed them).
-        let _ = tags(
-            &ChangeEvent::Table {
-                db: "d".into(),
-                table: "t".into(),
-            },
-            &s,
-        );
-        assert!(s.get("d", "t").is_none());
-    }
 }
