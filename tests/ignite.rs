@@ -368,7 +368,16 @@ async fn two_proxies_share_entries_and_invalidations() {
         &ignite_section(&format!("127.0.0.1:{}", relay.port)),
         "",
     );
-    let b = Proxy::start_with(db.port, "", &ignite_section(&ignite.addr()), "");
+    let admin = free_port();
+    let b = Proxy::start_with(
+        db.port,
+        "",
+        &format!(
+            "{}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+            ignite_section(&ignite.addr())
+        ),
+        "",
+    );
     let mut ca = MyConn::new(opts(a.port, "test")).await.unwrap();
     let mut cb = MyConn::new(opts(b.port, "test")).await.unwrap();
     wait_l2(&mut ca, true).await;
@@ -383,6 +392,7 @@ async fn two_proxies_share_entries_and_invalidations() {
     while status(&mut ca, "l2_fills").await != "20" {
         d.tick().await;
     }
+    let before = scrape(admin);
     for id in 1..=20 {
         assert_eq!(value(&mut cb, "l2t", id).await, Some(format!("v{id}")));
         assert_eq!(last(&mut cb).await, "hit(l2)", "row {id}");
@@ -390,6 +400,11 @@ async fn two_proxies_share_entries_and_invalidations() {
         assert_eq!(last(&mut cb).await, "hit", "an L2 hit fills L1");
     }
     assert_eq!(status(&mut cb, "misses").await, "0");
+    // 20 L2 hits and 20 L1 hits, timed as hits (40 SHOW SQLCACHE LAST and
+    // one STATUS as other).
+    let after = scrape(admin);
+    let dt = |route: &str| timed(&after, route) - timed(&before, route);
+    assert_eq!((dt("hit"), dt("miss"), dt("other")), (40, 0, 41), "{after}");
 
     // A write through A makes A's L2 entry stale for B (once it is in L2).
     value(&mut ca, "l2t", 21).await;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::sqlcache::Deadline;
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -241,4 +242,43 @@ async fn json_logs_have_a_span_per_connection() {
         statement.contains("\"route\"") && statement.contains("elapsed_us"),
         "{statement}"
     );
+}
+
+/// `backend.query_timeout` bounds text and prepared statements alike: the
+/// client gets 1969, the backend statement is killed, the session goes on.
+#[tokio::test]
+async fn query_timeout_interrupts_text_and_prepared_statements() {
+    let db = mariadb();
+    let proxy = Proxy::start(db, "query_timeout = \"400ms\"", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let mut root = Conn::new(opts(db.port, "test")).await.unwrap();
+    for prepared in [false, true] {
+        let started = Instant::now();
+        let r = if prepared {
+            c.exec_drop("SELECT SLEEP(?)", (30,)).await
+        } else {
+            c.query_drop("SELECT SLEEP(30)").await
+        };
+        match r {
+            Err(mysql_async::Error::Server(se)) => {
+                assert_eq!((se.code, se.state.as_str()), (1969, "70100"), "{se:?}");
+            }
+            other => panic!("prepared={prepared}: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The statement was killed on MariaDB, not left running.
+        let d = Deadline::new(Duration::from_secs(10), "backend statement killed");
+        loop {
+            let sleeping: Vec<u64> = root
+                .query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(%'")
+                .await
+                .unwrap();
+            if sleeping.is_empty() {
+                break;
+            }
+            d.tick().await;
+        }
+        let one: Option<i32> = c.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "the session goes on");
+    }
 }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod caching;
 pub mod commands;
 pub mod packet;
+pub mod pipeline;
 pub mod refresh;
 pub mod relay;
 pub mod route;

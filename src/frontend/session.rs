@@ -14,16 +14,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use mysql_async::prelude::Queryable;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
-use super::caching::{Coalesced, Planned, TEXT};
+use super::caching::TEXT;
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
-use super::relay::{self, Outcome, Relay};
+use super::pipeline::{Exec, Stmt};
 use super::route::Routed;
 use super::stmt::PreparedStmt;
 use super::stream::ClientStream;
@@ -101,16 +100,6 @@ pub enum SessionError {
     Proto(#[from] ProtoError),
     #[error("backend connection holding session state was lost: {0}")]
     StateLost(String),
-}
-
-/// A relayed result, before its final packet.
-pub(super) struct Relayed {
-    outcome: Outcome,
-    insert_id: u64,
-    last: Option<relay::End>,
-    cacheable: bool,
-    mark: usize,
-    flushes: u64,
 }
 
 pub enum Flow {
@@ -429,146 +418,28 @@ impl Session {
         } else {
             Verdict::Bypass(BypassReason::CacheDisabled)
         };
-        let cache = self.shared.cache.clone();
-        let mut _flight = None;
-        if bypass.is_none() && matches!(verdict, Verdict::Read(_)) {
-            match self.coalesce(&cache).await {
-                Some(Coalesced::Served) => return Ok(()),
-                Some(Coalesced::Leader(f)) => _flight = Some(f),
-                None => {}
-            }
-        }
-        let sql: Cow<'_, [u8]> = if fx.probes_socket {
+        let sent: Cow<'_, [u8]> = if fx.probes_socket {
             Cow::Owned(hide_socket(&text).into_bytes())
         } else {
             Cow::Borrowed(sql)
         };
-        let Some(mut c) = self.acquire_or_reply(fx.reads_last_insert_id).await else {
-            return Ok(());
+        let st = Stmt {
+            proto: TEXT,
+            sql,
+            verdict: &verdict,
+            params: &[],
+            types: &[],
+            bypass,
+            keyed: bypass.is_none(),
         };
-        let fill = match self
-            .plan(&mut c, &verdict, bypass, &[], (sql.as_ref(), None))
-            .await
-        {
-            Planned::Forward(fill) => fill,
-            Planned::Served => return self.served_from_l2(c),
-        };
-        let timeout = self.shared.cfg.backend.query_timeout;
-        let started = c.conn.query_iter(sql.as_ref());
-        let qr = if timeout.is_zero() {
-            started.await
-        } else {
-            match tokio::time::timeout(timeout, started).await {
-                Ok(r) => r,
-                Err(_) => {
-                    self.invalidate_after(&verdict, &[], true).await;
-                    return self.timed_out(c).await;
-                }
-            }
-        };
-        let qr = match qr {
-            Ok(qr) => qr,
-            Err(mysql_async::Error::Server(se)) => {
-                self.reply_err(se.code, &se.state, &se.message);
-                // After an error the connection's last OK is an older one
-                // (or a prepare reply mysql_async misreads as an OK): keep
-                // the state known before the statement.
-                let status = self.status;
-                self.invalidate_after(
-                    &verdict,
-                    &[],
-                    status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-                )
-                .await;
-                self.note_pin(&fx);
-                self.settle(c, status);
-                return Ok(());
-            }
-            Err(e) => {
-                self.invalidate_after(&verdict, &[], false).await;
-                return self.lost(c, &e);
-            }
-        };
-        // A batch that writes and then returns rows: its OK must not reach
-        // the client (mid-stream flush) before the invalidation below.
-        let hold = fx.statements > 1 && matches!(verdict, Verdict::Write(_));
-        self.conn.hold_response(hold);
-        let relayed = self.relay(qr, false).await;
-        self.conn.hold_response(false);
-        let Some((mut c, status, done)) = self.complete(c, relayed?, fill, &verdict, &[]).await?
-        else {
-            return Ok(());
-        };
-        if done {
-            self.apply_effects(&fx, &mut c);
-        }
-        self.note_pin(&fx);
-        self.settle(c, status);
-        Ok(())
-    }
-
-    /// Streams a backend result to the client (see `relay`).
-    pub(super) async fn relay<P: mysql_async::prelude::Protocol>(
-        &mut self,
-        qr: mysql_async::QueryResult<'_, '_, P>,
-        binary: bool,
-    ) -> Result<Relayed, ProtoError> {
-        let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
-        let mut r = Relay::new(&mut self.conn, self.login.caps, binary, self.status);
-        let (outcome, insert_id, last) = r.run(qr).await?;
-        Ok(Relayed {
-            outcome,
-            insert_id,
-            last,
-            cacheable: r.cacheable(),
-            mark,
-            flushes,
-        })
-    }
-
-    /// After a relayed result: the final packet with the server's own
-    /// status, the cache fill, the write's invalidation. `None` when the
-    /// backend connection was lost (the client has its error).
-    pub(super) async fn complete(
-        &mut self,
-        mut c: BackendConn,
-        r: Relayed,
-        fill: Option<super::caching::Fill>,
-        verdict: &Verdict,
-        params: &[mysql_common::value::Value],
-    ) -> Result<Option<(BackendConn, StatusFlags, bool)>, SessionError> {
-        // Only a response that ended normally carries the server's flags.
-        let status = match r.outcome {
-            Outcome::Done => relay::final_status(&c.conn, self.status),
-            _ => self.status,
-        };
-        if let Some(end) = r.last {
-            relay::write_end(&mut self.conn, self.login.caps, end, status);
-        }
-        let done = match r.outcome {
-            Outcome::Lost(e) => {
-                self.invalidate_after(verdict, params, false).await;
-                self.lost(c, &e)?;
-                return Ok(None);
-            }
-            Outcome::Done => true,
-            Outcome::ServerError => false,
-        };
-        if let Some(fill) = fill {
-            let delay = self.shared.cache.cfg.fill_delay;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            self.store_fill(done && r.cacheable, r.mark, r.flushes, fill);
-        }
-        self.invalidate_after(
-            verdict,
-            params,
-            status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
+        self.execute(
+            st,
+            Exec::Text {
+                sql: &sent,
+                fx: &fx,
+            },
         )
-        .await;
-        self.note_outcome(&mut c, r.insert_id, status);
-        Ok(Some((c, status, done)))
+        .await
     }
 
     /// State the server reported in a statement's final packet.
@@ -589,14 +460,14 @@ impl Session {
         }
     }
 
-    fn note_pin(&mut self, fx: &classify::Effects) {
+    pub(super) fn note_pin(&mut self, fx: &classify::Effects) {
         if self.pin.is_none() {
             self.pin = fx.pin;
         }
     }
 
     /// Records tracked state a successful statement changed.
-    fn apply_effects(&mut self, fx: &classify::Effects, c: &mut BackendConn) {
+    pub(super) fn apply_effects(&mut self, fx: &classify::Effects, c: &mut BackendConn) {
         if let Some(db) = &fx.use_db {
             self.vars.db = Some(db.clone());
             c.applied.db = Some(self.vars.db.clone());
@@ -610,23 +481,6 @@ impl Session {
         if let Some(l) = fx.lock_tables {
             self.lock_tables = l;
         }
-    }
-
-    async fn timed_out(&mut self, c: BackendConn) -> Result<(), SessionError> {
-        let thread = c.conn.id();
-        drop(c);
-        let backend = self.shared.backend.clone();
-        tokio::spawn(async move { backend.kill(thread).await });
-        let t = self.shared.cfg.backend.query_timeout;
-        self.reply_err(
-            1969,
-            "70100",
-            &format!("Query execution was interrupted (backend.query_timeout = {t:?} exceeded)"),
-        );
-        if self.holds_state() {
-            return Err(SessionError::StateLost("query timeout".into()));
-        }
-        Ok(())
     }
 
     async fn com_init_db(&mut self, body: &[u8]) -> Result<(), SessionError> {

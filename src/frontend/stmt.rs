@@ -24,9 +24,8 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::Column;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
-use mysql_common::constants::StatusFlags;
-
-use super::caching::{Coalesced, Planned, BINARY};
+use super::caching::BINARY;
+use super::pipeline::{Exec, Stmt};
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
 use crate::classify::{BypassReason, Verdict};
@@ -297,83 +296,21 @@ impl Session {
         }
         let types = stmt.param_types.clone().unwrap_or_default();
         let long_data = std::mem::take(&mut stmt.long_data);
-        let sql = stmt.sql.clone();
-        let verdict = stmt.verdict.clone();
-        let bypass = self.cache_bypass();
-        let cache = self.shared.cache.clone();
-        let mut _flight = None;
-        if bypass.is_none() && matches!(*verdict, Verdict::Read(_)) {
-            self.build_key(BINARY, &sql, &exec.params, &types);
-            if self.serve_hit() {
-                return Ok(());
-            }
-            match self.coalesce(&cache).await {
-                Some(Coalesced::Served) => return Ok(()),
-                Some(Coalesced::Leader(f)) => _flight = Some(f),
-                None => {}
-            }
-        }
-        let Some(mut c) = self.acquire_or_reply(false).await else {
-            return Ok(());
+        let (sql, verdict) = (stmt.sql.clone(), stmt.verdict.clone());
+        let st = Stmt {
+            proto: BINARY,
+            sql: &sql,
+            verdict: &verdict,
+            params: &exec.params,
+            types: &types,
+            bypass: self.cache_bypass(),
+            keyed: false,
         };
-        let backend_stmt = match c.statement(self.vars.db.as_deref(), &sql).await {
-            Ok(s) => s,
-            Err(crate::backend::BackendError::Mysql(mysql_async::Error::Server(se))) => {
-                let status = self.status;
-                self.settle(c, status);
-                self.reply_err(se.code, &se.state, &se.message);
-                return Ok(());
-            }
-            Err(crate::backend::BackendError::Mysql(e)) => return self.lost(c, &e),
-            Err(e) => {
-                self.settle(c, self.status);
-                self.reply_backend_error(&e);
-                return Ok(());
-            }
+        let exec = Exec::Binary {
+            exec: &exec,
+            long_data,
         };
-        let wire = exec.encode(&types, long_data);
-        let fill = match self
-            .plan(&mut c, &verdict, bypass, &exec.params, (&sql, Some(&wire)))
-            .await
-        {
-            Planned::Forward(fill) => fill,
-            Planned::Served => return self.served_from_l2(c),
-        };
-        // Writes need the values afterwards to name the rows they changed.
-        let kept = &exec.params;
-        let qr = match c.conn.exec_iter_encoded(&backend_stmt.stmt, &wire).await {
-            Ok(qr) => qr,
-            Err(mysql_async::Error::Server(se)) => {
-                let status = self.status;
-                self.invalidate_after(
-                    &verdict,
-                    kept,
-                    status.contains(StatusFlags::SERVER_STATUS_IN_TRANS),
-                )
-                .await;
-                self.settle(c, status);
-                self.reply_err(se.code, &se.state, &se.message);
-                return Ok(());
-            }
-            Err(mysql_async::Error::Driver(d)) => {
-                self.settle(c, self.status);
-                self.reply_err(
-                    1210,
-                    "HY000",
-                    &format!("Incorrect arguments to mysqld_stmt_execute: {d}"),
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                self.invalidate_after(&verdict, kept, false).await;
-                return self.lost(c, &e);
-            }
-        };
-        let relayed = self.relay(qr, true).await?;
-        if let Some((c, status, _)) = self.complete(c, relayed, fill, &verdict, kept).await? {
-            self.settle(c, status);
-        }
-        Ok(())
+        self.execute(st, exec).await
     }
 
     pub(super) fn com_stmt_send_long_data(&mut self, body: &[u8]) {

@@ -87,3 +87,24 @@ where
         d.tick().await;
     }
 }
+
+/// GET /metrics from the admin port.
+pub fn scrape(admin: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut b = String::new();
+    s.read_to_string(&mut b).unwrap();
+    assert!(b.starts_with("HTTP/1.0 200"), "{b}");
+    b
+}
+
+/// Statements timed under each route label, from a scrape.
+pub fn timed(body: &str, route: &str) -> u64 {
+    let name = format!("sqlcache_statement_duration_seconds_count{{route=\"{route}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
+}
