@@ -11,7 +11,7 @@
 //! is always correct, only less shared. Transactions and `autocommit=0` are
 //! seen in the server's status flags, not here.
 
-use super::lexer::{is_kw, Lexer, Token};
+use super::lexer::{is_kw, Lexed, Token};
 
 /// Why a session stays on its backend connection. Usable as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,20 +87,30 @@ pub struct Kill {
 
 /// Recognises a single KILL statement by connection id.
 pub fn parse_kill(sql: &str) -> Option<Kill> {
-    let t: Vec<Token<'_>> = Lexer::new(sql).filter(|t| *t != Token::Semicolon).collect();
-    if !is_kw(t.first(), "KILL") {
+    kill_of(&Lexed::new(sql))
+}
+
+/// `parse_kill` of a lexed statement.
+pub fn kill_of(lexed: &Lexed<'_>) -> Option<Kill> {
+    let t: Vec<&Token<'_>> = lexed
+        .tokens
+        .iter()
+        .filter(|t| **t != Token::Semicolon)
+        .collect();
+    let at = |i: usize| t.get(i).copied();
+    if !is_kw(at(0), "KILL") {
         return None;
     }
     let mut i = 1;
     // MariaDB: KILL [HARD | SOFT] [CONNECTION | QUERY] id
-    if is_kw(t.get(i), "HARD") || is_kw(t.get(i), "SOFT") {
+    if is_kw(at(i), "HARD") || is_kw(at(i), "SOFT") {
         i += 1;
     }
-    let query_only = is_kw(t.get(i), "QUERY");
-    if query_only || is_kw(t.get(i), "CONNECTION") {
+    let query_only = is_kw(at(i), "QUERY");
+    if query_only || is_kw(at(i), "CONNECTION") {
         i += 1;
     }
-    match (t.get(i), t.len() == i + 1) {
+    match (at(i), t.len() == i + 1) {
         (Some(Token::Number(n)), true) => n.parse().ok().map(|id| Kill { id, query_only }),
         _ => None,
     }
@@ -108,8 +118,13 @@ pub fn parse_kill(sql: &str) -> Option<Kill> {
 
 /// Analyses a (possibly multi-statement) text query.
 pub fn analyze(sql: &str) -> Effects {
+    analyze_lexed(&Lexed::new(sql))
+}
+
+/// `analyze` of a lexed query.
+pub fn analyze_lexed(lexed: &Lexed<'_>) -> Effects {
     let mut fx = Effects::default();
-    let toks: Vec<Token<'_>> = Lexer::new(sql).collect();
+    let toks = &lexed.tokens;
     let stmts: Vec<&[Token<'_>]> = toks
         .split(|t| *t == Token::Semicolon)
         .filter(|s| !s.is_empty())

@@ -23,6 +23,22 @@ pub enum Token<'a> {
     Semicolon,
 }
 
+/// A statement's text and its tokens, lexed once: the session-effects
+/// analysis, KILL recognition and the cache verdict all read these.
+pub struct Lexed<'a> {
+    pub sql: &'a str,
+    pub tokens: Vec<Token<'a>>,
+}
+
+impl<'a> Lexed<'a> {
+    pub fn new(sql: &'a str) -> Self {
+        Lexed {
+            sql,
+            tokens: Lexer::new(sql).collect(),
+        }
+    }
+}
+
 pub struct Lexer<'a> {
     src: &'a str,
     pos: usize,

@@ -1,17 +1,21 @@
 //! Statement classification: pure functions over SQL text.
 //!
-//! Policy: default-deny. Today this holds the lexer and the session-effects
-//! analysis the multiplexing backend needs; the cacheability verdicts
-//! (sqlparser-based) land here too, so all SQL understanding stays in one
-//! place and is unit-testable without a server.
+//! Policy: default-deny — whatever is not understood may write everything
+//! and is never served from the cache. A text statement is lexed once
+//! (`Lexed`, `lexer.rs`); from those tokens `effects.rs` finds what it does
+//! to session state (pins, tracked `SET`s, `USE`, KILL) and `sql.rs` (with
+//! sqlparser) its cache verdict (`verdict.rs`: a point read, a bypass with
+//! its reason, or a write with what it invalidates). No I/O here: every
+//! rule is unit-tested without a server.
 
 pub mod effects;
 pub mod lexer;
 pub mod sql;
 pub mod verdict;
 
-pub use effects::{analyze, Effects, PinReason, TrackedSet};
-pub use sql::classify;
+pub use effects::{analyze, analyze_lexed, kill_of, Effects, PinReason, TrackedSet};
+pub use lexer::Lexed;
+pub use sql::{classify, classify_lexed};
 pub use verdict::{
     is_system_schema as is_system_schema_name, BypassReason, Invalidation, KeyValue, Lit,
     PointRead, TableName, Verdict,

@@ -19,7 +19,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
-use super::lexer::{Lexer, Token};
+use super::lexer::{Lexed, Token};
 use super::verdict::*;
 
 /// Built-in functions whose result depends only on their arguments (and on
@@ -106,7 +106,12 @@ const DETERMINISTIC: &[&str] = &[
 
 /// Classifies one statement's SQL text.
 pub fn classify(sql: &str) -> Verdict {
-    let toks: Vec<Token<'_>> = Lexer::new(sql).collect();
+    classify_lexed(&Lexed::new(sql))
+}
+
+/// `classify` of a lexed statement (sqlparser still tokenizes on its own).
+pub fn classify_lexed(lexed: &Lexed<'_>) -> Verdict {
+    let (sql, toks) = (lexed.sql, &lexed.tokens);
     if toks.iter().filter(|t| **t != Token::Semicolon).count() == 0 {
         return Verdict::Bypass(BypassReason::NotPointRead);
     }
@@ -114,11 +119,11 @@ pub fn classify(sql: &str) -> Verdict {
         .iter()
         .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("SQL_NO_CACHE")))
     {
-        return read_or_unknown(&toks, BypassReason::SqlNoCache);
+        return read_or_unknown(toks, BypassReason::SqlNoCache);
     }
     let stmts = match Parser::parse_sql(&MySqlDialect {}, sql) {
         Ok(s) => s,
-        Err(_) => return read_or_unknown(&toks, BypassReason::Unparsable),
+        Err(_) => return read_or_unknown(toks, BypassReason::Unparsable),
     };
     match stmts.as_slice() {
         [one] => statement(one),

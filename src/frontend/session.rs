@@ -405,16 +405,17 @@ impl Session {
             }
         }
         let text = String::from_utf8_lossy(sql);
-        let fx = classify::analyze(&text);
+        let lexed = classify::Lexed::new(&text);
+        let fx = classify::analyze_lexed(&lexed);
         if fx.statements > 1 && !self.multi_statements {
             self.reply_err(1064, "42000", "You have an error in your SQL syntax; multi-statements are disabled for this connection");
             return Ok(());
         }
-        if let Some(kill) = classify::effects::parse_kill(&text) {
+        if let Some(kill) = classify::kill_of(&lexed) {
             return self.kill(kill).await;
         }
         let verdict = if self.shared.cache.cfg.enabled {
-            classify::classify(&text)
+            classify::classify_lexed(&lexed)
         } else {
             Verdict::Bypass(BypassReason::CacheDisabled)
         };
