@@ -8,9 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use mysql_common::value::Value;
+use sqlcache::cache::key::{build_key, KeyState, BINARY, TEXT};
 use sqlcache::cache::{Cache, Lookup, Tag};
 use sqlcache::config::CacheConfig;
-use sqlcache::frontend::caching::{build_key, KeyState, BINARY, TEXT};
 
 fn hit_path(c: &mut Criterion) {
     let cache = Cache::new(CacheConfig::default());

@@ -39,6 +39,28 @@ impl TableInfo {
     }
 }
 
+/// Where facts not known yet are read from: a MySQL connection (here), or
+/// anything a test provides. The cache's planning (`cache/plan.rs`) sees
+/// schema facts only through this and `SchemaCache`.
+pub trait FactsSource {
+    /// The table's facts; `None` when it is not visible.
+    fn read_facts(
+        &mut self,
+        db: &str,
+        table: &str,
+    ) -> impl std::future::Future<Output = Result<Option<TableInfo>, mysql_async::Error>> + Send;
+}
+
+impl FactsSource for Conn {
+    async fn read_facts(
+        &mut self,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<TableInfo>, mysql_async::Error> {
+        read(self, db, table).await
+    }
+}
+
 /// `(db, table)` → facts; `None`: the table is not visible (no such table).
 type Facts = HashMap<(String, String), Option<Arc<TableInfo>>>;
 
@@ -57,16 +79,17 @@ impl SchemaCache {
             .cloned()
     }
 
+    /// Known facts, or facts read from `source` (then remembered).
     pub async fn load(
         &self,
-        conn: &mut Conn,
+        source: &mut impl FactsSource,
         db: &str,
         table: &str,
     ) -> Result<Option<Arc<TableInfo>>, mysql_async::Error> {
         if let Some(known) = self.get(db, table) {
             return Ok(known);
         }
-        let info = read(conn, db, table).await?.map(Arc::new);
+        let info = source.read_facts(db, table).await?.map(Arc::new);
         self.map
             .lock()
             .unwrap()

@@ -17,10 +17,18 @@
 //!   client negotiated CLIENT_DEPRECATE_EOF (it changes the framing);
 //! * the statement text (text protocol) or the parameter values and their
 //!   types (binary protocol).
+//!
+//! Rooms: `key.rs` lays the key out, `plan.rs` decides what a read depends
+//! on and starts its fill, `tokens.rs` holds the tags' counters, `store.rs`
+//! the entries, `l2/` and `ignite/` the shared tier, `refresh.rs` re-reads
+//! hot rows of `refresh` tables, `gate.rs` closes the cache while a feed
+//! cannot vouch for freshness, `stats.rs` counts.
 
 pub mod gate;
 pub mod ignite;
+pub mod key;
 pub mod l2;
+pub mod plan;
 pub mod refresh;
 pub mod stats;
 pub mod store;

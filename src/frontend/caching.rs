@@ -1,17 +1,18 @@
-//! The session's side of the cache: eligibility, keys, hits, fills and
-//! invalidation of the writes it forwards.
+//! The session's side of the cache: it translates session state into the
+//! cache's terms (`cache/key.rs`, `cache/plan.rs`) and their answers into
+//! replies, route records and counters.
 //!
 //! Policy: a hit parses nothing — the key is built from the session's state
 //! and the statement bytes (or the prepared statement's SQL and parameter
 //! values), looked up, its tokens checked, and the stored bytes written. A
-//! miss of a point read reads its tags' tokens *before* the backend query and
-//! stores the response only if it is exactly one row set without warnings.
-//! Writes invalidate after MySQL acknowledged them and before the client sees
-//! the OK (the response is flushed after this runs) — immediately, and again
-//! at COMMIT when inside a transaction (a second bump costs only hit rate and
-//! covers non-transactional tables); ROLLBACK drops what was pending.
+//! miss of a point read is planned by `cache::plan` (its guard read *before*
+//! the backend query) and its response stored only if it is exactly one row
+//! set without warnings, small enough. Writes invalidate after MySQL
+//! acknowledged them and before the client sees the OK (the response is
+//! flushed after this runs) — immediately, and again at COMMIT when inside a
+//! transaction (a second bump costs only hit rate and covers
+//! non-transactional tables); ROLLBACK drops what was pending.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,58 +20,17 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use mysql_async::EncodedParams;
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::CapabilityFlags;
 use mysql_common::value::Value;
 
 use super::route::{Routed, Stored, Tier};
 use super::session::Session;
 use crate::backend::BackendConn;
-use crate::cache::{
-    canonical_int, resolve, Cache, Flight, Guard, L2Guard, L2Lookup, Lookup, Recipe, Tag,
-};
-use crate::classify::{
-    is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName, Verdict,
-};
-use crate::invalidation::{resolve_all, writes, Effect};
-
-/// Why a session cannot use the cache right now (before any parsing).
-pub fn session_bypass(
-    enabled: bool,
-    feed_fresh: bool,
-    status: StatusFlags,
-    lock_tables: bool,
-    pin: Option<PinReason>,
-    autocommit: bool,
-) -> Option<BypassReason> {
-    if !enabled {
-        Some(BypassReason::CacheDisabled)
-    } else if !feed_fresh {
-        // Writes the proxy never saw may not have reached the cache.
-        Some(BypassReason::FeedUnhealthy)
-    } else if status.contains(StatusFlags::SERVER_STATUS_IN_TRANS) {
-        Some(BypassReason::InTransaction)
-    } else if !autocommit || !status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT) {
-        // Tracked from SET, and confirmed by the server's own flag.
-        Some(BypassReason::AutocommitOff)
-    } else if lock_tables {
-        Some(BypassReason::LockTables)
-    } else if pin.is_some() {
-        // Temporary tables, user variables … live on the pinned connection.
-        Some(BypassReason::PinnedSession)
-    } else {
-        None
-    }
-}
-
-/// A planned fill: tokens read before the backend query, the entry's TTL,
-/// and for `refresh` tables how to run the read again.
-pub struct Fill {
-    pub guard: Guard,
-    pub ttl: Duration,
-    pub recipe: Option<Arc<Recipe>>,
-    /// Shared-tier tokens read before the backend query, if L2 is in use.
-    pub l2: Option<L2Guard>,
-}
+use crate::cache::key::{build_key, KeyState};
+use crate::cache::plan::{self, Fill, Started};
+use crate::cache::{Cache, Flight, Lookup, Recipe, Tag};
+use crate::classify::{BypassReason, Invalidation, Verdict};
+use crate::invalidation::{writes, Effect};
 
 /// What `plan` decided for a statement about to be forwarded.
 pub enum Planned {
@@ -88,13 +48,9 @@ pub enum Coalesced<'c> {
     Leader(Flight<'c>),
 }
 
-/// Protocol byte of a key.
-pub const TEXT: u8 = b'T';
-pub const BINARY: u8 = b'B';
-
 impl Session {
     pub(super) fn cache_bypass(&self) -> Option<BypassReason> {
-        session_bypass(
+        plan::session_bypass(
             self.shared.cache.cfg.enabled,
             self.shared.cache.gate.is_open(),
             self.status,
@@ -158,53 +114,34 @@ impl Session {
         stmt: (&[u8], Option<&EncodedParams>),
     ) -> Planned {
         let fill = match (verdict, bypass) {
-            (Verdict::Read(pr), None) => match self.fill_plan(c, pr, params).await {
-                Ok((tags, ttl, refresh_slot)) => {
-                    let cache = self.shared.cache.clone();
-                    // L1's tokens first, then the shared tier (l2 ordering).
-                    let guard = cache.tokens.guard(&tags);
-                    let recipe = refresh_slot.map(|slot| {
-                        Arc::new(Recipe::new(
-                            self.keybuf.clone(),
-                            self.key.user.clone(),
-                            self.login.password.clone(),
-                            self.key.found_rows,
-                            self.vars.clone(),
-                            stmt.0.to_vec(),
-                            stmt.1.cloned(),
-                            self.login.caps,
-                            self.status,
-                            tags.clone(),
-                            ttl,
-                            slot,
-                        ))
-                    });
-                    let mut fill = Fill {
-                        guard,
-                        ttl,
-                        recipe,
-                        l2: None,
-                    };
-                    if let Some(l2) = &cache.l2 {
-                        let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
-                        match l2.lookup(&self.keybuf, &slots).await {
-                            L2Lookup::Hit { response, ttl_left } => {
+            (Verdict::Read(pr), None) => {
+                let (cache, schema) = (self.shared.cache.clone(), self.shared.schema.clone());
+                let db = self.vars.db.as_deref();
+                match plan::read_plan(&cache, &schema, &mut c.conn, pr, params, db).await {
+                    Ok(p) => {
+                        let recipe = p.refresh.map(|slot| self.recipe(&p, slot, stmt));
+                        match plan::start_fill(&cache, &self.keybuf, &p, recipe).await {
+                            Started::L2Hit {
+                                response,
+                                ttl_left,
+                                fill,
+                            } => {
                                 self.serve_l2(response, fill, ttl_left);
                                 return Planned::Served;
                             }
-                            L2Lookup::Miss(g) => fill.l2 = g,
-                            L2Lookup::Skipped => {}
+                            Started::Fill(fill) => {
+                                cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+                                self.routed = Routed::Miss(Stored::Pending);
+                                Some(fill)
+                            }
                         }
                     }
-                    cache.stats.misses.fetch_add(1, Ordering::Relaxed);
-                    self.routed = Routed::Miss(Stored::Pending);
-                    Some(fill)
+                    Err(r) => {
+                        self.note_bypass(r);
+                        None
+                    }
                 }
-                Err(r) => {
-                    self.note_bypass(r);
-                    None
-                }
-            },
+            }
             (Verdict::Read(_), Some(r)) => {
                 self.note_bypass(r);
                 None
@@ -213,9 +150,10 @@ impl Session {
                 self.note_bypass(*r);
                 None
             }
-            (Verdict::Write(_), _) => {
+            (Verdict::Write(inv), _) => {
                 if self.shared.cache.cfg.enabled {
-                    self.ensure_schema(c, verdict).await;
+                    let db = self.vars.db.as_deref();
+                    plan::load_write_facts(&self.shared.schema, &mut c.conn, inv, db).await;
                 }
                 self.routed = Routed::Write(None);
                 None
@@ -226,6 +164,31 @@ impl Session {
             }
         };
         Planned::Forward(fill)
+    }
+
+    /// How a `refresh` table's entry is read again: the statement as run
+    /// (`stmt`: its text or SQL, and a prepared one's encoded parameters)
+    /// and the session state it ran under.
+    fn recipe(
+        &self,
+        p: &plan::ReadPlan,
+        slot: u32,
+        stmt: (&[u8], Option<&EncodedParams>),
+    ) -> Arc<Recipe> {
+        Arc::new(Recipe::new(
+            self.keybuf.clone(),
+            self.key.user.clone(),
+            self.login.password.clone(),
+            self.key.found_rows,
+            self.vars.clone(),
+            stmt.0.to_vec(),
+            stmt.1.cloned(),
+            self.login.caps,
+            self.status,
+            p.tags.clone(),
+            p.ttl,
+            slot,
+        ))
     }
 
     /// After `Planned::Served`: the backend connection goes back unused.
@@ -301,98 +264,10 @@ impl Session {
         }
     }
 
-    fn resolve_db(&self, t: &TableName) -> Option<String> {
-        t.db.clone().or_else(|| self.vars.db.clone())
-    }
-
-    /// Tags and TTL under which a point read may be filled, or why not.
-    pub(super) async fn fill_plan(
-        &mut self,
-        c: &mut BackendConn,
-        pr: &PointRead,
-        params: &[Value],
-    ) -> Result<(Vec<Tag>, Duration, Option<u32>), BypassReason> {
-        let db = self
-            .resolve_db(&pr.table)
-            .ok_or(BypassReason::NotPointRead)?;
-        if is_system_schema_name(&db) {
-            return Err(BypassReason::SystemSchema);
-        }
-        let (enabled, ttl) = self.shared.cache.rule(&db, &pr.table.name);
-        if !enabled {
-            return Err(BypassReason::TableDisabled);
-        }
-        let info = self
-            .shared
-            .schema
-            .load(&mut c.conn, &db, &pr.table.name)
-            .await
-            .map_err(|_| BypassReason::NotKey)?
-            .filter(|i| i.base && !i.pk.is_empty())
-            .ok_or(BypassReason::NotKey)?;
-        let table = Tag::table(&db, &pr.table.name);
-        let any_write = Tag::any_write(&db, &pr.table.name);
-        let value_of = |col: &str| {
-            pr.eq
-                .iter()
-                .find(|(c, _)| c == col)
-                .and_then(|(_, v)| resolve(v, params))
-        };
-        let values: Option<Vec<Value>> = info.pk.iter().map(|(col, _)| value_of(col)).collect();
-        let Some(values) = values else {
-            // A NOT NULL unique key also pins one row; writes name rows by
-            // primary key, so such entries are fresh per table.
-            let by_unique = info
-                .unique
-                .iter()
-                .any(|cols| cols.iter().all(|c| value_of(c).is_some()));
-            return if by_unique {
-                Ok((vec![any_write], ttl, None))
-            } else {
-                Err(BypassReason::NotKey)
-            };
-        };
-        if !info.integer_key() {
-            // String/decimal/date keys: equality depends on collation and
-            // conversion rules; any write to the table invalidates.
-            return Ok((vec![any_write], ttl, None));
-        }
-        let key = canonical_key(&values).ok_or(BypassReason::NotKey)?;
-        let row = Tag::row_of(&db, &pr.table.name, &key);
-        let refresh = self
-            .shared
-            .cache
-            .refreshes(&db, &pr.table.name)
-            .then(|| row.slot());
-        Ok((vec![row, table], ttl, refresh))
-    }
-
-    /// Loads schema facts for the tables a write names (triggers, foreign
-    /// keys, views change what it invalidates). Done on the write's own
-    /// connection, once per table.
-    pub(super) async fn ensure_schema(&mut self, c: &mut BackendConn, verdict: &Verdict) {
-        let tables: Vec<&TableName> = match verdict {
-            Verdict::Write(Invalidation::Rows { table, .. }) => vec![table],
-            Verdict::Write(Invalidation::Tables { tables, ddl: false }) => tables.iter().collect(),
-            _ => return,
-        };
-        for t in tables {
-            if let Some(db) = self.resolve_db(t) {
-                if self.shared.schema.get(&db, &t.name).is_none() {
-                    let _ = self.shared.schema.load(&mut c.conn, &db, &t.name).await;
-                }
-            }
-        }
-    }
-
     /// What a forwarded write invalidates: its change events, resolved as
     /// the feeds resolve theirs (`invalidation/resolve.rs`).
     pub(super) fn write_effect(&self, inv: &Invalidation, params: &[Value]) -> Effect {
-        let schema = &self.shared.schema;
-        let db = self.vars.db.as_deref();
-        let effect = resolve_all(&writes::events(inv, params, db, schema), schema);
-        writes::forget(inv, db, schema);
-        effect
+        writes::effect(inv, params, self.vars.db.as_deref(), &self.shared.schema)
     }
 
     /// Applies a statement's invalidation, and flushes or drops what a
@@ -446,226 +321,5 @@ fn describe(r: &Effect) -> String {
                 .collect();
             format!("write(invalidated: {})", names.join(", "))
         }
-    }
-}
-
-/// The canonical texts of integer key values (`Tag::row_of`'s parts).
-fn canonical_key(values: &[Value]) -> Option<Vec<String>> {
-    values.iter().map(canonical_int).collect()
-}
-
-/// The session state that is part of every cache key.
-pub struct KeyState<'a> {
-    /// None when entries are shared across users.
-    pub user: Option<&'a str>,
-    pub db: Option<&'a str>,
-    pub names: &'a str,
-    pub sql_mode: Option<&'a str>,
-    pub time_zone: Option<&'a str>,
-    pub deprecate_eof: bool,
-}
-
-/// Writes the cache key for a statement into `k` (reused: no allocation
-/// once it has grown): a hash of the session state, the protocol byte, the
-/// statement bytes, and the type-tagged parameters.
-/// `params` are a prepared statement's values and declared types (two bytes
-/// each: a BLOB or a DATE parameter gives other results than a VAR_STRING or
-/// a DATETIME one of the same value).
-pub fn build_key(
-    k: &mut Vec<u8>,
-    s: &KeyState<'_>,
-    proto: u8,
-    body: &[u8],
-    params: (&[Value], &[u8]),
-) {
-    let mut h = DefaultHasher::new();
-    (
-        s.user,
-        s.db,
-        s.names,
-        s.sql_mode,
-        s.time_zone,
-        s.deprecate_eof,
-    )
-        .hash(&mut h);
-    k.clear();
-    k.extend_from_slice(&h.finish().to_le_bytes());
-    k.push(proto);
-    k.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    k.extend_from_slice(body);
-    for p in params.0 {
-        encode_param(k, p);
-    }
-    k.extend_from_slice(params.1);
-}
-
-/// Appends a binary-protocol parameter, type-tagged, to a key.
-fn encode_param(k: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::NULL => k.push(0),
-        Value::Bytes(b) => {
-            k.push(1);
-            k.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            k.extend_from_slice(b);
-        }
-        Value::Int(i) => {
-            k.push(2);
-            k.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::UInt(u) => {
-            k.push(3);
-            k.extend_from_slice(&u.to_le_bytes());
-        }
-        Value::Float(f) => {
-            k.push(4);
-            k.extend_from_slice(&f.to_le_bytes());
-        }
-        Value::Double(d) => {
-            k.push(5);
-            k.extend_from_slice(&d.to_le_bytes());
-        }
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            k.push(6);
-            k.extend_from_slice(&y.to_le_bytes());
-            k.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
-            k.extend_from_slice(&us.to_le_bytes());
-        }
-        Value::Time(neg, d, h, mi, s, us) => {
-            k.push(7);
-            k.push(*neg as u8);
-            k.extend_from_slice(&d.to_le_bytes());
-            k.extend_from_slice(&[*h, *mi, *s]);
-            k.extend_from_slice(&us.to_le_bytes());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_bypass_reasons() {
-        let ac = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
-        let tx = StatusFlags::SERVER_STATUS_IN_TRANS;
-        assert_eq!(session_bypass(true, true, ac, false, None, true), None);
-        assert_eq!(
-            session_bypass(false, true, ac, false, None, true),
-            Some(BypassReason::CacheDisabled)
-        );
-        assert_eq!(
-            session_bypass(true, true, ac | tx, false, None, true),
-            Some(BypassReason::InTransaction)
-        );
-        assert_eq!(
-            session_bypass(true, true, StatusFlags::empty(), false, None, false),
-            Some(BypassReason::AutocommitOff)
-        );
-        assert_eq!(
-            session_bypass(true, true, ac, true, None, true),
-            Some(BypassReason::LockTables)
-        );
-        assert_eq!(
-            session_bypass(true, false, ac, false, None, true),
-            Some(BypassReason::FeedUnhealthy)
-        );
-        assert_eq!(
-            session_bypass(true, true, ac, true, None, true),
-            Some(BypassReason::LockTables)
-        );
-        assert_eq!(
-            session_bypass(true, true, ac, false, Some(PinReason::TemporaryTable), true),
-            Some(BypassReason::PinnedSession)
-        );
-    }
-
-    #[test]
-    fn every_part_of_the_state_changes_the_key() {
-        let base = KeyState {
-            user: Some("a"),
-            db: Some("d"),
-            names: "utf8mb4",
-            sql_mode: None,
-            time_zone: None,
-            deprecate_eof: true,
-        };
-        let key = |s: &KeyState<'_>, proto: u8, body: &[u8]| {
-            let mut k = Vec::new();
-            build_key(&mut k, s, proto, body, (&[], &[]));
-            k
-        };
-        let k0 = key(&base, TEXT, b"SELECT 1");
-        let variants = [
-            KeyState {
-                user: Some("b"),
-                ..base
-            },
-            KeyState { user: None, ..base },
-            KeyState {
-                db: Some("e"),
-                ..base
-            },
-            KeyState {
-                names: "latin1",
-                ..base
-            },
-            KeyState {
-                sql_mode: Some("'ANSI'"),
-                ..base
-            },
-            KeyState {
-                time_zone: Some("'+01:00'"),
-                ..base
-            },
-            KeyState {
-                deprecate_eof: false,
-                ..base
-            },
-        ];
-        for v in &variants {
-            assert_ne!(key(v, TEXT, b"SELECT 1"), k0);
-        }
-        assert_ne!(key(&base, BINARY, b"SELECT 1"), k0);
-        assert_ne!(key(&base, TEXT, b"SELECT 2"), k0);
-        assert_eq!(key(&base, TEXT, b"SELECT 1"), k0);
-    }
-
-    #[test]
-    fn params_are_type_tagged_in_keys() {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        encode_param(&mut a, &Value::Int(5));
-        encode_param(&mut b, &Value::Bytes(b"5".to_vec()));
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn declared_types_are_part_of_the_key() {
-        let s = KeyState {
-            user: None,
-            db: None,
-            names: "utf8mb4",
-            sql_mode: None,
-            time_zone: None,
-            deprecate_eof: true,
-        };
-        let a = [Value::Bytes(b"A".to_vec())];
-        let key = |types: &[u8]| {
-            let mut k = Vec::new();
-            build_key(&mut k, &s, BINARY, b"SELECT 'a' = ?", (&a, types));
-            k
-        };
-        // BLOB (compared as binary) and VAR_STRING give different results.
-        assert_ne!(key(&[252, 0]), key(&[253, 0]));
-        assert_eq!(key(&[253, 0]), key(&[253, 0]));
-    }
-
-    #[test]
-    fn composite_keys_join_canonically() {
-        let v = [Value::Bytes(b" 05".to_vec()), Value::Int(7)];
-        let key = canonical_key(&v).unwrap();
-        assert_eq!(key, ["5", "7"]);
-        assert_eq!(Tag::row_of("d", "t", &key), Tag::row("d", "t", "5\u{1f}7"));
-        assert_eq!(canonical_key(&[Value::Double(1.0)]).unwrap(), ["1"]);
-        assert_eq!(canonical_key(&[Value::Double(1.5)]), None);
     }
 }

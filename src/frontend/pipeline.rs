@@ -20,12 +20,13 @@ use mysql_async::{EncodedParams, QueryResult, ServerError};
 use mysql_common::constants::StatusFlags;
 use mysql_common::value::Value;
 
-use super::caching::{Coalesced, Fill, Planned};
+use super::caching::{Coalesced, Planned};
 use super::packet::ProtoError;
 use super::relay::{self, Outcome, Relay};
 use super::session::{Session, SessionError};
 use super::stmt::Execute;
 use crate::backend::{BackendConn, BackendError};
+use crate::cache::plan::Fill;
 use crate::cache::{Cache, Flight};
 use crate::classify::{BypassReason, Effects, Verdict};
 

@@ -19,7 +19,6 @@ use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use super::auth::{self, Login};
-use super::caching::TEXT;
 use super::commands::hide_socket;
 use super::packet::{PacketConn, ProtoError};
 use super::pipeline::{Exec, Stmt};
@@ -29,6 +28,7 @@ use super::stream::ClientStream;
 use super::wire;
 use crate::backend::schema::SchemaCache;
 use crate::backend::{Backend, BackendConn, BackendError, PoolKey, SessionVars};
+use crate::cache::key::TEXT;
 use crate::cache::Cache;
 use crate::classify::{self, BypassReason, PinReason, Verdict};
 use crate::config::Config;

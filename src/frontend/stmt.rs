@@ -24,10 +24,10 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::Column;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
-use super::caching::BINARY;
 use super::pipeline::{Exec, Stmt};
 use super::session::{Session, SessionError};
 use super::wire::{self, Reader};
+use crate::cache::key::BINARY;
 use crate::classify::{BypassReason, Verdict};
 
 pub struct PreparedStmt {

@@ -14,7 +14,7 @@
 
 use mysql_common::value::Value;
 
-use super::ChangeEvent;
+use super::{resolve_all, ChangeEvent, Effect};
 use crate::backend::schema::{SchemaCache, TableInfo};
 use crate::cache::{canonical_int, resolve as value_of};
 use crate::classify::{Invalidation, KeyValue, TableName};
@@ -71,6 +71,19 @@ pub fn events(
             })
         }
     }
+}
+
+/// What a forwarded write invalidates: its events, resolved as every
+/// feed's are; then the facts it may have changed are forgotten.
+pub fn effect(
+    inv: &Invalidation,
+    params: &[Value],
+    default_db: Option<&str>,
+    schema: &SchemaCache,
+) -> Effect {
+    let effect = resolve_all(&events(inv, params, default_db, schema), schema);
+    forget(inv, default_db, schema);
+    effect
 }
 
 /// What the schema cache must forget after a forwarded write: the facts of
