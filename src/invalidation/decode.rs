@@ -21,13 +21,7 @@ use serde_json::{Map, Value};
 
 use super::ChangeEvent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Debezium,
-    Canal,
-    Maxwell,
-}
+pub use crate::config::Format;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {

@@ -1,0 +1,279 @@
+//! The `Config` tree read from `proxy.toml`.
+//!
+//! Policy: every key has a documented default in the shipped `proxy.toml`;
+//! unknown keys are errors (collected with `serde_ignored`, so *every* unknown
+//! key is named in one run rather than only the first, which is what
+//! `#[serde(deny_unknown_fields)]` would give); `validate` reports every
+//! semantic problem by its dotted key path. Durations are humantime strings
+//! (`"5s"`, `"250ms"`). One file per group of sections (`proxy.rs`,
+//! `cache.rs`, `feeds.rs`), each with its sections' checks.
+
+mod cache;
+mod feeds;
+mod proxy;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use cache::*;
+pub use feeds::*;
+pub use proxy::*;
+
+/// serde's default for switches that are on unless turned off.
+fn yes() -> bool {
+    true
+}
+
+/// Errors of the configuration layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: invalid configuration:\n  - {}", problems.join("\n  - "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub backend: BackendConfig,
+    /// Accounts the proxy authenticates clients with. Backend connections are
+    /// opened as the same user, so MySQL's own grants apply.
+    pub users: Vec<UserConfig>,
+    pub cache: CacheConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub invalidation: InvalidationConfig,
+    /// `sqlcache cdc`: the binlog → Kafka publisher.
+    pub cdc: Option<CdcConfig>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())?.validate(&path.display().to_string())
+    }
+
+    /// Parses TOML text; unknown keys are reported all at once.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let mut unknown = Vec::new();
+        let config: Config = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()))
+            .map_err(|e| ConfigError::Parse {
+                path: origin.into(),
+                message: e.to_string(),
+            })?;
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: origin.into(),
+                problems: unknown
+                    .iter()
+                    .map(|k| format!("unknown key `{k}`"))
+                    .collect(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Checks semantic constraints, naming every bad key.
+    pub fn validate(self, origin: &str) -> Result<Config, ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid {
+                path: origin.into(),
+                problems,
+            })
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        self.proxy.problems(&mut p);
+        self.cache.ignite_problems(&mut p);
+        self.backend.problems(&mut p);
+        proxy::user_problems(&self.users, &mut p);
+        self.cache.problems(&mut p);
+        self.admin.problems(&mut p);
+        self.invalidation.problems(&mut p);
+        if let Some(c) = &self.cdc {
+            c.problems(&mut p);
+        }
+        self.log.problems(&mut p);
+        p
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn shipped_proxy_toml_parses_and_validates() {
+        let text = include_str!("../../proxy.toml");
+        let c = Config::parse(text, "proxy.toml")
+            .unwrap()
+            .validate("proxy.toml")
+            .unwrap();
+        assert_eq!(c.proxy.listen, "127.0.0.1:6033");
+        assert_eq!(c.backend.host, "127.0.0.1");
+        assert_eq!(c.backend.port, 3306);
+        assert_eq!(c.backend.user, "root");
+        assert_eq!(c.users.len(), 1);
+        assert_eq!(c.users[0].name, "root");
+        assert_eq!(c.users[0].password, "");
+    }
+
+    #[test]
+    fn every_unknown_key_is_named() {
+        let err = Config::parse(
+            "[proxy]\nlisten='127.0.0.1:1'\nlisen=1\n[backend]\nprot=1\n[[users]]\nname='a'\npw='x'\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("proxy.lisen"), "{err}");
+        assert!(err.contains("backend.prot"), "{err}");
+        assert!(err.contains("users.0.pw") || err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let c = Config::parse(
+            "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n",
+            "t",
+        )
+        .unwrap();
+        let err = c.validate("t").unwrap_err().to_string();
+        for key in [
+            "proxy.listen",
+            "proxy.max_connections",
+            "backend.pool_max",
+            "users:",
+        ] {
+            assert!(err.contains(key), "{key} missing in {err}");
+        }
+    }
+
+    /// The commented block of `text` that starts at `from`, uncommented
+    /// (up to the first blank line).
+    fn uncomment(text: &str, from: &str) -> String {
+        let start = text.find(from).unwrap();
+        text[start..]
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_cdc_section_parses() {
+        let text = include_str!("../../proxy.toml");
+        let cdc = uncomment(text, "# [cdc]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{cdc}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let c = c.cdc.unwrap();
+        assert_eq!(c.topic_prefix, "dbserver1");
+        assert_eq!(c.snapshot, SnapshotMode::Initial);
+        assert!(c.tombstones && !c.schemas);
+        assert_eq!(c.kafka.len(), 2);
+        assert_eq!(c.kafka["message.timeout.ms"].to_string(), "\"0\"");
+        let bad = cdc.replace("dbserver1", "bad prefix!");
+        let err = Config::parse(&format!("[[users]]\nname = 'u'\n{bad}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap_err();
+        assert!(err.to_string().contains("cdc.topic_prefix"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_binlog_section_parses() {
+        let text = include_str!("../../proxy.toml");
+        let feed = uncomment(text, "# [invalidation.binlog]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{feed}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let b = c.invalidation.binlog.unwrap();
+        assert!(b.enabled);
+        assert_eq!(b.max_staleness, Duration::from_secs(5));
+        assert_eq!(b.user.as_deref(), Some("sqlcache_repl"));
+        // Both feeds at once is an error.
+        let both = format!(
+            "[[users]]\nname = 'u'\n{}\n{feed}",
+            uncomment(text, "# [invalidation.kafka]")
+        );
+        let err = Config::parse(&both, "t")
+            .unwrap()
+            .validate("t")
+            .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn the_documented_feed_section_parses() {
+        // proxy.toml's commented example, uncommented.
+        let text = include_str!("../../proxy.toml");
+        let feed = uncomment(text, "# [invalidation.kafka]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{feed}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let k = c.invalidation.kafka.unwrap();
+        assert_eq!(k.format, Format::Debezium);
+        assert_eq!(k.max_staleness, Duration::from_secs(5));
+        assert_eq!(k.topics, vec!["^dbserver1(\\..*)?$".to_string()]);
+        assert_eq!(k.properties.len(), 5);
+        let bad = Config::parse(
+            "[[users]]\nname='u'\n[invalidation.kafka]\nbrokers=''\ntopics=[]\nformat='canal'\nmax_staleness='1ms'\n",
+            "t",
+        )
+        .unwrap()
+        .validate("t")
+        .unwrap_err()
+        .to_string();
+        for key in ["kafka.brokers", "kafka.topics", "kafka.max_staleness"] {
+            assert!(bad.contains(key), "{key} missing in {bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("lots"), None);
+        let c = Config::parse("[cache]\nmax_memory = \"1MiB\"\nmax_result_bytes = 10\n[[cache.tables]]\nname = \"a.b\"\nenabled = false\n", "t").unwrap();
+        assert_eq!(c.cache.max_memory, 1 << 20);
+        assert_eq!(c.cache.max_result_bytes, 10);
+        assert!(!c.cache.tables[0].enabled);
+        assert!(Config::parse("[cache]\nmax_memory = \"lots\"\n", "t").is_err());
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let c = Config::parse("[backend]\nconnect_timeout='250ms'\n", "t").unwrap();
+        assert_eq!(c.backend.connect_timeout, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,197 @@
+//! `[proxy]`, `[backend]`, `[[users]]`, `[admin]` and `[log]`, and what
+//! makes each invalid.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    pub listen: String,
+    /// Client connections accepted at once; more get error 1040.
+    pub max_connections: usize,
+    /// Worker threads, each a single-threaded runtime; 0 = one per CPU.
+    pub workers: usize,
+    /// How long a graceful shutdown waits for sessions to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Server version advertised before the backend has been reached once
+    /// (afterwards the backend's own version string is advertised).
+    pub fallback_server_version: String,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse clients that do not upgrade to TLS.
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BackendConfig {
+    pub host: String,
+    pub port: u16,
+    /// Unix socket path; when set it is used instead of host/port.
+    pub socket: Option<PathBuf>,
+    /// The proxy's own account (server version probe, health checks).
+    pub user: String,
+    pub password: String,
+    /// Most backend connections open at once, over all users.
+    pub pool_max: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a statement waits for a free backend connection.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Longest wait for the first response to a statement; `0s` = no limit.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Idle backend connections older than this are closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6033".into(),
+            max_connections: 4096,
+            workers: 0,
+            shutdown_timeout: Duration::from_secs(30),
+            fallback_server_version: "5.5.5-10.11.0-MariaDB-sqlcache".into(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            socket: None,
+            user: "root".into(),
+            password: String::new(),
+            pool_max: 64,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+            query_timeout: Duration::ZERO,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Prometheus `/metrics` address; unset = no admin listener.
+    pub listen: Option<String>,
+}
+
+impl ProxyConfig {
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "proxy.listen: `{}` is not an address:port",
+                self.listen
+            ));
+        }
+        if self.max_connections == 0 {
+            p.push("proxy.max_connections: must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !path.is_file() {
+                    p.push(format!(
+                        "proxy.tls.{key}: `{}` is not a readable file",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl BackendConfig {
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if self.socket.is_none() && self.host.is_empty() {
+            p.push("backend.host: empty (set host or socket)".into());
+        }
+        if self.pool_max == 0 {
+            p.push("backend.pool_max: must be at least 1".into());
+        }
+        if self.connect_timeout.is_zero() {
+            p.push("backend.connect_timeout: must be above 0".into());
+        }
+    }
+}
+
+impl AdminConfig {
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if let Some(a) = &self.listen {
+            if a.parse::<SocketAddr>().is_err() {
+                p.push(format!("admin.listen: `{a}` is not an address:port"));
+            }
+        }
+    }
+}
+
+impl LogConfig {
+    pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            p.push(format!("log.level: `{}`: {e}", self.level));
+        }
+    }
+}
+
+pub(super) fn user_problems(users: &[UserConfig], p: &mut Vec<String>) {
+    if users.is_empty() {
+        p.push("users: at least one [[users]] entry is needed".into());
+    }
+    for (i, u) in users.iter().enumerate() {
+        if u.name.is_empty() {
+            p.push(format!("users[{i}].name: empty"));
+        }
+        if users[..i].iter().any(|o| o.name == u.name) {
+            p.push(format!("users[{i}].name: `{}` listed twice", u.name));
+        }
+    }
+}
