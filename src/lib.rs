@@ -21,10 +21,12 @@ pub mod backend;
 pub mod binlog;
 pub mod cache;
 pub mod cdc;
+pub mod change;
 pub mod classify;
 pub mod config;
 pub mod frontend;
 pub mod invalidation;
+pub mod kafka;
 pub mod telemetry;
 
 pub use config::Config;

@@ -13,6 +13,7 @@
 //! files, which is what freshness proofs compare. Flavour differences
 //! (MariaDB vs MySQL) live in `flavor`.
 
+pub mod changes;
 pub mod flavor;
 pub mod gtid;
 

@@ -39,8 +39,8 @@ use tracing::{info, warn};
 use crate::binlog::{
     self, BinlogError, Flavor, Gtid, Gtids, Item, Position, Reader, RowKind, Start,
 };
+use crate::change::ChangeEvent;
 use crate::config::{CdcConfig, Config, SnapshotMode};
-use crate::invalidation::ChangeEvent;
 use columns::{ColumnMeta, Raw};
 use envelope::{Op, Snapshot, Source};
 use filter::Filter;
@@ -619,7 +619,7 @@ impl Session<'_> {
         read_at: Instant,
         out: &mut Emitter<'_>,
     ) -> Result<(), CdcError> {
-        let changes = crate::invalidation::binlog::statement_changes(schema, sql);
+        let changes = crate::binlog::changes::statement_changes(schema, sql);
         let mut named = Vec::new();
         let mut everything = false;
         for c in changes {

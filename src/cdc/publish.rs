@@ -75,7 +75,7 @@ fn client_config(cfg: &CdcConfig) -> ClientConfig {
         .set("queue.buffering.max.messages", "200000")
         .set("reconnect.backoff.max.ms", "1000")
         .set_log_level(RDKafkaLogLevel::Warning);
-    crate::invalidation::kafka::set_properties(&mut c, &cfg.kafka);
+    crate::kafka::set_properties(&mut c, &cfg.kafka);
     c
 }
 

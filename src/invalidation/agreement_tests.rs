@@ -20,8 +20,9 @@ use mysql_common::value::Value;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{binlog, resolve_all, writes, ChangeEvent, Effect};
+use super::{resolve_all, writes, ChangeEvent, Effect};
 use crate::backend::schema::{SchemaCache, TableInfo};
+use crate::binlog::changes as binlog;
 use crate::binlog::{Item, RowKind};
 use crate::cache::Tag;
 use crate::classify::{classify, Verdict};

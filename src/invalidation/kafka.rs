@@ -47,6 +47,7 @@ use super::{Echo, FeedError, FeedHandle, Quiet};
 use crate::backend::schema::SchemaCache;
 use crate::cache::Cache;
 use crate::config::{FeedStart, KafkaConfig};
+use crate::kafka::set_properties;
 
 /// librdkafka's own log lines, warnings and worse, rate-limited.
 struct FeedContext {
@@ -135,22 +136,6 @@ fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set_log_level(RDKafkaLogLevel::Warning);
     set_properties(&mut c, &cfg.properties);
     c
-}
-
-/// Applies `[… .properties]`-style tables verbatim to a librdkafka config
-/// (strings as they are, numbers and booleans as TOML prints them); they
-/// override the defaults set before.
-pub fn set_properties(
-    c: &mut ClientConfig,
-    props: &std::collections::BTreeMap<String, toml::Value>,
-) {
-    for (k, v) in props {
-        let v = match v {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        c.set(k, v);
-    }
 }
 
 /// Starts the feed: closes the cache's gate until the first proof.

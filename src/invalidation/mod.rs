@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use crate::backend::schema::SchemaCache;
 use crate::cache::{Cache, Tag};
+pub use crate::change::ChangeEvent;
 pub use echo::Echo;
 pub use resolve::{forget, resolve, resolve_all, Effect};
 
@@ -99,21 +100,6 @@ impl Drop for FeedHandle {
             let _ = t.join();
         }
     }
-}
-
-/// One change, from any source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeEvent {
-    /// A row, identified by (lower-cased column, value as text) pairs.
-    Row {
-        db: String,
-        table: String,
-        key: Vec<(String, String)>,
-    },
-    /// Rows that cannot be named (TRUNCATE, DDL, a message without a key).
-    Table { db: String, table: String },
-    /// Anything (database-level DDL, an unknown table).
-    Everything,
 }
 
 /// Applies change events to the cache (bumps their tags' tokens) and
