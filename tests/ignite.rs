@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::sqlcache::cache::ignite::codec::{self, Request};
-use ::sqlcache::cache::ignite::{
-    sample_frames, tls_connector, Conn, Dial, IgniteError, IgniteKv, Target,
-};
+use ::sqlcache::cache::ignite::{tls_connector, Conn, Dial, IgniteError, IgniteKv, Target};
 use ::sqlcache::cache::l2::Kv;
 use bytes::Bytes;
 use common::ignite::{Conformance, Ignite, IgniteOpts};
@@ -79,6 +77,116 @@ fn pyignite_encodes_our_frames_byte_for_byte() {
     for (name, hex) in &theirs {
         assert_eq!(&ours[name], hex, "frame {name} differs from pyignite's");
     }
+}
+
+/// Byte-exact frames of every request the proxy sends (request id `id`),
+/// named as `tests/py/ignite_vectors.py` names pyignite's.
+fn sample_frames(id: i64) -> Vec<(&'static str, Bytes)> {
+    let mut v = vec![
+        (
+            "handshake_1_7_0",
+            codec::handshake(codec::Version(1, 7, 0), None),
+        ),
+        (
+            "handshake_1_7_0_auth",
+            codec::handshake(codec::Version(1, 7, 0), Some(("ignite", "secret"))),
+        ),
+        (
+            "get_or_create",
+            Request::new(codec::OP_CACHE_GET_OR_CREATE_WITH_NAME)
+                .string("sqlcache_entries")
+                .finish(id),
+        ),
+        (
+            "get",
+            Request::cache(
+                codec::OP_CACHE_GET,
+                codec::java_hash("sqlcache_entries"),
+                None,
+            )
+            .bytes(b"key\x00\xff")
+            .finish(id),
+        ),
+        (
+            "get_all",
+            Request::cache(
+                codec::OP_CACHE_GET_ALL,
+                codec::java_hash("sqlcache_tokens"),
+                None,
+            )
+            .longs(&[5, 1 << 40, -1])
+            .finish(id),
+        ),
+        (
+            "put_expiry",
+            Request::cache(
+                codec::OP_CACHE_PUT,
+                codec::java_hash("sqlcache_entries"),
+                Some(codec::Expiry { create_ms: 60_000 }),
+            )
+            .bytes(b"k")
+            .bytes(b"value")
+            .finish(id),
+        ),
+        (
+            "get_and_put_if_absent",
+            Request::cache(
+                codec::OP_CACHE_GET_AND_PUT_IF_ABSENT,
+                codec::java_hash("sqlcache_tokens"),
+                None,
+            )
+            .long(7)
+            .long(-42)
+            .finish(id),
+        ),
+    ];
+    v.extend(batch_frames(id));
+    v
+}
+
+/// The rest of `sample_frames`: batch writes, removals, clear.
+fn batch_frames(id: i64) -> Vec<(&'static str, Bytes)> {
+    let mut v = Vec::new();
+    let mut put_all = Request::cache(
+        codec::OP_CACHE_PUT_ALL,
+        codec::java_hash("sqlcache_tokens"),
+        None,
+    )
+    .int(2);
+    for (k, t) in [(1i64, 2i64), (-1, i64::MIN)] {
+        put_all = put_all.long(k).long(t);
+    }
+    v.push(("put_all", put_all.finish(id)));
+    v.push((
+        "remove_keys",
+        Request::cache(
+            codec::OP_CACHE_REMOVE_KEYS,
+            codec::java_hash("sqlcache_tokens"),
+            None,
+        )
+        .longs(&[3, 4])
+        .finish(id),
+    ));
+    v.push((
+        "remove_key",
+        Request::cache(
+            codec::OP_CACHE_REMOVE_KEY,
+            codec::java_hash("sqlcache_entries"),
+            None,
+        )
+        .bytes(b"k")
+        .finish(id),
+    ));
+    v.push((
+        "clear",
+        Request::cache(
+            codec::OP_CACHE_CLEAR,
+            codec::java_hash("sqlcache_entries"),
+            None,
+        )
+        .finish(id),
+    ));
+    v
 }
 
 fn hex(b: &[u8]) -> String {

@@ -184,6 +184,15 @@ impl Request {
         self
     }
 
+    /// A count, then that many longs (the key lists of GET_ALL, REMOVE_KEYS).
+    pub fn longs(mut self, keys: &[i64]) -> Request {
+        self = self.int(keys.len() as i32);
+        for k in keys {
+            self = self.long(*k);
+        }
+        self
+    }
+
     pub fn string(mut self, v: &str) -> Request {
         put_string(&mut self.0, v);
         self

@@ -122,10 +122,7 @@ impl IgniteKv {
     /// OP_CACHE_REMOVE_KEYS on the tokens cache (a removed token never
     /// matches again: entries guarded by it become stale).
     pub async fn remove_tokens(&self, keys: &[i64]) -> Result<(), IgniteError> {
-        let r = longs(
-            Request::cache(codec::OP_CACHE_REMOVE_KEYS, self.inner.tokens_id, None),
-            keys,
-        );
+        let r = Request::cache(codec::OP_CACHE_REMOVE_KEYS, self.inner.tokens_id, None).longs(keys);
         self.inner.conn()?.call(r).await.map(drop)
     }
 
@@ -250,14 +247,6 @@ fn one_object(payload: &[u8]) -> Result<Obj, IgniteError> {
 }
 
 /// OP_CACHE_GET_ALL / PUT_ALL bodies: `int count` then the objects.
-fn longs(mut r: Request, keys: &[i64]) -> Request {
-    r = r.int(keys.len() as i32);
-    for k in keys {
-        r = r.long(*k);
-    }
-    r
-}
-
 impl Kv for IgniteKv {
     fn read(
         &self,
@@ -268,10 +257,7 @@ impl Kv for IgniteKv {
             let i = &self.inner;
             let c = i.conn()?;
             let get = Request::cache(codec::OP_CACHE_GET, i.entries_id, None).bytes(&key);
-            let all = longs(
-                Request::cache(codec::OP_CACHE_GET_ALL, i.tokens_id, None),
-                &tokens,
-            );
+            let all = Request::cache(codec::OP_CACHE_GET_ALL, i.tokens_id, None).longs(&tokens);
             let mut r = c.call_many(vec![get, all]).await?.into_iter();
             let entry = match one_object(&r.next().ok_or(IgniteError::Closed)??)? {
                 Obj::Null => None,
@@ -349,112 +335,6 @@ impl Kv for IgniteKv {
             Ok(())
         })
     }
-}
-
-/// Byte-exact frames for conformance tests (request id `id`).
-pub fn sample_frames(id: i64) -> Vec<(&'static str, Bytes)> {
-    let mut v = vec![
-        (
-            "handshake_1_7_0",
-            codec::handshake(codec::Version(1, 7, 0), None),
-        ),
-        (
-            "handshake_1_7_0_auth",
-            codec::handshake(codec::Version(1, 7, 0), Some(("ignite", "secret"))),
-        ),
-        (
-            "get_or_create",
-            Request::new(codec::OP_CACHE_GET_OR_CREATE_WITH_NAME)
-                .string("sqlcache_entries")
-                .finish(id),
-        ),
-        (
-            "get",
-            Request::cache(
-                codec::OP_CACHE_GET,
-                codec::java_hash("sqlcache_entries"),
-                None,
-            )
-            .bytes(b"key\x00\xff")
-            .finish(id),
-        ),
-        (
-            "get_all",
-            longs(
-                Request::cache(
-                    codec::OP_CACHE_GET_ALL,
-                    codec::java_hash("sqlcache_tokens"),
-                    None,
-                ),
-                &[5, 1 << 40, -1],
-            )
-            .finish(id),
-        ),
-        (
-            "put_expiry",
-            Request::cache(
-                codec::OP_CACHE_PUT,
-                codec::java_hash("sqlcache_entries"),
-                Some(Expiry { create_ms: 60_000 }),
-            )
-            .bytes(b"k")
-            .bytes(b"value")
-            .finish(id),
-        ),
-        (
-            "get_and_put_if_absent",
-            Request::cache(
-                codec::OP_CACHE_GET_AND_PUT_IF_ABSENT,
-                codec::java_hash("sqlcache_tokens"),
-                None,
-            )
-            .long(7)
-            .long(-42)
-            .finish(id),
-        ),
-    ];
-    let mut put_all = Request::cache(
-        codec::OP_CACHE_PUT_ALL,
-        codec::java_hash("sqlcache_tokens"),
-        None,
-    )
-    .int(2);
-    for (k, t) in [(1i64, 2i64), (-1, i64::MIN)] {
-        put_all = put_all.long(k).long(t);
-    }
-    v.push(("put_all", put_all.finish(id)));
-    v.push((
-        "remove_keys",
-        longs(
-            Request::cache(
-                codec::OP_CACHE_REMOVE_KEYS,
-                codec::java_hash("sqlcache_tokens"),
-                None,
-            ),
-            &[3, 4],
-        )
-        .finish(id),
-    ));
-    v.push((
-        "remove_key",
-        Request::cache(
-            codec::OP_CACHE_REMOVE_KEY,
-            codec::java_hash("sqlcache_entries"),
-            None,
-        )
-        .bytes(b"k")
-        .finish(id),
-    ));
-    v.push((
-        "clear",
-        Request::cache(
-            codec::OP_CACHE_CLEAR,
-            codec::java_hash("sqlcache_entries"),
-            None,
-        )
-        .finish(id),
-    ));
-    v
 }
 
 /// The shared tier for `[cache.ignite]` (call on the proxy's runtime).

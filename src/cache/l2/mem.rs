@@ -3,9 +3,10 @@
 //! one Ignite cluster). It is not Ignite and proves nothing about the wire
 //! protocol (`cache::ignite` is tested against pyignite for that).
 //!
-//! Policy: every call can be made to fail (`set_down`) or to stall
-//! (`set_delay`), and `forget_tokens` drops tokens as an evicting or
-//! restarted store would.
+//! Policy: every call can be made to stall (`set_delay`); a `Link` (one
+//! proxy's path to the store) can be cut to make its calls fail; and
+//! `forget_tokens` drops tokens as an evicting or restarted store would.
+//! Compiled for tests only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,15 +21,10 @@ use super::{Kv, KvFuture, L2Error};
 pub struct MemKv {
     entries: Mutex<HashMap<Bytes, Bytes>>,
     tokens: Mutex<HashMap<i64, i64>>,
-    down: AtomicBool,
     delay: Mutex<Duration>,
 }
 
 impl MemKv {
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
     pub fn set_delay(&self, d: Duration) {
         *self.delay.lock().unwrap() = d;
     }
@@ -54,11 +50,7 @@ impl MemKv {
         if !d.is_zero() {
             tokio::time::sleep(d).await;
         }
-        if self.down.load(Ordering::SeqCst) {
-            Err(L2Error::Unavailable("MemKv is down".into()))
-        } else {
-            Ok(())
-        }
+        Ok(())
     }
 }
 

@@ -25,7 +25,8 @@
 //! * **Expiry.** Each entry carries its deadline (unix ms, checked on read);
 //!   the store may also expire it (Ignite expiry policy per put).
 
-pub mod mem;
+#[cfg(test)]
+mod mem;
 
 use std::collections::HashSet;
 use std::future::Future;
