@@ -17,6 +17,7 @@
 //! does, `backend` runs it on a connection, `frontend::relay` streams the
 //! answer back. `classify` never sees packets, so it is unit-testable.
 
+pub mod admin;
 pub mod backend;
 pub mod binlog;
 pub mod cache;

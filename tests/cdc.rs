@@ -751,11 +751,14 @@ async fn the_proxy_invalidates_from_our_events() {
          INSERT INTO test.cdc_e2e_child VALUES (1, 2, 'child of two');",
     );
     let state = tempdir().join("state.json");
+    let metrics = free_port();
     let _cdc = Cdc::start(
         db,
         &broker,
         &state,
-        &format!("topic_prefix = \"{prefix}\"\ninclude = [\"test.cdc_e2e\"]\n"),
+        &format!(
+            "topic_prefix = \"{prefix}\"\ninclude = [\"test.cdc_e2e\"]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n"
+        ),
     );
     // The snapshot's rows are published before the proxy starts reading
     // (from the end of the topic): only the writes below reach it.
@@ -790,6 +793,21 @@ async fn the_proxy_invalidates_from_our_events() {
         d.tick().await;
     }
     assert_eq!(value(&mut c, "cdc_e2e_child", 1).await, None, "cascade");
+    // The publisher's own /metrics: two snapshot rows, the update and the
+    // delete, each acknowledged once (the delete's tombstone is no row).
+    let d = Deadline::new(Duration::from_secs(10), "acks counted");
+    loop {
+        let body = scrape(metrics);
+        if body.contains("\nsqlcache_cdc_row_events_total 4\n") {
+            assert!(body.contains("# TYPE sqlcache_cdc_ack_latency_seconds histogram"));
+            break;
+        }
+        assert!(
+            !body.contains("\nsqlcache_cdc_row_events_total 5"),
+            "{body}"
+        );
+        d.tick().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,9 +6,10 @@
 //! (millisecond resolution); lag is the age of the newest acknowledged event
 //! by the binlog's own clock, which has one-second resolution.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::admin::prom::{Prom, Series};
 
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -86,88 +87,92 @@ impl Metrics {
     }
 
     pub fn prometheus(&self) -> String {
-        let mut t = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter(
-            "sqlcache_cdc_messages_sent_total",
-            "Messages handed to the Kafka producer.",
-            self.sent.get(),
-        );
-        counter(
-            "sqlcache_cdc_messages_acked_total",
-            "Messages acknowledged by Kafka.",
-            self.acked_messages.get(),
-        );
-        counter(
-            "sqlcache_cdc_row_events_total",
-            "Row change events (c/u/d/r) acknowledged by Kafka.",
-            self.acked_rows.get(),
-        );
-        counter(
-            "sqlcache_cdc_transactions_total",
-            "Binlog transactions read.",
-            self.transactions.get(),
-        );
-        counter(
-            "sqlcache_cdc_snapshot_rows_total",
-            "Rows read by snapshots.",
-            self.snapshot_rows.get(),
-        );
-        counter(
-            "sqlcache_cdc_restarts_total",
-            "Sessions restarted after an error.",
-            self.restarts.get(),
-        );
-        let mut gauge = |name: &str, help: &str, v: String| {
-            let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        gauge(
-            "sqlcache_cdc_snapshot_running",
-            "1 while a snapshot is being published.",
-            self.snapshot_running.get().to_string(),
-        );
-        gauge(
-            "sqlcache_cdc_snapshot_tables",
-            "Tables in the running or last snapshot.",
-            self.snapshot_tables_total.get().to_string(),
-        );
-        gauge(
-            "sqlcache_cdc_snapshot_tables_done",
-            "Tables of the snapshot fully read.",
-            self.snapshot_tables_done.get().to_string(),
-        );
-        gauge(
-            "sqlcache_cdc_position_file",
-            "Saved binlog position: file sequence number.",
-            self.position_file.get().to_string(),
-        );
-        gauge(
-            "sqlcache_cdc_position_offset",
-            "Saved binlog position: offset in the file.",
-            self.position_pos.get().to_string(),
-        );
+        let mut p = Prom::new();
+        for (name, help, v) in [
+            (
+                "messages_sent",
+                "Messages handed to the Kafka producer.",
+                &self.sent,
+            ),
+            (
+                "messages_acked",
+                "Messages acknowledged by Kafka.",
+                &self.acked_messages,
+            ),
+            (
+                "row_events",
+                "Row change events (c/u/d/r) acknowledged by Kafka.",
+                &self.acked_rows,
+            ),
+            (
+                "transactions",
+                "Binlog transactions read.",
+                &self.transactions,
+            ),
+            (
+                "snapshot_rows",
+                "Rows read by snapshots.",
+                &self.snapshot_rows,
+            ),
+            (
+                "restarts",
+                "Sessions restarted after an error.",
+                &self.restarts,
+            ),
+        ] {
+            p.counter(&format!("sqlcache_cdc_{name}_total"), help, v.get());
+        }
+        for (name, help, v) in [
+            (
+                "snapshot_running",
+                "1 while a snapshot is being published.",
+                &self.snapshot_running,
+            ),
+            (
+                "snapshot_tables",
+                "Tables in the running or last snapshot.",
+                &self.snapshot_tables_total,
+            ),
+            (
+                "snapshot_tables_done",
+                "Tables of the snapshot fully read.",
+                &self.snapshot_tables_done,
+            ),
+            (
+                "position_file",
+                "Saved binlog position: file sequence number.",
+                &self.position_file,
+            ),
+            (
+                "position_offset",
+                "Saved binlog position: offset in the file.",
+                &self.position_pos,
+            ),
+        ] {
+            p.gauge(&format!("sqlcache_cdc_{name}"), help, v.get());
+        }
         let ts = self.acked_event_ts.load(Ordering::Relaxed);
         let lag = if ts == 0 { 0 } else { (now_s() - ts).max(0) };
-        gauge(
+        p.gauge(
             "sqlcache_cdc_lag_seconds",
             "Age of the newest acknowledged binlog event (binlog clock, 1 s resolution).",
-            lag.to_string(),
+            lag,
         );
-        let name = "sqlcache_cdc_ack_latency_seconds";
-        let _ = writeln!(
-            t,
-            "# HELP {name} Binlog event read -> Kafka acknowledgement.\n# TYPE {name} histogram"
+        p.histogram(
+            "sqlcache_cdc_ack_latency_seconds",
+            "Binlog event read -> Kafka acknowledgement.",
+            [Series {
+                labels: "",
+                buckets: BUCKETS
+                    .iter()
+                    .zip(&self.latency)
+                    .map(|(b, c)| (*b, c.get()))
+                    .collect(),
+                sum: self.latency_sum_us.get() as f64 / 1e6,
+                count: self.latency_count.get(),
+            }],
         );
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(t, "{name}_bucket{{le=\"{b}\"}} {}", self.latency[i].get());
-        }
-        let n = self.latency_count.get();
-        let _ = writeln!(t, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(t, "{name}_sum {}", self.latency_sum_us.get() as f64 / 1e6);
-        let _ = writeln!(t, "{name}_count {n}");
-        t
+        p.finish()
     }
 }
 

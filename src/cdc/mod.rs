@@ -114,11 +114,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             .await
             .map_err(|e| CdcError::Metrics(addr.clone(), e))?;
         let m = metrics.clone();
-        tokio::spawn(crate::telemetry::serve_http(l, move |path| match path {
-            "/metrics" => Some(m.prometheus()),
-            "/health" => Some("ok\n".into()),
-            _ => None,
-        }));
+        tokio::spawn(crate::admin::http::serve(l, move || m.prometheus()));
         info!(listen = %addr, "cdc metrics endpoint (/metrics)");
     }
     let server_id = c

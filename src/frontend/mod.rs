@@ -87,13 +87,8 @@ async fn worker(
 
 /// `GET /metrics` (Prometheus text) and `GET /health`.
 async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
-    crate::telemetry::serve_http(listener, move |path| match path {
-        "/metrics" => Some(admin::prometheus(
-            &shared.cache,
-            shared.backend.open_connections(),
-        )),
-        "/health" => Some("ok\n".to_string()),
-        _ => None,
+    crate::admin::http::serve(listener, move || {
+        crate::admin::metrics::prometheus(&shared.cache, shared.backend.open_connections())
     })
     .await
 }

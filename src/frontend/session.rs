@@ -392,7 +392,7 @@ impl Session {
     }
 
     async fn com_query(&mut self, sql: &[u8]) -> Result<(), SessionError> {
-        if super::admin::is_sqlcache_statement(sql) {
+        if crate::admin::status::is_sqlcache_statement(sql) {
             self.sqlcache_statement(sql);
             return Ok(());
         }

@@ -1,0 +1,10 @@
+//! The proxy's and the publisher's own surface: the admin HTTP endpoint
+//! (`http.rs`: `/metrics`, `/health`), one Prometheus writer (`prom.rs`)
+//! for `sqlcache` (`metrics.rs`) and `sqlcache cdc` (`cdc/metrics.rs`),
+//! and the content of the proxy's own statements (`status.rs`: `SHOW
+//! SQLCACHE STATUS | LAST`).
+
+pub mod http;
+pub mod metrics;
+pub mod prom;
+pub mod status;

@@ -1,0 +1,125 @@
+//! `SHOW SQLCACHE STATUS` and `SHOW SQLCACHE LAST`: the statements the
+//! proxy answers itself, and the counters STATUS shows.
+//!
+//! Policy: recognised from the raw bytes before anything else (never
+//! forwarded, never cached); anything else after `SHOW SQLCACHE` is an
+//! error. The frontend writes the rows (`frontend/admin.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cache::{Cache, Stats, L2};
+use crate::classify::lexer::{is_kw, Lexer};
+use crate::classify::BypassReason;
+
+/// Cheap test on the raw bytes: does this look like `SHOW SQLCACHE …`?
+pub fn is_sqlcache_statement(sql: &[u8]) -> bool {
+    let t = sql.trim_ascii_start();
+    t.len() >= 13 && t[..4].eq_ignore_ascii_case(b"show") && {
+        let rest = t[4..].trim_ascii_start();
+        rest.len() >= 8 && rest[..8].eq_ignore_ascii_case(b"sqlcache")
+    }
+}
+
+/// Which of the proxy's own statements a `SHOW SQLCACHE …` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    Status,
+    Last,
+}
+
+impl Own {
+    pub fn parse(sql: &[u8]) -> Option<Own> {
+        let text = String::from_utf8_lossy(sql);
+        let toks: Vec<_> = Lexer::new(&text).collect();
+        if is_kw(toks.get(2), "STATUS") {
+            Some(Own::Status)
+        } else if is_kw(toks.get(2), "LAST") {
+            Some(Own::Last)
+        } else {
+            None
+        }
+    }
+}
+
+/// The rows of `SHOW SQLCACHE STATUS`.
+pub fn status_rows(cache: &Cache) -> Vec<(String, String)> {
+    let s = &cache.stats;
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+    let mut rows = vec![
+        ("enabled".into(), cache.cfg.enabled.to_string()),
+        ("hits".into(), g(&s.hits)),
+        ("misses".into(), g(&s.misses)),
+        ("stale".into(), g(&s.stale)),
+        ("fills".into(), g(&s.fills)),
+        ("coalesced".into(), g(&s.coalesced)),
+        ("entries".into(), cache.entries().to_string()),
+        ("bytes".into(), cache.bytes().to_string()),
+    ];
+    for r in BypassReason::ALL {
+        rows.push((format!("bypass_{}", r.as_str()), g(&s.bypass[r.index()])));
+    }
+    for (i, src) in Stats::SOURCES.iter().enumerate() {
+        rows.push((format!("invalidations_{src}"), g(&s.invalidations[i])));
+    }
+    let f = &s.feed;
+    rows.push(("feed_fresh".into(), cache.gate.is_open().to_string()));
+    for (k, v) in [
+        ("feed_messages", &f.messages),
+        ("feed_events", &f.events),
+        ("feed_malformed", &f.malformed),
+        ("feed_gaps", &f.gaps),
+        ("feed_errors", &f.errors),
+        ("feed_client_restarts", &f.client_restarts),
+        ("feed_lag_ms", &f.lag_ms),
+        ("feed_proof_age_ms", &f.proof_age_ms),
+        ("refresh_done", &cache.refresh.stats.done),
+        ("refresh_cold", &cache.refresh.stats.cold),
+        ("refresh_dropped", &cache.refresh.stats.dropped),
+        ("refresh_failed", &cache.refresh.stats.failed),
+    ] {
+        rows.push((k.into(), g(v)));
+    }
+    rows.push(("refresh_keys".into(), cache.refresh.len().to_string()));
+    if let Some(l2) = &cache.l2 {
+        rows.push(("l2_up".into(), l2.is_up().to_string()));
+        rows.push(("l2_pending".into(), l2.pending().0.to_string()));
+        for (k, v) in l2_counters(l2) {
+            rows.push((format!("l2_{k}"), g(v)));
+        }
+    }
+    rows
+}
+
+/// The shared tier's counters, by metric name.
+pub fn l2_counters(l2: &L2) -> [(&'static str, &AtomicU64); 11] {
+    let s = &l2.stats;
+    [
+        ("hits", &s.hits),
+        ("misses", &s.misses),
+        ("stale", &s.stale),
+        ("skipped", &s.skipped),
+        ("read_errors", &s.read_errors),
+        ("fills", &s.fills),
+        ("fill_errors", &s.fill_errors),
+        ("invalidations", &s.invalidations),
+        ("invalidation_errors", &s.invalidation_errors),
+        ("recoveries", &s.recoveries),
+        ("epoch_bumps", &s.epoch_bumps),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_admin_statements() {
+        assert!(is_sqlcache_statement(b"SHOW SQLCACHE STATUS"));
+        assert!(is_sqlcache_statement(b"  show  sqlcache last"));
+        assert!(!is_sqlcache_statement(b"SHOW STATUS"));
+        assert!(!is_sqlcache_statement(b"SELECT 1"));
+        assert_eq!(Own::parse(b"show sqlcache status"), Some(Own::Status));
+        assert_eq!(Own::parse(b"SHOW SQLCACHE LAST"), Some(Own::Last));
+        assert_eq!(Own::parse(b"SHOW SQLCACHE PLEASE"), None);
+    }
+}
