@@ -18,6 +18,7 @@
 //! answer back. `classify` never sees packets, so it is unit-testable.
 
 pub mod admin;
+pub mod assembly;
 pub mod backend;
 pub mod binlog;
 pub mod cache;

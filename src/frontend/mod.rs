@@ -1,7 +1,9 @@
 //! The client-facing MySQL protocol: listener, connection phase, sessions.
 //!
-//! Policy: this layer translates protocol ↔ domain and knows nothing of
-//! caching. Threading is one single-threaded tokio runtime per worker
+//! Policy: this layer translates protocol ↔ domain. A statement's bytes
+//! become a `pipeline::Stmt`, the cache's answers (`cache::plan`, hits,
+//! fills) become replies, and the route record (`route.rs`) is kept; the
+//! parts it serves with are built elsewhere (`assembly.rs`). Threading is one single-threaded tokio runtime per worker
 //! (`proxy.workers`, default one per CPU): the acceptor hands each accepted
 //! socket to a worker round-robin, and the session lives on that worker until
 //! it closes, so a statement never crosses threads (measured here: 44 µs of
@@ -36,7 +38,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
-use crate::backend::Backend;
 use crate::config::Config;
 pub use session::Shared;
 
@@ -122,32 +123,12 @@ impl Proxy {
             None => None,
         };
         let listener = listen(&cfg.proxy.listen)?;
-        let backend = Backend::new(cfg.backend.clone());
-        let l2 = match cfg.cache.ignite.as_ref().filter(|i| i.enabled) {
-            Some(i) => {
-                info!(addresses = ?i.addresses, "shared tier (Ignite) enabled");
-                Some(crate::cache::ignite::shared_tier(i).map_err(anyhow::Error::msg)?)
-            }
-            None => None,
-        };
-        let cache = crate::cache::Cache::with_l2(cfg.cache.clone(), l2);
-        let schema = Arc::new(crate::backend::schema::SchemaCache::default());
-        let kafka = cfg.invalidation.kafka.as_ref().filter(|k| k.enabled);
-        let binlog = cfg.invalidation.binlog.as_ref().filter(|b| b.enabled);
-        let feed = match (kafka, binlog) {
-            (Some(k), _) => Some(crate::invalidation::kafka::spawn(
-                k,
-                cache.clone(),
-                schema.clone(),
-            )?),
-            (None, Some(b)) => Some(crate::invalidation::binlog::spawn(
-                b,
-                &cfg.backend,
-                cache.clone(),
-                schema.clone(),
-            )?),
-            (None, None) => None,
-        };
+        let crate::assembly::Parts {
+            backend,
+            cache,
+            schema,
+            feed,
+        } = crate::assembly::build(&cfg)?;
         let shared = Arc::new(Shared {
             cfg,
             backend,
@@ -198,74 +179,10 @@ impl Proxy {
                 warn!(error = %e, "backend not reachable yet");
             }
         });
-        let n = Self::workers(&shared.cfg);
-        let mut senders = Vec::with_capacity(n);
-        let mut threads = Vec::new();
-        for i in 0..n {
-            let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
-            senders.push(tx);
-            let w = worker(shared.clone(), rx, stop_rx.clone(), exit_rx.clone());
-            if i == 0 {
-                tokio::spawn(w);
-                continue;
-            }
-            let t = std::thread::Builder::new()
-                .name(format!("sqlcache-w{i}"))
-                .spawn(move || {
-                    crate::backend::set_worker(i);
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(w),
-                        Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
-                    }
-                })?;
-            threads.push(t);
-        }
-        if shared
-            .cfg
-            .cache
-            .tables
-            .iter()
-            .any(|t| t.on_change == crate::config::OnChange::Refresh)
-        {
-            let rx = shared.cache.refresh.channel();
-            tokio::spawn(refresh::run(shared.clone(), rx));
-        }
-        if let Some(addr) = &shared.cfg.admin.listen {
-            let admin = TcpListener::bind(addr).await?;
-            info!(listen = %addr, "admin endpoint (/metrics, /health)");
-            tokio::spawn(serve_admin(admin, shared.clone()));
-        }
-        info!(listen = %self.listener.local_addr()?, backend = %shared.backend.addr(), workers = n, "sqlcache listening");
-        tokio::pin!(shutdown);
-        let mut next = 0usize;
-        loop {
-            let (tcp, _) = tokio::select! {
-                r = self.listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                tokio::spawn(refuse(tcp));
-                continue;
-            };
-            match tcp.into_std() {
-                Ok(std) => {
-                    let _ = senders[next % n].send((std, permit));
-                    next = next.wrapping_add(1);
-                }
-                Err(e) => warn!(error = %e, "cannot hand over a connection"),
-            }
-        }
+        let (senders, threads) = start_workers(&shared, &stop_rx, &exit_rx)?;
+        start_side_tasks(&shared).await?;
+        info!(listen = %self.listener.local_addr()?, backend = %shared.backend.addr(), workers = senders.len(), "sqlcache listening");
+        accept(&self.listener, &slots, &senders, shutdown).await;
         info!("shutting down: no longer accepting");
         drop(self.listener);
         drop(senders);
@@ -281,5 +198,101 @@ impl Proxy {
         }
         shared.backend.close_idle();
         Ok(())
+    }
+}
+
+type Workers = (
+    Vec<mpsc::UnboundedSender<Accepted>>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+/// Worker 0 on this runtime, the others on threads of their own.
+fn start_workers(
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+    exit: &watch::Receiver<bool>,
+) -> anyhow::Result<Workers> {
+    let n = Proxy::workers(&shared.cfg);
+    let mut senders = Vec::with_capacity(n);
+    let mut threads = Vec::new();
+    for i in 0..n {
+        let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
+        senders.push(tx);
+        let w = worker(shared.clone(), rx, stop.clone(), exit.clone());
+        if i == 0 {
+            tokio::spawn(w);
+            continue;
+        }
+        let t = std::thread::Builder::new()
+            .name(format!("sqlcache-w{i}"))
+            .spawn(move || {
+                crate::backend::set_worker(i);
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(w),
+                    Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
+                }
+            })?;
+        threads.push(t);
+    }
+    Ok((senders, threads))
+}
+
+/// Refreshes of `refresh` tables, and the admin endpoint if configured.
+async fn start_side_tasks(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    if shared
+        .cfg
+        .cache
+        .tables
+        .iter()
+        .any(|t| t.on_change == crate::config::OnChange::Refresh)
+    {
+        let rx = shared.cache.refresh.channel();
+        tokio::spawn(refresh::run(shared.clone(), rx));
+    }
+    if let Some(addr) = &shared.cfg.admin.listen {
+        let admin = TcpListener::bind(addr).await?;
+        info!(listen = %addr, "admin endpoint (/metrics, /health)");
+        tokio::spawn(serve_admin(admin, shared.clone()));
+    }
+    Ok(())
+}
+
+/// Accepts until `shutdown`: each socket goes to the next worker, or gets
+/// error 1040 when every `max_connections` slot is taken.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    senders: &[mpsc::UnboundedSender<Accepted>],
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        match tcp.into_std() {
+            Ok(std) => {
+                let _ = senders[next % senders.len()].send((std, permit));
+                next = next.wrapping_add(1);
+            }
+            Err(e) => warn!(error = %e, "cannot hand over a connection"),
+        }
     }
 }
