@@ -12,6 +12,7 @@ pub mod effects;
 pub mod lexer;
 pub mod sql;
 pub mod verdict;
+pub mod words;
 
 pub use effects::{analyze, analyze_lexed, kill_of, Effects, PinReason, TrackedSet};
 pub use lexer::Lexed;

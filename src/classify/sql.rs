@@ -21,88 +21,7 @@ use sqlparser::parser::Parser;
 
 use super::lexer::{Lexed, Token};
 use super::verdict::*;
-
-/// Built-in functions whose result depends only on their arguments (and on
-/// session state that is part of the cache key).
-const DETERMINISTIC: &[&str] = &[
-    "abs",
-    "ceil",
-    "ceiling",
-    "floor",
-    "round",
-    "truncate",
-    "mod",
-    "sign",
-    "greatest",
-    "least",
-    "concat",
-    "concat_ws",
-    "lower",
-    "upper",
-    "lcase",
-    "ucase",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "substring",
-    "substr",
-    "left",
-    "right",
-    "trim",
-    "ltrim",
-    "rtrim",
-    "lpad",
-    "rpad",
-    "replace",
-    "reverse",
-    "repeat",
-    "hex",
-    "unhex",
-    "coalesce",
-    "ifnull",
-    "nullif",
-    "if",
-    "isnull",
-    "json_extract",
-    "json_unquote",
-    "json_object",
-    "json_array",
-    "json_length",
-    "json_type",
-    "json_valid",
-    "year",
-    "month",
-    "day",
-    "dayofmonth",
-    "hour",
-    "minute",
-    "second",
-    "date",
-    "time",
-    "to_days",
-    "datediff",
-    "date_add",
-    "date_sub",
-    "md5",
-    "sha1",
-    "sha2",
-    "crc32",
-    "bit_length",
-    "ascii",
-    "ord",
-    "field",
-    "find_in_set",
-    "instr",
-    "locate",
-    "position",
-    "strcmp",
-    "count",
-    "sum",
-    "min",
-    "max",
-    "avg",
-];
+use super::words::{DETERMINISTIC, OTHER_BUILTINS, READ_ONLY};
 
 /// Classifies one statement's SQL text.
 pub fn classify(sql: &str) -> Verdict {
@@ -159,26 +78,6 @@ fn merge(verdicts: impl Iterator<Item = Verdict>) -> Verdict {
 
 /// For text sqlparser rejects: read-only verbs bypass, anything else may write.
 fn read_or_unknown(toks: &[Token<'_>], reason: BypassReason) -> Verdict {
-    const READ_ONLY: &[&str] = &[
-        "SELECT",
-        "SHOW",
-        "DESCRIBE",
-        "DESC",
-        "EXPLAIN",
-        "USE",
-        "SET",
-        "HELP",
-        "BEGIN",
-        "START",
-        "SAVEPOINT",
-        "RELEASE",
-        "KILL",
-        "DEALLOCATE",
-        "PREPARE",
-        "LOCK",
-        "UNLOCK",
-        "CHECKSUM",
-    ];
     let first = match toks.first() {
         Some(Token::Word(w)) => w.to_ascii_uppercase(),
         Some(Token::Punct('(')) => "SELECT".into(),
@@ -215,205 +114,16 @@ fn calls_unknown_function(toks: &[Token<'_>]) -> bool {
 }
 
 fn is_builtin_or_keyword(name: &str) -> bool {
-    const OTHER: &[&str] = &[
-        "in",
-        "values",
-        "value",
-        "exists",
-        "any",
-        "all",
-        "some",
-        "using",
-        "on",
-        "into",
-        "from",
-        "where",
-        "and",
-        "or",
-        "not",
-        "as",
-        "cast",
-        "convert",
-        "char",
-        "varchar",
-        "decimal",
-        "signed",
-        "unsigned",
-        "binary",
-        "now",
-        "rand",
-        "uuid",
-        "uuid_short",
-        "sysdate",
-        "curdate",
-        "curtime",
-        "current_timestamp",
-        "current_date",
-        "current_time",
-        "unix_timestamp",
-        "utc_timestamp",
-        "connection_id",
-        "last_insert_id",
-        "found_rows",
-        "row_count",
-        "database",
-        "schema",
-        "user",
-        "current_user",
-        "session_user",
-        "system_user",
-        "version",
-        "sleep",
-        "benchmark",
-        "get_lock",
-        "release_lock",
-        "is_free_lock",
-        "is_used_lock",
-        "match",
-        "against",
-        "interval",
-        "over",
-        "partition",
-        "group_concat",
-        "json_arrayagg",
-        "json_objectagg",
-        "std",
-        "stddev",
-        "variance",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "extract",
-        "date_format",
-        "str_to_date",
-        "from_unixtime",
-        "format",
-        "weekday",
-        "dayname",
-        "monthname",
-        "last_day",
-        "timestampdiff",
-        "timestampadd",
-        "json_contains",
-        "json_search",
-        "json_keys",
-        "json_set",
-        "json_insert",
-        "json_remove",
-        "json_merge",
-        "json_merge_patch",
-        "json_merge_preserve",
-        "json_quote",
-        "json_table",
-        "regexp_replace",
-        "regexp_substr",
-        "regexp_instr",
-        "regexp_like",
-        "elt",
-        "export_set",
-        "make_set",
-        "quote",
-        "soundex",
-        "space",
-        "conv",
-        "bin",
-        "oct",
-        "pow",
-        "power",
-        "sqrt",
-        "exp",
-        "ln",
-        "log",
-        "log2",
-        "log10",
-        "pi",
-        "sin",
-        "cos",
-        "tan",
-        "asin",
-        "acos",
-        "atan",
-        "atan2",
-        "cot",
-        "degrees",
-        "radians",
-        "inet_aton",
-        "inet_ntoa",
-        "inet6_aton",
-        "inet6_ntoa",
-        "to_base64",
-        "from_base64",
-        "compress",
-        "uncompress",
-        "password",
-        "encrypt",
-        "aes_encrypt",
-        "aes_decrypt",
-        "nextval",
-        "lastval",
-        "setval",
-        "row",
-        "point",
-        "if",
-        "case",
-        "coalesce",
-        "limit",
-        "tables",
-        "table",
-        "with",
-        "returning",
-        "key",
-        "index",
-        "primary",
-        "unique",
-        "foreign",
-        "references",
-        "check",
-        "constraint",
-        "default",
-        "lock",
-        "share",
-        "mode",
-    ];
     let lower = name.to_ascii_lowercase();
-    DETERMINISTIC.contains(&lower.as_str()) || OTHER.contains(&lower.as_str())
+    DETERMINISTIC.contains(&lower.as_str()) || OTHER_BUILTINS.contains(&lower.as_str())
 }
 
 fn statement(stmt: &Statement) -> Verdict {
     match stmt {
         Statement::Query(q) => query(q),
         Statement::Insert(ins) => insert(ins),
-        Statement::Update(u) => {
-            let single = u.table.joins.is_empty() && u.from.is_none();
-            match (&u.table.relation, single) {
-                (TableFactor::Table { name, .. }, true) if !assigns_tuple(&u.assignments) => {
-                    let assigned = u
-                        .assignments
-                        .iter()
-                        .filter_map(|a| match &a.target {
-                            AssignmentTarget::ColumnName(n) => Some(object_name(n)),
-                            AssignmentTarget::Tuple(_) => None,
-                        })
-                        .collect();
-                    rows_or_tables(stmt, table_name(name), u.selection.as_ref(), assigned)
-                }
-                _ => tables_of(stmt, false),
-            }
-        }
-        Statement::Delete(d) => {
-            let from = match &d.from {
-                FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
-            };
-            match (from.as_slice(), d.tables.is_empty() && d.using.is_none()) {
-                ([t], true) if t.joins.is_empty() => match &t.relation {
-                    TableFactor::Table { name, .. } => {
-                        rows_or_tables(stmt, table_name(name), d.selection.as_ref(), Vec::new())
-                    }
-                    _ => tables_of(stmt, false),
-                },
-                _ => tables_of(stmt, false),
-            }
-        }
+        Statement::Update(u) => update(stmt, u),
+        Statement::Delete(d) => delete(stmt, d),
         Statement::Commit { .. } => Verdict::Commit,
         Statement::Rollback { savepoint, .. } => match savepoint {
             Some(_) => Verdict::Bypass(BypassReason::NotPointRead),
@@ -421,15 +131,7 @@ fn statement(stmt: &Statement) -> Verdict {
         },
         Statement::Drop {
             object_type, names, ..
-        } => match object_type {
-            ObjectType::Table | ObjectType::View if !names.is_empty() => {
-                Verdict::Write(Invalidation::Tables {
-                    tables: names.iter().map(table_name).collect(),
-                    ddl: true,
-                })
-            }
-            _ => Verdict::Write(Invalidation::Everything),
-        },
+        } => drop_objects(object_type, names),
         Statement::RenameTable(renames) => Verdict::Write(Invalidation::Tables {
             tables: renames
                 .iter()
@@ -471,6 +173,54 @@ fn statement(stmt: &Statement) -> Verdict {
         | Statement::ShowCollation { .. }
         | Statement::ShowCharset(_) => Verdict::Bypass(BypassReason::NotPointRead),
         // CALL, EXECUTE, triggers, grants, everything else: may change anything.
+        _ => Verdict::Write(Invalidation::Everything),
+    }
+}
+
+/// UPDATE of one table: row level by key; joins and tuples: tables.
+fn update(stmt: &Statement, u: &sqlparser::ast::Update) -> Verdict {
+    let single = u.table.joins.is_empty() && u.from.is_none();
+    match (&u.table.relation, single) {
+        (TableFactor::Table { name, .. }, true) if !assigns_tuple(&u.assignments) => {
+            let assigned = u
+                .assignments
+                .iter()
+                .filter_map(|a| match &a.target {
+                    AssignmentTarget::ColumnName(n) => Some(object_name(n)),
+                    AssignmentTarget::Tuple(_) => None,
+                })
+                .collect();
+            rows_or_tables(stmt, table_name(name), u.selection.as_ref(), assigned)
+        }
+        _ => tables_of(stmt, false),
+    }
+}
+
+/// DELETE from one table: row level by key; multi-table: tables.
+fn delete(stmt: &Statement, d: &sqlparser::ast::Delete) -> Verdict {
+    let from = match &d.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    match (from.as_slice(), d.tables.is_empty() && d.using.is_none()) {
+        ([t], true) if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table { name, .. } => {
+                rows_or_tables(stmt, table_name(name), d.selection.as_ref(), Vec::new())
+            }
+            _ => tables_of(stmt, false),
+        },
+        _ => tables_of(stmt, false),
+    }
+}
+
+/// DROP TABLE / VIEW names its tables; any other DROP may change anything.
+fn drop_objects(object_type: &ObjectType, names: &[ObjectName]) -> Verdict {
+    match object_type {
+        ObjectType::Table | ObjectType::View if !names.is_empty() => {
+            Verdict::Write(Invalidation::Tables {
+                tables: names.iter().map(table_name).collect(),
+                ddl: true,
+            })
+        }
         _ => Verdict::Write(Invalidation::Everything),
     }
 }
@@ -908,205 +658,5 @@ fn table_name(n: &ObjectName) -> TableName {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use BypassReason::*;
-
-    fn t(db: Option<&str>, name: &str) -> TableName {
-        TableName {
-            db: db.map(Into::into),
-            name: name.into(),
-        }
-    }
-
-    #[test]
-    fn point_reads() {
-        let v = classify("SELECT id, v FROM test.t WHERE id = 5");
-        assert_eq!(
-            v,
-            Verdict::Read(PointRead {
-                table: t(Some("test"), "t"),
-                eq: vec![("id".into(), KeyValue::Lit(Lit::Number("5".into())))]
-            })
-        );
-        let v = classify("select * from t where c > ? and a = ? and B = '7'");
-        let Verdict::Read(r) = v else { panic!("{v:?}") };
-        assert_eq!(
-            r.eq,
-            vec![
-                ("a".into(), KeyValue::Param(1)),
-                ("b".into(), KeyValue::Lit(Lit::Str("7".into())))
-            ]
-        );
-        assert!(matches!(
-            classify("SELECT UPPER(name) FROM t WHERE id = -3 LIMIT 1"),
-            Verdict::Read(_)
-        ));
-    }
-
-    #[test]
-    fn bypass_reasons() {
-        let cases: &[(&str, BypassReason)] = &[
-            ("SELECT * FROM t WHERE id = 1 FOR UPDATE", Locking),
-            ("SELECT * FROM t WHERE id = 1 FOR SHARE", Locking),
-            (
-                "SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE",
-                Unparsable,
-            ),
-            ("SELECT NOW() FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT RAND() FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT UUID() FROM t WHERE id = 1", NonDeterministic),
-            (
-                "SELECT CURRENT_USER() FROM t WHERE id = 1",
-                NonDeterministic,
-            ),
-            (
-                "SELECT CONNECTION_ID() FROM t WHERE id = 1",
-                NonDeterministic,
-            ),
-            (
-                "SELECT LAST_INSERT_ID() FROM t WHERE id = 1",
-                NonDeterministic,
-            ),
-            ("SELECT FOUND_ROWS()", NotPointRead),
-            ("SELECT @a FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT @@sql_mode FROM t WHERE id = 1", NonDeterministic),
-            ("SELECT * FROM t WHERE id = @a", NonDeterministic),
-            (
-                "SELECT * FROM information_schema.tables WHERE table_name = 'x'",
-                SystemSchema,
-            ),
-            ("SELECT * FROM mysql.user WHERE user = 'x'", SystemSchema),
-            ("SELECT SQL_NO_CACHE * FROM t WHERE id = 1", SqlNoCache),
-            ("SELECT * FROM t WHERE id = 1 OR id = 2", NotPointRead),
-            ("SELECT * FROM t WHERE id > 1", NotPointRead),
-            ("SELECT * FROM t", NotPointRead),
-            (
-                "SELECT * FROM t JOIN u ON t.a = u.a WHERE t.id = 1",
-                NotPointRead,
-            ),
-            ("SELECT * FROM t WHERE id = (SELECT 1)", NotPointRead),
-            ("SELECT 1 INTO @v", NonDeterministic),
-            ("SHOW TABLES", NotPointRead),
-        ];
-        for (sql, want) in cases {
-            assert_eq!(classify(sql), Verdict::Bypass(*want), "{sql}");
-        }
-    }
-
-    #[test]
-    fn writes() {
-        let rows = |sql| match classify(sql) {
-            Verdict::Write(Invalidation::Rows { rows, .. }) => rows,
-            v => panic!("{sql}: {v:?}"),
-        };
-        assert_eq!(
-            rows("UPDATE t SET v = 1 WHERE id = 5")[0],
-            vec![("id".into(), KeyValue::Lit(Lit::Number("5".into())))]
-        );
-        assert_eq!(
-            rows("DELETE FROM t WHERE id = ?")[0],
-            vec![("id".into(), KeyValue::Param(0))]
-        );
-        let r = rows("INSERT INTO t (id, v) VALUES (1, 'a'), (?, NOW())");
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[1], vec![("id".into(), KeyValue::Param(0))]);
-        assert_eq!(
-            rows("UPDATE t SET v = ? WHERE id = ?")[0],
-            vec![("id".into(), KeyValue::Param(1))]
-        );
-        assert_eq!(
-            rows("UPDATE t SET v = ?, w = ? WHERE x > ? AND id = ?")[0],
-            vec![("id".into(), KeyValue::Param(3))]
-        );
-        // IN lists name one row per value (crossed with the other keys).
-        let lit = |n: &str| KeyValue::Lit(Lit::Number(n.into()));
-        assert_eq!(
-            rows("DELETE FROM t WHERE id IN (1, -2, ?)"),
-            vec![
-                vec![("id".into(), lit("1"))],
-                vec![("id".into(), lit("-2"))],
-                vec![("id".into(), KeyValue::Param(0))],
-            ]
-        );
-        assert_eq!(
-            rows("UPDATE t SET v = 1 WHERE a = 1 AND b IN (2, 3) AND v NOT IN (4)"),
-            vec![
-                vec![("a".into(), lit("1")), ("b".into(), lit("2"))],
-                vec![("a".into(), lit("1")), ("b".into(), lit("3"))],
-            ]
-        );
-        let tables = |sql| match classify(sql) {
-            Verdict::Write(Invalidation::Tables { tables, ddl }) => (tables, ddl),
-            v => panic!("{sql}: {v:?}"),
-        };
-        assert_eq!(tables("DELETE FROM t WHERE id IN (SELECT 1)").0.len(), 1);
-        assert_eq!(tables("DELETE FROM t WHERE id NOT IN (1)").0.len(), 1);
-        assert_eq!(
-            tables("UPDATE t SET v = 1 WHERE v = 2 OR id = 1").0,
-            vec![t(None, "t")]
-        );
-        assert_eq!(
-            tables("INSERT INTO t (id) VALUES (1) ON DUPLICATE KEY UPDATE v = 2").0,
-            vec![t(None, "t")]
-        );
-        assert_eq!(
-            tables("REPLACE INTO t (id) VALUES (1)").0,
-            vec![t(None, "t")]
-        );
-        assert_eq!(
-            tables("INSERT INTO t SELECT * FROM u").0,
-            vec![t(None, "t"), t(None, "u")]
-        );
-        assert_eq!(
-            tables("UPDATE t JOIN u ON t.a = u.a SET t.v = 1").0,
-            vec![t(None, "t"), t(None, "u")]
-        );
-        assert_eq!(tables("DELETE t FROM t JOIN u ON t.a = u.a").0.len(), 2);
-        assert_eq!(tables("TRUNCATE TABLE d.t").0, vec![t(Some("d"), "t")]);
-        assert_eq!(
-            tables("ALTER TABLE t ADD COLUMN x INT"),
-            (vec![t(None, "t")], true)
-        );
-        assert_eq!(tables("DROP TABLE a, b").0.len(), 2);
-        assert_eq!(tables("RENAME TABLE a TO b").0.len(), 2);
-        assert_eq!(
-            tables("UPDATE t SET v = 1 WHERE id = (SELECT 1)").0,
-            vec![t(None, "t")]
-        );
-        assert_eq!(
-            classify("SELECT 1; SELECT 2"),
-            Verdict::Bypass(MultiStatement)
-        );
-        assert_eq!(
-            tables("SELECT 1; UPDATE t SET v = 1 WHERE id = 2").0,
-            vec![t(None, "t")]
-        );
-        match classify("UPDATE t SET id = 7 WHERE id = 5") {
-            Verdict::Write(Invalidation::Rows { assigned, .. }) => {
-                assert_eq!(assigned, vec!["id".to_string()])
-            }
-            v => panic!("{v:?}"),
-        }
-        for sql in [
-            "CALL p()",
-            "DROP DATABASE d",
-            "FROBNICATE x",
-            "SELECT my_func(1)",
-            "SELECT 1; COMMIT",
-        ] {
-            assert_eq!(
-                classify(sql),
-                Verdict::Write(Invalidation::Everything),
-                "{sql}"
-            );
-        }
-        assert_eq!(classify("COMMIT"), Verdict::Commit);
-        assert_eq!(classify("ROLLBACK"), Verdict::Rollback);
-        assert_eq!(
-            classify("ROLLBACK TO SAVEPOINT a"),
-            Verdict::Bypass(NotPointRead)
-        );
-        assert_eq!(classify("BEGIN"), Verdict::Bypass(NotPointRead));
-    }
-}
+#[path = "sql_tests.rs"]
+mod tests;
