@@ -22,10 +22,10 @@ pub mod envelope;
 pub mod filter;
 pub mod metrics;
 pub mod publish;
+mod rows;
 pub mod snapshot;
 pub mod state;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,9 +36,7 @@ use mysql_async::{Conn, Opts};
 use serde_json::Value as Json;
 use tracing::{info, warn};
 
-use crate::binlog::{
-    self, BinlogError, Flavor, Gtid, Gtids, Item, Position, Reader, RowKind, Start,
-};
+use crate::binlog::{self, BinlogError, Flavor, Gtid, Gtids, Item, Position, Reader, Start};
 use crate::change::ChangeEvent;
 use crate::config::{CdcConfig, Config, SnapshotMode};
 use columns::{ColumnMeta, Raw};
@@ -364,14 +362,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn stream(
-        &mut self,
-        flavor: Flavor,
-        state: State,
-        collations: columns::Collations,
-        out: &mut Emitter<'_>,
-        shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) -> Result<(), CdcError> {
+    /// Connects the replica stream where `state` says to resume: by GTID
+    /// when one was saved, else by position.
+    async fn open(&self, flavor: Flavor, state: &State) -> Result<(Reader, Cursor), CdcError> {
         let gtids = Gtids::parse(flavor, &state.gtid).ok_or_else(|| {
             state::StateError::BadGtid(self.cfg.state.display().to_string(), state.gtid.clone())
         })?;
@@ -383,7 +376,7 @@ impl Session<'_> {
                 or_at: state.position(),
             }
         };
-        let mut reader = Reader::connect(
+        let reader = Reader::connect(
             self.opts.clone(),
             self.server_id,
             start.clone(),
@@ -391,13 +384,25 @@ impl Session<'_> {
         )
         .await?;
         info!(start = ?start, "streaming the binlog");
-        let mut cursor = Cursor {
+        let cursor = Cursor {
             gtids,
             txn_gtid: None,
             in_txn: false,
             event_start: state.position(),
         };
-        let mut tables: HashMap<u64, Arc<Vec<ColumnMeta>>> = HashMap::new();
+        Ok((reader, cursor))
+    }
+
+    async fn stream(
+        &mut self,
+        flavor: Flavor,
+        state: State,
+        collations: columns::Collations,
+        out: &mut Emitter<'_>,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<(), CdcError> {
+        let (mut reader, mut cursor) = self.open(flavor, &state).await?;
+        let mut tables = rows::Tables::new();
         let mut acked: Option<State> = None;
         let mut saved_at = Instant::now();
         let purged = |e: BinlogError| match e {
@@ -455,7 +460,7 @@ impl Session<'_> {
         ev: binlog::Event,
         read_at: Instant,
         cursor: &mut Cursor,
-        tables: &mut HashMap<u64, Arc<Vec<ColumnMeta>>>,
+        tables: &mut rows::Tables,
         collations: &columns::Collations,
         out: &mut Emitter<'_>,
     ) -> Result<(), CdcError> {
@@ -480,90 +485,19 @@ impl Session<'_> {
                 rows,
             } => {
                 if self.filter.matches(db, table) {
-                    let cols = match tables.get(table_id) {
-                        Some(c) => c.clone(),
-                        None => {
-                            let tme = reader.table_map(*table_id).ok_or_else(|| {
-                                CdcError::Unreadable(format!("no table map for {db}.{table}"))
-                            })?;
-                            let c = Arc::new(
-                                columns::from_table_map(tme, collations)
-                                    .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?,
-                            );
-                            if tables.len() > 10_000 {
-                                tables.clear();
-                            }
-                            tables.insert(*table_id, c.clone());
-                            c
-                        }
+                    let id = (db.as_str(), table.as_str(), *table_id);
+                    let cols = rows::columns_of(reader, tables, collations, id)?;
+                    let ev = rows::RowsEvent {
+                        db,
+                        table,
+                        kind: *kind,
+                        rows,
                     };
-                    let topic = out.topic(db, table);
-                    for (i, (before, after)) in rows.iter().enumerate() {
-                        let src = at.source(db, Some(table), i);
-                        let b = before.as_ref().map(|r| image(&cols, r)).transpose()?;
-                        let a = after.as_ref().map(|r| image(&cols, r)).transpose()?;
-                        match kind {
-                            RowKind::Insert => {
-                                out.change(Op::Create, &cols, &topic, None, a, &src, read_at)
-                                    .await?
-                            }
-                            RowKind::Delete => {
-                                out.change(Op::Delete, &cols, &topic, b, None, &src, read_at)
-                                    .await?
-                            }
-                            RowKind::Update => {
-                                let (Some(b), Some(a)) = (b, a) else {
-                                    return Err(CdcError::Unreadable(format!(
-                                        "an UPDATE row of {db}.{table} without both images"
-                                    )));
-                                };
-                                if envelope::key(&cols, &b) == envelope::key(&cols, &a) {
-                                    out.change(
-                                        Op::Update,
-                                        &cols,
-                                        &topic,
-                                        Some(b),
-                                        Some(a),
-                                        &src,
-                                        read_at,
-                                    )
-                                    .await?
-                                } else {
-                                    // A key change: Debezium's delete of the
-                                    // old key, then a create of the new one.
-                                    out.change(
-                                        Op::Delete,
-                                        &cols,
-                                        &topic,
-                                        Some(b),
-                                        None,
-                                        &src,
-                                        read_at,
-                                    )
-                                    .await?;
-                                    out.change(
-                                        Op::Create,
-                                        &cols,
-                                        &topic,
-                                        None,
-                                        Some(a),
-                                        &src,
-                                        read_at,
-                                    )
-                                    .await?
-                                }
-                            }
-                        }
-                    }
+                    out.rows(ev, &cols, &at, read_at).await?;
                 }
             }
             Item::Query { schema, sql } => {
-                let word = sql
-                    .trim_start()
-                    .split(|c: char| !c.is_ascii_alphabetic())
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase();
+                let word = first_word(sql);
                 match word.as_str() {
                     "BEGIN" => cursor.in_txn = true,
                     "COMMIT" | "ROLLBACK" => end_of_txn = true,
@@ -588,19 +522,26 @@ impl Session<'_> {
             Item::Heartbeat | Item::Other => {}
         }
         if end_of_txn {
-            cursor.in_txn = false;
-            if let Some(g) = cursor.txn_gtid.take() {
-                cursor.gtids.advance(&g);
-            }
-            self.metrics.transactions.inc();
-            out.publisher.mark(State {
-                file: ev.pos.file.clone(),
-                pos: ev.pos.pos,
-                gtid: cursor.gtids.to_string(),
-                snapshot_done: true,
-            });
+            self.end_of_txn(cursor, &ev.pos, out);
         }
         Ok(())
+    }
+
+    /// A transaction ended at `pos`: its GTID joins the set, and the
+    /// position is marked, to be saved once Kafka acknowledged everything
+    /// before it.
+    fn end_of_txn(&self, cursor: &mut Cursor, pos: &Position, out: &mut Emitter<'_>) {
+        cursor.in_txn = false;
+        if let Some(g) = cursor.txn_gtid.take() {
+            cursor.gtids.advance(&g);
+        }
+        self.metrics.transactions.inc();
+        out.publisher.mark(State {
+            file: pos.file.clone(),
+            pos: pos.pos,
+            gtid: cursor.gtids.to_string(),
+            snapshot_done: true,
+        });
     }
 
     /// A logged statement outside row events: TRUNCATE becomes `op: t` on
@@ -701,6 +642,15 @@ impl EventMeta<'_> {
 }
 
 /// A binlog row image as JSON.
+/// A statement's first word, upper-cased.
+fn first_word(sql: &str) -> String {
+    sql.trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
 fn image(cols: &[ColumnMeta], row: &BinlogRow) -> Result<Json, CdcError> {
     if row.len() != cols.len() {
         return Err(CdcError::Unreadable(format!(
