@@ -88,6 +88,26 @@ impl Metrics {
 
     pub fn prometheus(&self) -> String {
         let mut p = Prom::new();
+        self.counters(&mut p);
+        self.gauges(&mut p);
+        p.histogram(
+            "sqlcache_cdc_ack_latency_seconds",
+            "Binlog event read -> Kafka acknowledgement.",
+            [Series {
+                labels: "",
+                buckets: BUCKETS
+                    .iter()
+                    .zip(&self.latency)
+                    .map(|(b, c)| (*b, c.get()))
+                    .collect(),
+                sum: self.latency_sum_us.get() as f64 / 1e6,
+                count: self.latency_count.get(),
+            }],
+        );
+        p.finish()
+    }
+
+    fn counters(&self, p: &mut Prom) {
         for (name, help, v) in [
             (
                 "messages_sent",
@@ -122,6 +142,9 @@ impl Metrics {
         ] {
             p.counter(&format!("sqlcache_cdc_{name}_total"), help, v.get());
         }
+    }
+
+    fn gauges(&self, p: &mut Prom) {
         for (name, help, v) in [
             (
                 "snapshot_running",
@@ -158,21 +181,6 @@ impl Metrics {
             "Age of the newest acknowledged binlog event (binlog clock, 1 s resolution).",
             lag,
         );
-        p.histogram(
-            "sqlcache_cdc_ack_latency_seconds",
-            "Binlog event read -> Kafka acknowledgement.",
-            [Series {
-                labels: "",
-                buckets: BUCKETS
-                    .iter()
-                    .zip(&self.latency)
-                    .map(|(b, c)| (*b, c.get()))
-                    .collect(),
-                sum: self.latency_sum_us.get() as f64 / 1e6,
-                count: self.latency_count.get(),
-            }],
-        );
-        p.finish()
     }
 }
 
