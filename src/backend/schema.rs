@@ -171,30 +171,7 @@ async fn read(
              ORDER BY k.ORDINAL_POSITION"
         ))
         .await?;
-    // Unique indexes other than the primary key, with nullability per column.
-    let uniq: Vec<(String, String, String)> = conn
-        .query(format!(
-            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s \
-             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA \
-             AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
-             WHERE s.TABLE_SCHEMA = {d} AND s.TABLE_NAME = {t} AND s.NON_UNIQUE = 0 \
-             AND s.INDEX_NAME <> 'PRIMARY' AND s.SUB_PART IS NULL ORDER BY s.INDEX_NAME, s.SEQ_IN_INDEX"
-        ))
-        .await?;
-    let mut unique: Vec<(String, Vec<String>, bool)> = Vec::new();
-    for (index, col, nullable) in uniq {
-        if unique.last().is_none_or(|(i, _, _)| *i != index) {
-            unique.push((index, Vec::new(), true));
-        }
-        let last = unique.last_mut().expect("pushed");
-        last.1.push(col.to_ascii_lowercase());
-        last.2 &= nullable == "NO";
-    }
-    let unique = unique
-        .into_iter()
-        .filter(|(_, _, not_null)| *not_null)
-        .map(|(_, cols, _)| cols)
-        .collect();
+    let unique = not_null_unique_keys(conn, &d, &t).await?;
     let triggers: Option<u64> = conn
         .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = {d} AND EVENT_OBJECT_TABLE = {t}"
@@ -223,6 +200,39 @@ async fn read(
         referenced_by,
         references,
     }))
+}
+
+/// Unique indexes other than the primary key whose columns are all NOT
+/// NULL (lower-cased columns, in index order). `d`, `t`: SQL literals.
+async fn not_null_unique_keys(
+    conn: &mut Conn,
+    d: &str,
+    t: &str,
+) -> Result<Vec<Vec<String>>, mysql_async::Error> {
+    let uniq: Vec<(String, String, String)> = conn
+        .query(format!(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA \
+             AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
+             WHERE s.TABLE_SCHEMA = {d} AND s.TABLE_NAME = {t} AND s.NON_UNIQUE = 0 \
+             AND s.INDEX_NAME <> 'PRIMARY' AND s.SUB_PART IS NULL ORDER BY s.INDEX_NAME, s.SEQ_IN_INDEX"
+        ))
+        .await?;
+    let mut unique: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, col, nullable) in uniq {
+        if unique.last().is_none_or(|(i, _, _)| *i != index) {
+            unique.push((index, Vec::new(), true));
+        }
+        if let Some(last) = unique.last_mut() {
+            last.1.push(col.to_ascii_lowercase());
+            last.2 &= nullable == "NO";
+        }
+    }
+    Ok(unique
+        .into_iter()
+        .filter(|(_, _, not_null)| *not_null)
+        .map(|(_, cols, _)| cols)
+        .collect())
 }
 
 pub fn is_integer_type(data_type: &str) -> bool {
