@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::columns::{self, Raw};
 use super::filter::Filter;
-use super::{CdcError, Emitter};
+use super::{CdcError, Emitter, Held};
 use crate::binlog::{self, Flavor, Position, Status};
 
 /// The consistent position of a snapshot transaction just started on `conn`
@@ -85,59 +85,22 @@ pub async fn run(
         .map_err(my)?;
     let status = snapshot_position(conn, flavor).await?;
     let pos = &status.pos;
-    let tables: Vec<(String, String)> = conn
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
-        )
-        .await
-        .map_err(my)?;
-    let tables: Vec<_> = tables
-        .into_iter()
-        .filter(|(d, t)| filter.matches(d, t))
-        .collect();
+    let tables = published_tables(conn, filter).await?;
     let m = out.metrics.clone();
     m.snapshot_running.set(1);
     m.snapshot_tables_total.set(tables.len() as u64);
     m.snapshot_tables_done.set(0);
     info!(tables = tables.len(), position = %pos, "snapshot started");
-    let started = Instant::now();
-    let mut last_log = Instant::now();
+    let mut progress = Progress {
+        started: Instant::now(),
+        logged: Instant::now(),
+        tables: tables.len(),
+        done: 0,
+    };
     let mut held = None;
-    for (done, (db, table)) in tables.iter().enumerate() {
-        let sql = format!("SELECT * FROM {}.{}", quote(db), quote(table));
-        let mut result = conn.exec_iter(sql, ()).await.map_err(my)?;
-        let cols = columns::from_result_set(result.columns_ref())
-            .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?;
-        let mut n = 0u64;
-        while let Some(row) = result.next().await.map_err(my)? {
-            let row: Row = row;
-            let values = (0..cols.len())
-                .map(|i| {
-                    let v = row.as_ref(i).unwrap_or(&mysql_common::value::Value::NULL);
-                    columns::encode(&cols[i], Raw::Snapshot(v))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?;
-            // One row is held back so the very last can say so.
-            if let Some(prev) = held.replace(out.snapshot_row(db, table, &cols, values, pos)) {
-                out.send_snapshot(prev, false).await?;
-            }
-            n += 1;
-            m.snapshot_rows.inc();
-            if last_log.elapsed().as_secs() >= 5 {
-                last_log = Instant::now();
-                let rows = m.snapshot_rows.get();
-                info!(
-                    table = %format!("{db}.{table}"),
-                    rows,
-                    rows_per_s = (rows as f64 / started.elapsed().as_secs_f64()) as u64,
-                    tables_done = done,
-                    tables = tables.len(),
-                    "snapshot progress"
-                );
-            }
-        }
+    for (db, table) in &tables {
+        let n = table_rows(conn, (db, table), pos, out, &mut held, &mut progress).await?;
+        progress.done += 1;
         m.snapshot_tables_done.inc();
         info!(table = %format!("{db}.{table}"), rows = n, "snapshot: table done");
     }
@@ -149,8 +112,81 @@ pub async fn run(
     info!(
         rows = m.snapshot_rows.get(),
         tables = tables.len(),
-        secs = started.elapsed().as_secs_f64(),
+        secs = progress.started.elapsed().as_secs_f64(),
         "snapshot read; streaming from {pos}"
     );
     Ok(status)
+}
+
+/// The base tables the filter publishes, in name order.
+async fn published_tables(
+    conn: &mut Conn,
+    filter: &Filter,
+) -> Result<Vec<(String, String)>, CdcError> {
+    let tables: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await
+        .map_err(CdcError::Mysql)?;
+    Ok(tables
+        .into_iter()
+        .filter(|(d, t)| filter.matches(d, t))
+        .collect())
+}
+
+/// How far the snapshot got (logged every 5 s).
+struct Progress {
+    started: Instant,
+    logged: Instant,
+    tables: usize,
+    done: usize,
+}
+
+/// Publishes every row of one table; one row is always held back in
+/// `held` so that the very last row of the snapshot can say so.
+async fn table_rows(
+    conn: &mut Conn,
+    (db, table): (&str, &str),
+    pos: &Position,
+    out: &mut Emitter<'_>,
+    held: &mut Option<Held>,
+    progress: &mut Progress,
+) -> Result<u64, CdcError> {
+    let my = CdcError::Mysql;
+    let sql = format!("SELECT * FROM {}.{}", quote(db), quote(table));
+    let mut result = conn.exec_iter(sql, ()).await.map_err(my)?;
+    let cols = columns::from_result_set(result.columns_ref())
+        .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?;
+    let m = out.metrics.clone();
+    let mut n = 0u64;
+    while let Some(row) = result.next().await.map_err(my)? {
+        let row: Row = row;
+        let values = (0..cols.len())
+            .map(|i| {
+                let v = row.as_ref(i).unwrap_or(&mysql_common::value::Value::NULL);
+                columns::encode(&cols[i], Raw::Snapshot(v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CdcError::Column(format!("{db}.{table}: {e}")))?;
+        if let Some(prev) = held.replace(out.snapshot_row(db, table, &cols, values, pos)) {
+            out.send_snapshot(prev, false).await?;
+        }
+        n += 1;
+        m.snapshot_rows.inc();
+        if progress.logged.elapsed().as_secs() >= 5 {
+            progress.logged = Instant::now();
+            let rows = m.snapshot_rows.get();
+            info!(
+                table = %format!("{db}.{table}"),
+                rows,
+                rows_per_s = (rows as f64 / progress.started.elapsed().as_secs_f64()) as u64,
+                tables_done = progress.done,
+                tables = progress.tables,
+                "snapshot progress"
+            );
+        }
+    }
+    Ok(n)
 }
