@@ -27,7 +27,7 @@
 //! * **Latency**: `fetch.wait.max.ms` defaults to 10 ms (librdkafka: 500 ms)
 //!   and reconnect back-off to at most 1 s; `properties` override anything.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -347,6 +347,36 @@ impl Feed {
     /// The high watermark of every partition the feed reads; places new
     /// partitions and repairs positions the broker no longer has.
     fn read_heads(&mut self, consumer: &Kafka) -> Result<Vec<(Partition, i64)>, String> {
+        let wanted = self.wanted(consumer)?;
+        let highs = list_offsets(consumer, self.timeout, &wanted, Offset::End)?;
+        let new = wanted.iter().any(|p| !self.next.contains_key(p));
+        let lows = if self.resync || (self.started && new) {
+            list_offsets(consumer, self.timeout, &wanted, Offset::Beginning)?
+        } else {
+            HashMap::new()
+        };
+        let mut reassign = std::mem::take(&mut self.resync);
+        let mut heads = Vec::with_capacity(wanted.len());
+        for p in wanted {
+            let high = *highs
+                .get(&p)
+                .ok_or_else(|| format!("no high watermark for {}/{}", p.0, p.1))?;
+            reassign |= self.place(consumer, &p, high, lows.get(&p).copied())?;
+            heads.push((p, high));
+        }
+        let before = self.next.len();
+        self.next.retain(|p, _| heads.iter().any(|(w, _)| w == p));
+        reassign |= self.next.len() != before;
+        self.started = true;
+        if reassign {
+            self.assign(consumer)?;
+        }
+        Ok(heads)
+    }
+
+    /// Every partition of the topics the feed reads; an error when a named
+    /// topic does not exist.
+    fn wanted(&self, consumer: &Kafka) -> Result<Vec<Partition>, String> {
         let md = consumer
             .fetch_metadata(None, self.timeout)
             .map_err(|e| format!("metadata: {e}"))?;
@@ -369,83 +399,65 @@ impl Feed {
         if !missing.is_empty() {
             return Err(format!("topic(s) {missing:?} do not exist"));
         }
-        let highs = list_offsets(consumer, self.timeout, &wanted, Offset::End)?;
-        let new: Vec<&Partition> = wanted
-            .iter()
-            .filter(|p| !self.next.contains_key(p))
-            .collect();
-        let lows = if self.resync || (self.started && !new.is_empty()) {
-            list_offsets(consumer, self.timeout, &wanted, Offset::Beginning)?
-        } else {
-            HashMap::new()
+        Ok(wanted)
+    }
+
+    /// Where to read `p` from, given its high (and, when listed, low)
+    /// watermark; true when the assignment must change. A position the
+    /// broker no longer has is a gap.
+    fn place(
+        &mut self,
+        consumer: &Kafka,
+        p: &Partition,
+        high: i64,
+        low: Option<i64>,
+    ) -> Result<bool, String> {
+        let at = match self.next.get(p).copied() {
+            None if !self.started => match self.start {
+                FeedStart::Latest => high,
+                FeedStart::Earliest => {
+                    let lows = list_offsets(
+                        consumer,
+                        self.timeout,
+                        std::slice::from_ref(p),
+                        Offset::Beginning,
+                    )?;
+                    *lows
+                        .get(p)
+                        .ok_or_else(|| format!("no low watermark for {}/{}", p.0, p.1))?
+                }
+            },
+            None => {
+                let low = low.unwrap_or(0);
+                if low > 0 {
+                    self.gap("a new partition's first events were already deleted");
+                }
+                info!(topic = %p.0, partition = p.1, "change feed: new partition, reading from its beginning");
+                low
+            }
+            Some(n) if n > high => {
+                self.gap("a partition is shorter than what was read (topic re-created?)");
+                high
+            }
+            Some(n) if low.is_some_and(|l| n < l) => {
+                self.gap("events were deleted before they were read");
+                high
+            }
+            Some(_) => return Ok(false),
         };
-        let mut reassign = std::mem::take(&mut self.resync);
-        for p in &wanted {
-            let high = highs[p];
-            let low = lows.get(p).copied();
-            match self.next.get(p).copied() {
-                None if !self.started => {
-                    let at = match self.start {
-                        FeedStart::Latest => high,
-                        FeedStart::Earliest => list_offsets(
-                            consumer,
-                            self.timeout,
-                            std::slice::from_ref(p),
-                            Offset::Beginning,
-                        )?[p],
-                    };
-                    self.next.insert(p.clone(), at);
-                    reassign = true;
-                }
-                None => {
-                    let low = low.unwrap_or(0);
-                    if low > 0 {
-                        self.gap("a new partition's first events were already deleted");
-                    }
-                    info!(topic = %p.0, partition = p.1, "change feed: new partition, reading from its beginning");
-                    self.next.insert(p.clone(), low);
-                    reassign = true;
-                }
-                Some(n) if n > high => {
-                    self.gap("a partition is shorter than what was read (topic re-created?)");
-                    self.next.insert(p.clone(), high);
-                    reassign = true;
-                }
-                Some(n) if low.is_some_and(|l| n < l) => {
-                    self.gap("events were deleted before they were read");
-                    self.next.insert(p.clone(), high);
-                    reassign = true;
-                }
-                Some(_) => {}
-            }
+        self.next.insert(p.clone(), at);
+        Ok(true)
+    }
+
+    fn assign(&self, consumer: &Kafka) -> Result<(), String> {
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), off) in &self.next {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*off))
+                .map_err(|e| format!("assignment: {e}"))?;
         }
-        let gone: HashSet<Partition> = self
-            .next
-            .keys()
-            .filter(|p| !wanted.contains(p))
-            .cloned()
-            .collect();
-        if !gone.is_empty() {
-            self.next.retain(|p, _| !gone.contains(p));
-            reassign = true;
-        }
-        self.started = true;
-        if reassign {
-            let mut tpl = TopicPartitionList::new();
-            for ((t, p), off) in &self.next {
-                tpl.add_partition_offset(t, *p, Offset::Offset(*off))
-                    .map_err(|e| format!("assignment: {e}"))?;
-            }
-            consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
-            debug!(partitions = self.next.len(), "change feed assignment");
-        }
-        Ok(wanted
-            .into_iter()
-            .map(|p| {
-                let h = highs[&p];
-                (p, h)
-            })
-            .collect())
+        consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+        debug!(partitions = self.next.len(), "change feed assignment");
+        Ok(())
     }
 }
 
