@@ -8,6 +8,7 @@
 //! `mysql_native_password` with an AuthSwitchRequest. Failures answer error
 //! 1045 / 28000 like MySQL does, with no hint of which part was wrong.
 
+use bytes::BytesMut;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest};
@@ -118,100 +119,39 @@ pub async fn handshake(
 ) -> Result<(PacketConn<ClientStream>, Login, [u8; 20]), ProtoError> {
     let scramble = new_scramble();
     let caps = server_capabilities(tls.is_some());
-    // Part 2 of the scramble is sent NUL-terminated (13 bytes), as servers do.
-    let mut part2 = scramble[8..].to_vec();
-    part2.push(0);
-    let hs = HandshakePacket::new(
-        10,
-        server_version.as_bytes(),
-        conn_id,
-        scramble[..8].try_into().expect("8 bytes"),
-        Some(part2),
-        caps,
-        45, // utf8mb4_general_ci
-        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-        Some(NATIVE),
-    );
-    let mut payload = Vec::with_capacity(128);
-    hs.serialize(&mut payload);
-    conn.write_packet(&payload);
-    conn.flush().await?;
-
-    let mut pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
-    let first_caps = pkt
-        .get(..4)
-        .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
-    if first_caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32 {
-        let acceptor =
-            tls.ok_or_else(|| ProtoError::Tls("client asked for TLS, none configured".into()))?;
-        ParseBuf(&pkt)
-            .parse::<SslRequest>(())
-            .map_err(|e| ProtoError::Malformed(e.to_string()))?;
-        let seq = conn.seq();
-        let max = cfg_max_packet();
-        let ClientStream::Plain(tcp) = conn.into_stream()? else {
-            return Err(ProtoError::Tls("TLS requested twice".into()));
-        };
-        let tls_stream = acceptor
-            .accept(tcp)
-            .await
-            .map_err(|e| ProtoError::Tls(e.to_string()))?;
-        conn = PacketConn::new(ClientStream::Tls(Box::new(tls_stream)), max);
-        conn.set_seq(seq);
-        pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
-    }
-    let require_tls = cfg.proxy.tls.as_ref().is_some_and(|t| t.required);
+    greet(&mut conn, caps, &scramble, server_version, conn_id).await?;
+    let pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
+    let (mut conn, pkt) = upgrade_tls(conn, pkt, tls).await?;
     let resp = ParseBuf(&pkt)
         .parse::<HandshakeResponse>(())
         .map_err(|e| ProtoError::Malformed(format!("handshake response: {e}")))?;
     let user = String::from_utf8_lossy(resp.user()).into_owned();
     let client_caps = resp.capabilities();
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
-        let mut b = Vec::new();
-        wire::err(
-            &mut b,
-            1251,
-            "08004",
-            "Client does not support the 4.1 protocol; upgrade the client",
-        );
-        conn.write_packet(&b);
-        conn.flush().await?;
+        let why = "Client does not support the 4.1 protocol; upgrade the client";
+        refuse(&mut conn, (1251, "08004", why)).await?;
         return Err(ProtoError::Malformed("pre-4.1 client".into()));
     }
+    let require_tls = cfg.proxy.tls.as_ref().is_some_and(|t| t.required);
     if require_tls && !conn_is_tls(&conn) {
-        let mut b = Vec::new();
-        wire::err(
-            &mut b,
-            3159,
-            "HY000",
-            "Connections using insecure transport are prohibited (proxy.tls.required)",
-        );
-        conn.write_packet(&b);
-        conn.flush().await?;
+        let why = "Connections using insecure transport are prohibited (proxy.tls.required)";
+        refuse(&mut conn, (3159, "HY000", why)).await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
     }
     let password = cfg.user(&user).map(|u| u.password.clone());
     let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec());
-    let mut response = resp.scramble_buf().to_vec();
-    let mut decision = check(plugin.as_deref(), &response, &scramble, password.as_deref());
-    if decision == AuthDecision::Switch {
-        let mut data = scramble.to_vec();
-        data.push(0);
+    let first = resp.scramble_buf().to_vec();
+    let used = authenticate(
+        &mut conn,
+        plugin.as_deref(),
+        first,
+        &scramble,
+        password.as_deref(),
+    )
+    .await?;
+    if let Some(used_password) = used {
         let mut b = Vec::new();
-        AuthSwitchRequest::new(NATIVE, data).serialize(&mut b);
-        conn.write_packet(&b);
-        conn.flush().await?;
-        response = conn
-            .read_packet()
-            .await?
-            .ok_or(ProtoError::Closed)?
-            .to_vec();
-        decision = check(None, &response, &scramble, password.as_deref());
-    }
-    if decision != AuthDecision::Accept {
-        let mut b = Vec::new();
-        access_denied(&mut b, &user, !response.is_empty());
+        access_denied(&mut b, &user, used_password);
         conn.write_packet(&b);
         conn.flush().await?;
         return Err(ProtoError::Malformed(format!("access denied for {user}")));
@@ -229,6 +169,109 @@ pub async fn handshake(
         caps: client_caps & caps,
     };
     Ok((conn, login, scramble))
+}
+
+/// The server greeting (protocol 10) with the scramble.
+async fn greet(
+    conn: &mut PacketConn<ClientStream>,
+    caps: CapabilityFlags,
+    scramble: &[u8; 20],
+    server_version: &str,
+    conn_id: u32,
+) -> Result<(), ProtoError> {
+    // Part 2 of the scramble is sent NUL-terminated (13 bytes), as servers do.
+    let mut part1 = [0u8; 8];
+    part1.copy_from_slice(&scramble[..8]);
+    let mut part2 = scramble[8..].to_vec();
+    part2.push(0);
+    let hs = HandshakePacket::new(
+        10,
+        server_version.as_bytes(),
+        conn_id,
+        part1,
+        Some(part2),
+        caps,
+        45, // utf8mb4_general_ci
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        Some(NATIVE),
+    );
+    let mut payload = Vec::with_capacity(128);
+    hs.serialize(&mut payload);
+    conn.write_packet(&payload);
+    conn.flush().await
+}
+
+/// A client's SSL request: the TLS handshake, then the real response read
+/// over TLS. Any other first packet is the response itself.
+async fn upgrade_tls(
+    conn: PacketConn<ClientStream>,
+    pkt: BytesMut,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+) -> Result<(PacketConn<ClientStream>, BytesMut), ProtoError> {
+    let first_caps = pkt
+        .get(..4)
+        .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
+    if !(first_caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32) {
+        return Ok((conn, pkt));
+    }
+    let acceptor =
+        tls.ok_or_else(|| ProtoError::Tls("client asked for TLS, none configured".into()))?;
+    ParseBuf(&pkt)
+        .parse::<SslRequest>(())
+        .map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    let seq = conn.seq();
+    let max = cfg_max_packet();
+    let ClientStream::Plain(tcp) = conn.into_stream()? else {
+        return Err(ProtoError::Tls("TLS requested twice".into()));
+    };
+    let tls_stream = acceptor
+        .accept(tcp)
+        .await
+        .map_err(|e| ProtoError::Tls(e.to_string()))?;
+    let mut conn = PacketConn::new(ClientStream::Tls(Box::new(tls_stream)), max);
+    conn.set_seq(seq);
+    let pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
+    Ok((conn, pkt))
+}
+
+/// Checks the client's proof (switching it to mysql_native_password when
+/// it used another plugin). `None` when accepted, else whether the client
+/// sent a password (for the error text).
+async fn authenticate(
+    conn: &mut PacketConn<ClientStream>,
+    plugin: Option<&[u8]>,
+    mut response: Vec<u8>,
+    scramble: &[u8; 20],
+    password: Option<&str>,
+) -> Result<Option<bool>, ProtoError> {
+    let mut decision = check(plugin, &response, scramble, password);
+    if decision == AuthDecision::Switch {
+        let mut data = scramble.to_vec();
+        data.push(0);
+        let mut b = Vec::new();
+        AuthSwitchRequest::new(NATIVE, data).serialize(&mut b);
+        conn.write_packet(&b);
+        conn.flush().await?;
+        response = conn
+            .read_packet()
+            .await?
+            .ok_or(ProtoError::Closed)?
+            .to_vec();
+        decision = check(None, &response, scramble, password);
+    }
+    Ok((decision != AuthDecision::Accept).then_some(!response.is_empty()))
+}
+
+/// An error packet, then the caller ends the connection.
+async fn refuse(
+    conn: &mut PacketConn<ClientStream>,
+    (code, state, why): (u16, &str, &str),
+) -> Result<(), ProtoError> {
+    let mut b = Vec::new();
+    wire::err(&mut b, code, state, why);
+    conn.write_packet(&b);
+    conn.flush().await
 }
 
 fn conn_is_tls(c: &PacketConn<ClientStream>) -> bool {
