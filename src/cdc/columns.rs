@@ -142,28 +142,9 @@ pub fn from_table_map(
     tme: &TableMapEvent<'_>,
     collations: &Collations,
 ) -> Result<Vec<ColumnMeta>, ColumnError> {
-    use ColumnType::*;
     let meta_err = |e: std::io::Error| ColumnError::Metadata(e.to_string());
     let n = tme.columns_count() as usize;
-    let mut enums: Vec<Vec<String>> = Vec::new();
-    let mut sets: Vec<Vec<String>> = Vec::new();
-    for field in tme.iter_optional_meta() {
-        match field.map_err(meta_err)? {
-            OptionalMetadataField::EnumStrValue(e) => {
-                for v in e.iter_values() {
-                    let v = v.map_err(meta_err)?;
-                    enums.push(v.values().iter().map(|s| s.value().into_owned()).collect());
-                }
-            }
-            OptionalMetadataField::SetStrValue(e) => {
-                for v in e.iter_values() {
-                    let v = v.map_err(meta_err)?;
-                    sets.push(v.values().iter().map(|s| s.value().into_owned()).collect());
-                }
-            }
-            _ => {}
-        }
-    }
+    let mut members = Members::of(tme)?;
     let extract = OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(meta_err)?;
     let names = extract
         .iter_column_name()
@@ -189,7 +170,6 @@ pub fn from_table_map(
     let nulls = tme.null_bitmask();
     let mut charsets = extract.iter_charset();
     let mut enum_charsets = extract.iter_enum_and_set_charset();
-    let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
     let mut out = Vec::with_capacity(n);
     for (i, name) in names.into_iter().enumerate() {
         let ty = tme
@@ -197,8 +177,10 @@ pub fn from_table_map(
             .map_err(|e| ColumnError::Metadata(e.to_string()))?
             .ok_or_else(|| ColumnError::Metadata(format!("no type for column {name}")))?;
         let meta = tme.get_column_metadata(i).unwrap_or(&[]);
-        let m0 = meta.first().copied().unwrap_or(0);
-        let m1 = meta.get(1).copied().unwrap_or(0);
+        let m = (
+            meta.first().copied().unwrap_or(0),
+            meta.get(1).copied().unwrap_or(0),
+        );
         let unsigned = ty.is_numeric_type() && signedness.next().unwrap_or(false);
         let charset = if ty.is_character_type() {
             charsets.next()
@@ -216,47 +198,11 @@ pub fn from_table_map(
             }
             None => None,
         };
-        let text_or_binary = |pad| match charset_of(&name, collation.unwrap_or(63), collations)? {
+        let text = |pad| match charset_of(&name, collation.unwrap_or(63), collations)? {
             Some(cs) => Ok(Kind::Text(cs)),
             None => Ok(Kind::Binary(pad)),
         };
-        let kind = match ty {
-            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-            | MYSQL_TYPE_LONGLONG => Kind::Int(int_bits(ty, unsigned)),
-            MYSQL_TYPE_FLOAT => Kind::Float,
-            MYSQL_TYPE_DOUBLE => Kind::Double,
-            MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => Kind::Decimal,
-            MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
-            MYSQL_TYPE_DATETIME => Kind::DateTime(0),
-            MYSQL_TYPE_DATETIME2 => Kind::DateTime(m0),
-            MYSQL_TYPE_TIMESTAMP => Kind::Timestamp(0),
-            MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp(m0),
-            MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Kind::Time,
-            MYSQL_TYPE_YEAR => Kind::Year,
-            MYSQL_TYPE_BIT => Kind::Bit(u16::from(m1) * 8 + u16::from(m0)),
-            MYSQL_TYPE_JSON => Kind::Json,
-            MYSQL_TYPE_ENUM => Kind::Enum(
-                enums
-                    .next()
-                    .ok_or_else(|| ColumnError::Metadata(format!("no ENUM members for {name}")))?,
-            ),
-            MYSQL_TYPE_SET => Kind::Set(
-                sets.next()
-                    .ok_or_else(|| ColumnError::Metadata(format!("no SET members for {name}")))?,
-            ),
-            MYSQL_TYPE_STRING => {
-                // CHAR(n)/BINARY(n): the length in bytes hides in the meta.
-                let len = if (m0 & 0x30) != 0x30 {
-                    usize::from(m1) | ((usize::from(m0 & 0x30) ^ 0x30) << 4)
-                } else {
-                    usize::from(m1)
-                };
-                text_or_binary(Some(len))?
-            }
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_BLOB => text_or_binary(None)?,
-            MYSQL_TYPE_GEOMETRY => Kind::Binary(None),
-            ty => return Err(ColumnError::Type { column: name, ty }),
-        };
+        let kind = binlog_kind(ty, m, unsigned, &name, &mut members, text)?;
         out.push(ColumnMeta {
             pk: pks.contains(&(i as u64)),
             nullable: nulls.get(i).is_some_and(|b| *b),
@@ -265,6 +211,89 @@ pub fn from_table_map(
         });
     }
     Ok(out)
+}
+
+/// The members of a table's ENUM and SET columns, in column order.
+struct Members {
+    enums: std::vec::IntoIter<Vec<String>>,
+    sets: std::vec::IntoIter<Vec<String>>,
+}
+
+impl Members {
+    fn of(tme: &TableMapEvent<'_>) -> Result<Members, ColumnError> {
+        let meta_err = |e: std::io::Error| ColumnError::Metadata(e.to_string());
+        let (mut enums, mut sets) = (Vec::new(), Vec::new());
+        for field in tme.iter_optional_meta() {
+            match field.map_err(meta_err)? {
+                OptionalMetadataField::EnumStrValue(e) => {
+                    for v in e.iter_values() {
+                        let v = v.map_err(meta_err)?;
+                        enums.push(v.values().iter().map(|s| s.value().into_owned()).collect());
+                    }
+                }
+                OptionalMetadataField::SetStrValue(e) => {
+                    for v in e.iter_values() {
+                        let v = v.map_err(meta_err)?;
+                        sets.push(v.values().iter().map(|s| s.value().into_owned()).collect());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Members {
+            enums: enums.into_iter(),
+            sets: sets.into_iter(),
+        })
+    }
+}
+
+/// The kind of a binlog column from its type and metadata bytes `m`;
+/// `text` decides character vs binary strings by the column's collation.
+fn binlog_kind(
+    ty: ColumnType,
+    (m0, m1): (u8, u8),
+    unsigned: bool,
+    name: &str,
+    members: &mut Members,
+    text: impl Fn(Option<usize>) -> Result<Kind, ColumnError>,
+) -> Result<Kind, ColumnError> {
+    use ColumnType::*;
+    let no = |what: &str| ColumnError::Metadata(format!("no {what} members for {name}"));
+    Ok(match ty {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG => Kind::Int(int_bits(ty, unsigned)),
+        MYSQL_TYPE_FLOAT => Kind::Float,
+        MYSQL_TYPE_DOUBLE => Kind::Double,
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => Kind::Decimal,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
+        MYSQL_TYPE_DATETIME => Kind::DateTime(0),
+        MYSQL_TYPE_DATETIME2 => Kind::DateTime(m0),
+        MYSQL_TYPE_TIMESTAMP => Kind::Timestamp(0),
+        MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp(m0),
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Kind::Time,
+        MYSQL_TYPE_YEAR => Kind::Year,
+        MYSQL_TYPE_BIT => Kind::Bit(u16::from(m1) * 8 + u16::from(m0)),
+        MYSQL_TYPE_JSON => Kind::Json,
+        MYSQL_TYPE_ENUM => Kind::Enum(members.enums.next().ok_or_else(|| no("ENUM"))?),
+        MYSQL_TYPE_SET => Kind::Set(members.sets.next().ok_or_else(|| no("SET"))?),
+        MYSQL_TYPE_STRING => {
+            // CHAR(n)/BINARY(n): the length in bytes hides in the meta.
+            let len = if (m0 & 0x30) != 0x30 {
+                usize::from(m1) | ((usize::from(m0 & 0x30) ^ 0x30) << 4)
+            } else {
+                usize::from(m1)
+            };
+            text(Some(len))?
+        }
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_BLOB => text(None)?,
+        MYSQL_TYPE_GEOMETRY => Kind::Binary(None),
+        ty => {
+            return Err(ColumnError::Type {
+                column: name.to_string(),
+                ty,
+            })
+        }
+    })
 }
 
 /// Columns of a snapshot result set (binary protocol).
