@@ -381,19 +381,30 @@ pub fn encode(col: &ColumnMeta, raw: Raw<'_>) -> Result<Json, ColumnError> {
 }
 
 fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
-    if *v == Value::NULL {
-        return Ok(Json::Null);
+    match (&col.kind, v) {
+        (_, Value::NULL) => Ok(Json::Null),
+        (Kind::Int(_) | Kind::Year | Kind::Float | Kind::Double | Kind::Decimal, _) => {
+            number(col, v)
+        }
+        (Kind::Date | Kind::DateTime(_) | Kind::Timestamp(_) | Kind::Time, _) => temporal(col, v),
+        _ => string_like(col, v),
     }
-    let text = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| bad(col, b))
-    };
+}
+
+/// Text a column's bytes must be.
+fn utf8(col: &ColumnMeta, b: &[u8]) -> Result<String, ColumnError> {
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| bad(col, b))
+}
+
+/// Integers, YEAR, FLOAT, DOUBLE and DECIMAL.
+fn number(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
     Ok(match (&col.kind, v) {
         (Kind::Int(_) | Kind::Year, Value::Int(i)) => Json::from(*i),
         (Kind::Int(_) | Kind::Year, Value::UInt(u)) => Json::from(*u),
         (Kind::Int(_), Value::Bytes(b)) => {
-            let t = text(b)?;
+            let t = utf8(col, b)?;
             t.parse::<i64>()
                 .map(Json::from)
                 .or_else(|_| t.parse::<u64>().map(Json::from))
@@ -401,14 +412,21 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
         }
         (Kind::Year, Value::Bytes(b)) => {
             // The binlog decoder adds 1900 to the stored byte; 0 is 0000.
-            let y: i64 = text(b)?.parse().map_err(|_| bad(col, b))?;
+            let y: i64 = utf8(col, b)?.parse().map_err(|_| bad(col, b))?;
             Json::from(if y == 1900 { 0 } else { y })
         }
         (Kind::Float, Value::Float(f)) => float32(*f),
         (Kind::Float, Value::Double(d)) => float32(*d as f32),
         (Kind::Double, Value::Double(d)) => Json::from(*d),
         (Kind::Double, Value::Float(f)) => Json::from(f64::from(*f)),
-        (Kind::Decimal, Value::Bytes(b)) => Json::String(text(b)?),
+        (Kind::Decimal, Value::Bytes(b)) => Json::String(utf8(col, b)?),
+        (_, v) => return Err(bad(col, v)),
+    })
+}
+
+/// DATE, DATETIME, TIMESTAMP and TIME, as Debezium encodes them.
+fn temporal(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
+    Ok(match (&col.kind, v) {
         (Kind::Date, Value::Date(y, m, d, ..)) => match days(*y, *m, *d) {
             Some(days) => Json::from(days),
             None => Json::Null,
@@ -433,7 +451,7 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
         (Kind::Timestamp(fsp), Value::Int(secs)) => from_epoch(*secs, 0, *fsp),
         (Kind::Timestamp(fsp), Value::Bytes(b)) => {
             // TIMESTAMP2 from the binlog: "seconds[.micros]" since epoch.
-            let t = text(b)?;
+            let t = utf8(col, b)?;
             let (s, us) = t.split_once('.').unwrap_or((&t, "0"));
             let s: i64 = s.parse().map_err(|_| bad(col, &t))?;
             let us: u32 = us.parse().map_err(|_| bad(col, &t))?;
@@ -446,8 +464,15 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
                     + i64::from(*us);
             Json::from(if *neg { -micros } else { micros })
         }
+        (_, v) => return Err(bad(col, v)),
+    })
+}
+
+/// Character and binary strings, BIT, JSON, ENUM and SET.
+fn string_like(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
+    Ok(match (&col.kind, v) {
         (Kind::Text(cs), Value::Bytes(b)) => Json::String(match cs {
-            Charset::Utf8 => text(b)?,
+            Charset::Utf8 => utf8(col, b)?,
             Charset::Latin1 => latin1(b),
         }),
         (Kind::Binary(pad), Value::Bytes(b)) => {
@@ -462,7 +487,7 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
         (Kind::Bit(n), Value::Bytes(b)) => bits(*n, b),
         (Kind::Bit(n), Value::Int(i)) => bits(*n, &i.to_be_bytes()),
         (Kind::Bit(n), Value::UInt(u)) => bits(*n, &u.to_be_bytes()),
-        (Kind::Json, Value::Bytes(b)) => Json::String(text(b)?),
+        (Kind::Json, Value::Bytes(b)) => Json::String(utf8(col, b)?),
         (Kind::Enum(names), Value::Int(i)) => {
             // The binlog's 1-based member index; 0 is the '' error value.
             let i = *i as usize;
@@ -472,7 +497,7 @@ fn encode_value(col: &ColumnMeta, v: &Value) -> Result<Json, ColumnError> {
             }
         }
         (Kind::Enum(_) | Kind::Set(_), Value::Bytes(b)) if !is_set_mask(col) => {
-            Json::String(text(b)?)
+            Json::String(utf8(col, b)?)
         }
         (Kind::Set(names), Value::Bytes(mask)) => {
             let mut out = Vec::new();
