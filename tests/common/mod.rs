@@ -16,6 +16,7 @@ pub mod ignite;
 pub mod jvm;
 pub mod relay;
 pub mod sqlcache;
+pub mod topic;
 pub mod types;
 
 use std::io::Read;
@@ -399,4 +400,9 @@ pub fn run_check(what: &str, cmd: &mut Command, context: impl Fn() -> String) {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A root connection straight to MariaDB (database `test`).
+pub async fn root(db: &MariaDb) -> mysql_async::Conn {
+    mysql_async::Conn::new(opts(db.port, "test")).await.unwrap()
 }
