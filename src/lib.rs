@@ -4,18 +4,24 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | the `Config` tree read from `proxy.toml`, validation |
-//! | [`frontend`] | the client-facing MySQL protocol (packets, handshake/auth, sessions, prepared statements, result relay) |
-//! | [`classify`] | pure functions over SQL text: lexer, session-state effects (later: cacheability verdicts) |
-//! | [`cache`] | cached responses (moka), tag tokens, guarded fills, coalescing, stats |
+//! | [`config`] | the `Config` tree read from `proxy.toml`, validation per section |
+//! | [`assembly`] | building the backend, cache, shared tier and feed from the config |
+//! | [`frontend`] | the client-facing MySQL protocol: handshake, sessions, prepared statements, the one statement pipeline, result relay, the route record |
+//! | [`classify`] | pure functions over SQL text: lexer, session-state effects, cache verdicts |
+//! | [`cache`] | key layout, planning (eligibility, read plans, fills), entries (moka), tag tokens, the shared tier (`l2`, `ignite`), stats |
 //! | [`backend`] | mysql_async connections, the multiplexing pool, tracked session state, schema facts |
-//! | [`invalidation`] | `ChangeEvent` (the one currency of invalidation), change-feed decoders (Debezium, Canal, Maxwell), the Kafka and binlog feeds, freshness proofs |
-//! | [`binlog`] | the binlog reader (a replica connection → decoded row/statement events with positions), shared by the binlog feed and `cdc` |
+//! | [`change`] | `ChangeEvent`, the one currency of invalidation |
+//! | [`invalidation`] | the one resolver (events → tags), forwarded writes as events, feed decoders, the Kafka and binlog feeds, freshness proofs |
+//! | [`binlog`] | the binlog reader and what its items change, shared by the binlog feed and `cdc` |
+//! | [`cdc`] | `sqlcache cdc`: binlog → Debezium events on Kafka |
+//! | [`admin`] | `/metrics`, `/health`, the Prometheus writer, SHOW SQLCACHE content |
+//! | [`kafka`] | Kafka client settings shared by the feed and `cdc` |
 //! | [`telemetry`] | tracing setup (text or JSON) |
 //!
-//! Data takes one path: `frontend` reads a command, `classify` says what it
-//! does, `backend` runs it on a connection, `frontend::relay` streams the
-//! answer back. `classify` never sees packets, so it is unit-testable.
+//! A statement takes one path (`frontend::pipeline`): key → hit, or
+//! classify → plan (`cache::plan`) → MySQL → relay → fill; a change takes
+//! one path: source → `ChangeEvent` → `invalidation::resolve` → token bump.
+//! `docs/ARCHITECTURE.md` draws both with the file of each stage.
 
 pub mod admin;
 pub mod assembly;

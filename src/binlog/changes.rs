@@ -67,7 +67,7 @@ fn row_key(row: &BinlogRow) -> Vec<(String, String)> {
                 Some(BinlogValue::Value(Value::Int(v))) => v.to_string(),
                 Some(BinlogValue::Value(Value::UInt(v))) => v.to_string(),
                 Some(BinlogValue::Value(Value::Bytes(b))) => String::from_utf8_lossy(b).into(),
-                // Not an integer: `tags` falls back to table level anyway.
+                // Not an integer: `resolve` falls back to table level anyway.
                 Some(other) => format!("{other:?}"),
                 None => String::new(),
             };

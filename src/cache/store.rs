@@ -1,8 +1,9 @@
 //! Where entries live: the `Store` trait and its in-process moka tier.
 //!
 //! Policy: a store only keeps bytes; freshness is decided by `Cache` from
-//! the entry's `Guard`, so any tier behind this trait (a shared Ignite tier
-//! next) gives the same guarantees as long as it returns what was put.
+//! the entry's `Guard`, so any store behind this trait gives the same
+//! guarantees as long as it returns what was put. (The shared tier is not a
+//! `Store`: it has tokens of its own, `l2/`.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
