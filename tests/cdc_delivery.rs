@@ -172,23 +172,7 @@ async fn killed_publisher_resumes_without_losing_rows() {
         })
     });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let mut c = Conn::new(opts(db.port, "cdc_kill")).await.unwrap();
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                c.query_drop(format!(
-                    "UPDATE k SET v = v + 1 WHERE id = {}",
-                    1 + n % rows
-                ))
-                .await
-                .unwrap();
-                n += 1;
-            }
-            n
-        }
-    });
+    let writer = spawn_writer(db, "cdc_kill", rows, Duration::ZERO, stop.clone());
     // Kill -9 twice while the writes go on (the writer runs until told to
     // stop, so each kill lands between two of its updates).
     for _ in 0..2 {
@@ -337,7 +321,7 @@ struct Outage {
     cdc: Cdc,
     topic: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    writer: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<usize>,
 }
 
 impl Outage {
@@ -369,24 +353,7 @@ impl Outage {
             })
         });
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = {
-            let stop = stop.clone();
-            let schema = schema.to_string();
-            tokio::spawn(async move {
-                let mut c = Conn::new(opts(db.port, &schema)).await.unwrap();
-                let mut n = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    c.query_drop(format!(
-                        "UPDATE k SET v = v + 1 WHERE id = {}",
-                        1 + n % rows
-                    ))
-                    .await
-                    .unwrap();
-                    n += 1;
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-            })
-        };
+        let writer = spawn_writer(db, schema, rows, Duration::from_millis(3), stop.clone());
         tokio::time::sleep(Duration::from_secs(1)).await;
         Outage {
             db,
@@ -430,4 +397,33 @@ impl Outage {
         .await;
         (msgs, finals, updates)
     }
+}
+
+/// Bumps `v` of rows 1..=`rows` of `schema`.k round-robin, one UPDATE per
+/// `pause`, until `stop`; returns how many updates it made.
+fn spawn_writer(
+    db: &'static MariaDb,
+    schema: &str,
+    rows: usize,
+    pause: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let schema = schema.to_string();
+    tokio::spawn(async move {
+        let mut c = Conn::new(opts(db.port, &schema)).await.unwrap();
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            c.query_drop(format!(
+                "UPDATE k SET v = v + 1 WHERE id = {}",
+                1 + n % rows
+            ))
+            .await
+            .unwrap();
+            n += 1;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        n
+    })
 }
