@@ -86,11 +86,6 @@ pub struct Kill {
 }
 
 /// Recognises a single KILL statement by connection id.
-pub fn parse_kill(sql: &str) -> Option<Kill> {
-    kill_of(&Lexed::new(sql))
-}
-
-/// `parse_kill` of a lexed statement.
 pub fn kill_of(lexed: &Lexed<'_>) -> Option<Kill> {
     let t: Vec<&Token<'_>> = lexed
         .tokens
@@ -116,12 +111,7 @@ pub fn kill_of(lexed: &Lexed<'_>) -> Option<Kill> {
     }
 }
 
-/// Analyses a (possibly multi-statement) text query.
-pub fn analyze(sql: &str) -> Effects {
-    analyze_lexed(&Lexed::new(sql))
-}
-
-/// `analyze` of a lexed query.
+/// Analyses a (possibly multi-statement) lexed text query.
 pub fn analyze_lexed(lexed: &Lexed<'_>) -> Effects {
     let mut fx = Effects::default();
     let toks = &lexed.tokens;
@@ -354,6 +344,14 @@ fn render(t: &[Token<'_>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn analyze(sql: &str) -> Effects {
+        analyze_lexed(&Lexed::new(sql))
+    }
+
+    fn parse_kill(sql: &str) -> Option<Kill> {
+        kill_of(&Lexed::new(sql))
+    }
     use PinReason::*;
 
     #[test]

@@ -14,7 +14,7 @@ pub mod sql;
 pub mod verdict;
 pub mod words;
 
-pub use effects::{analyze, analyze_lexed, kill_of, Effects, PinReason, TrackedSet};
+pub use effects::{analyze_lexed, kill_of, Effects, PinReason, TrackedSet};
 pub use lexer::Lexed;
 pub use sql::{classify, classify_lexed};
 pub use verdict::{
