@@ -55,6 +55,10 @@ pub use tokens::{Guard, Tag, TagTokens};
 pub struct Entry {
     pub response: Bytes,
     pub guard: Guard,
+    /// The shared tier's tokens it was filled under, when L2 is in use:
+    /// what an L1 hit is confirmed against while other proxies'
+    /// invalidations cannot be vouched for (`l2/peers.rs`).
+    pub l2: Option<L2Guard>,
     pub ttl: Duration,
     /// How to fill it again when a feed changes its row (refresh tables).
     pub recipe: Option<Arc<Recipe>>,
@@ -84,6 +88,9 @@ impl Origin {
 /// Result of a lookup.
 pub enum Lookup {
     Hit(Bytes),
+    /// Fresh here, but another proxy may have invalidated it: serve it
+    /// only once the tier confirms these tokens (`L2::confirm`).
+    Confirm(Bytes, L2Guard),
     /// An entry existed but something it depends on changed.
     Stale,
     Miss,
@@ -92,7 +99,8 @@ pub enum Lookup {
 pub struct Cache {
     pub cfg: CacheConfig,
     store: Box<dyn Store>,
-    pub tokens: TagTokens,
+    /// Shared with the tier, which bumps them for other proxies' writes.
+    pub tokens: Arc<TagTokens>,
     pub stats: Stats,
     /// Closed while a configured change feed cannot prove it is fresh.
     pub gate: FeedGate,
@@ -138,10 +146,14 @@ impl Cache {
                 ))
             })
             .collect();
+        let tokens = Arc::new(TagTokens::new());
+        if let Some(l2) = &l2 {
+            l2.attach(tokens.clone());
+        }
         Arc::new(Cache {
             cfg,
             store,
-            tokens: TagTokens::new(),
+            tokens,
             stats: Stats::default(),
             gate: FeedGate::open(),
             inflight: Mutex::new(HashMap::new()),
@@ -157,7 +169,13 @@ impl Cache {
                 if let Some(r) = &e.recipe {
                     r.touch();
                 }
-                Lookup::Hit(e.response.clone())
+                if self.l1_trusted() {
+                    return Lookup::Hit(e.response.clone());
+                }
+                match &e.l2 {
+                    Some(g) => Lookup::Confirm(e.response.clone(), g.clone()),
+                    None => Lookup::Miss,
+                }
             }
             Some(_) => {
                 self.store.remove(key);
@@ -165,6 +183,26 @@ impl Cache {
             }
             None => Lookup::Miss,
         }
+    }
+
+    /// Whether an L1 hit needs no word from the shared tier: no tier, or
+    /// (events mode) its subscription is proven current or a healthy change
+    /// feed bounds every write anyway. Strict mode: never.
+    fn l1_trusted(&self) -> bool {
+        match &self.l2 {
+            None => true,
+            Some(l2) => {
+                l2.l1_trusted()
+                    || (l2.coherence() != l2::Coherence::Strict
+                        && self.gate.has_feed()
+                        && self.gate.is_open())
+            }
+        }
+    }
+
+    /// Drops an entry (an L1 copy the tier did not confirm).
+    pub fn remove(&self, key: &[u8]) {
+        self.store.remove(key);
     }
 
     /// Stores a response filled under `guard` (unless already stale); true
@@ -177,21 +215,27 @@ impl Cache {
         ttl: Duration,
         recipe: Option<Arc<Recipe>>,
     ) -> bool {
-        if response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&guard) {
-            return false;
-        }
-        if let Some(r) = &recipe {
-            self.refresh.register(r.clone());
-        }
-        self.store.insert(
+        self.insert_entry(
             key,
-            Arc::new(Entry {
+            Entry {
                 response,
                 guard,
+                l2: None,
                 ttl,
                 recipe,
-            }),
-        );
+            },
+        )
+    }
+
+    /// `insert` for an entry that may also carry its shared-tier guard.
+    pub fn insert_entry(&self, key: Vec<u8>, e: Entry) -> bool {
+        if e.response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&e.guard) {
+            return false;
+        }
+        if let Some(r) = &e.recipe {
+            self.refresh.register(r.clone());
+        }
+        self.store.insert(key, Arc::new(e));
         self.stats
             .fills
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -167,16 +167,20 @@ pub struct Fill {
     pub l2: Option<L2Guard>,
 }
 
+/// A shared-tier hit: the response, its entry's remaining life and the
+/// tier's tokens it was filled under.
+pub struct L2Hit {
+    pub response: Bytes,
+    pub ttl_left: Duration,
+    pub guard: L2Guard,
+}
+
 /// How a fill starts.
 pub enum Started {
     /// Forward the statement; store its response under this fill.
     Fill(Fill),
-    /// The shared tier answered (`ttl_left` of its entry); keep it in L1.
-    L2Hit {
-        response: Bytes,
-        ttl_left: Duration,
-        fill: Fill,
-    },
+    /// The shared tier answered; keep it in L1 under this fill's guard.
+    L2Hit(L2Hit, Fill),
 }
 
 /// Reads the guard's tokens (L1's first, then the shared tier's, the order
@@ -196,12 +200,17 @@ pub async fn start_fill(
     if let Some(l2) = &cache.l2 {
         let slots: Vec<u32> = plan.tags.iter().map(Tag::slot).collect();
         match l2.lookup(key, &slots).await {
-            L2Lookup::Hit { response, ttl_left } => {
-                return Started::L2Hit {
+            L2Lookup::Hit {
+                response,
+                ttl_left,
+                guard,
+            } => {
+                let hit = L2Hit {
                     response,
                     ttl_left,
-                    fill,
-                }
+                    guard,
+                };
+                return Started::L2Hit(hit, fill);
             }
             L2Lookup::Miss(g) => fill.l2 = g,
             L2Lookup::Skipped => {}

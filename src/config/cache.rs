@@ -63,11 +63,32 @@ pub struct IgniteConfig {
     /// Connect + handshake budget.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Pipelined connections.
+    /// Pipelined connections per address.
     pub pool_size: usize,
     /// Cap on an entry's lifetime in the tier (default: the entry's TTL).
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
+    /// How other proxies' invalidations reach this proxy's L1.
+    pub coherence: CoherenceMode,
+    /// Events mode: the longest an L1 hit may lag another proxy's
+    /// acknowledged write; past it, hits are confirmed against the tier.
+    #[serde(with = "humantime_serde")]
+    pub max_lag: Duration,
+    /// Events mode: how often this proxy proves its subscription current.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+/// `cache.ignite.coherence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CoherenceMode {
+    /// Invalidations from other proxies arrive as events (bounded lag).
+    #[default]
+    Events,
+    /// Every L1 hit re-reads its tokens from the tier (read-your-writes
+    /// across proxies, one round trip per hit).
+    Strict,
 }
 
 impl Default for IgniteConfig {
@@ -86,6 +107,9 @@ impl Default for IgniteConfig {
             connect_timeout: Duration::from_secs(2),
             pool_size: 2,
             ttl: None,
+            coherence: CoherenceMode::Events,
+            max_lag: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(100),
         }
     }
 }
@@ -123,6 +147,8 @@ impl IgniteConfig {
             ("timeout", self.timeout),
             ("write_timeout", self.write_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("max_lag", self.max_lag),
+            ("heartbeat", self.heartbeat),
         ] {
             if d.is_zero() {
                 p.push(format!("cache.ignite.{key}: must be above 0"));
@@ -130,6 +156,9 @@ impl IgniteConfig {
         }
         if self.pool_size == 0 {
             p.push("cache.ignite.pool_size: must be at least 1".into());
+        }
+        if self.heartbeat * 2 > self.max_lag {
+            p.push("cache.ignite.heartbeat: must be at most half of max_lag (a late beat would close the gate)".into());
         }
     }
 }

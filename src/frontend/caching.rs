@@ -15,7 +15,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -28,7 +27,7 @@ use super::session::Session;
 use crate::backend::BackendConn;
 use crate::cache::key::{build_key, KeyState};
 use crate::cache::plan::{self, Fill, Started};
-use crate::cache::{Cache, Flight, Lookup, Recipe, Tag};
+use crate::cache::{Cache, Entry, Flight, Lookup, Recipe, Tag};
 use crate::classify::{BypassReason, Invalidation, Verdict};
 use crate::invalidation::{writes, Effect};
 
@@ -76,8 +75,9 @@ impl Session {
         build_key(&mut self.keybuf, &state, proto, body, (params, types));
     }
 
-    /// Answers from the cache if `self.keybuf` is a fresh entry.
-    pub(super) fn serve_hit(&mut self) -> bool {
+    /// Answers from the cache if `self.keybuf` is a fresh entry (confirmed
+    /// by the shared tier first when this proxy cannot vouch for it).
+    pub(super) async fn serve_hit(&mut self) -> bool {
         let cache = &self.shared.cache;
         match cache.lookup(&self.keybuf) {
             Lookup::Hit(bytes) => {
@@ -87,6 +87,17 @@ impl Session {
                     .hits
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.routed = Routed::Hit(Tier::L1);
+                true
+            }
+            Lookup::Confirm(bytes, guard) => {
+                let Some(l2) = &cache.l2 else { return false };
+                if !l2.confirm(&guard).await {
+                    cache.remove(&self.keybuf);
+                    return false;
+                }
+                self.conn.write_framed(&bytes);
+                cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.routed = Routed::Hit(Tier::L1Confirmed);
                 true
             }
             Lookup::Stale => {
@@ -121,12 +132,8 @@ impl Session {
                     Ok(p) => {
                         let recipe = p.refresh.map(|slot| self.recipe(&p, slot, stmt));
                         match plan::start_fill(&cache, &self.keybuf, &p, recipe).await {
-                            Started::L2Hit {
-                                response,
-                                ttl_left,
-                                fill,
-                            } => {
-                                self.serve_l2(response, fill, ttl_left);
+                            Started::L2Hit(hit, fill) => {
+                                self.serve_l2(hit, fill);
                                 return Planned::Served;
                             }
                             Started::Fill(fill) => {
@@ -202,20 +209,21 @@ impl Session {
     }
 
     /// Answers from a shared-tier hit and keeps it in L1 under the guard
-    /// read before the lookup.
-    fn serve_l2(&mut self, response: Bytes, fill: Fill, ttl_left: Duration) {
+    /// read before the lookup (and the tier's tokens it was filled under).
+    fn serve_l2(&mut self, hit: plan::L2Hit, fill: Fill) {
         let cache = self.shared.cache.clone();
-        self.conn.write_framed(&response);
+        self.conn.write_framed(&hit.response);
         cache.stats.hits.fetch_add(1, Ordering::Relaxed);
         cache.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
         self.routed = Routed::Hit(Tier::L2);
-        cache.insert(
-            self.keybuf.clone(),
-            response,
-            fill.guard,
-            fill.ttl.min(ttl_left),
-            fill.recipe,
-        );
+        let entry = Entry {
+            response: hit.response,
+            guard: fill.guard,
+            l2: Some(hit.guard),
+            ttl: fill.ttl.min(hit.ttl_left),
+            recipe: fill.recipe,
+        };
+        cache.insert_entry(self.keybuf.clone(), entry);
     }
 
     fn note_bypass(&mut self, r: BypassReason) {
@@ -241,16 +249,21 @@ impl Session {
             return;
         }
         let response = Bytes::copy_from_slice(bytes);
-        if let Some(g) = fill.l2.filter(|_| cache.tokens.is_fresh(&fill.guard)) {
-            cache.fill_l2(&self.keybuf, &response, g, fill.ttl);
+        if let Some(g) = fill
+            .l2
+            .as_ref()
+            .filter(|_| cache.tokens.is_fresh(&fill.guard))
+        {
+            cache.fill_l2(&self.keybuf, &response, g.clone(), fill.ttl);
         }
-        cache.insert(
-            self.keybuf.clone(),
+        let entry = Entry {
             response,
-            fill.guard,
-            fill.ttl,
-            fill.recipe,
-        );
+            guard: fill.guard,
+            l2: fill.l2,
+            ttl: fill.ttl,
+            recipe: fill.recipe,
+        };
+        cache.insert_entry(self.keybuf.clone(), entry);
         self.routed = Routed::Miss(Stored::Filled);
     }
 
@@ -259,7 +272,7 @@ impl Session {
     pub(super) async fn coalesce<'c>(&mut self, cache: &'c Cache) -> Option<Coalesced<'c>> {
         match cache.join_flight(&self.keybuf).await {
             Some(f) => Some(Coalesced::Leader(f)),
-            None if self.serve_hit() => Some(Coalesced::Served),
+            None if self.serve_hit().await => Some(Coalesced::Served),
             None => None,
         }
     }

@@ -157,7 +157,7 @@ impl Session {
         }
         if !st.keyed {
             self.build_key(st.proto, st.sql, st.params, st.types);
-            if self.serve_hit() {
+            if self.serve_hit().await {
                 return None;
             }
         }

@@ -18,6 +18,9 @@ use crate::classify::BypassReason;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
     L1,
+    /// An L1 copy the shared tier confirmed current (strict mode, or while
+    /// other proxies' invalidations could not be vouched for).
+    L1Confirmed,
     L2,
 }
 
@@ -62,6 +65,7 @@ impl Routed {
         match self {
             Routed::Local(label) => label,
             Routed::Hit(Tier::L1) => "hit",
+            Routed::Hit(Tier::L1Confirmed) => "hit(confirmed)",
             Routed::Hit(Tier::L2) => "hit(l2)",
             Routed::Miss(_) => "miss",
             Routed::Bypass(_) => "bypass",

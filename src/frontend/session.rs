@@ -400,7 +400,7 @@ impl Session {
         let bypass = self.cache_bypass();
         if bypass.is_none() {
             self.build_key(TEXT, sql, &[], &[]);
-            if self.serve_hit() {
+            if self.serve_hit().await {
                 return Ok(());
             }
         }

@@ -7,8 +7,11 @@
 //! an expiry policy, protocol ≥ 1.6). A response is `int len, long
 //! request_id` then, from 1.4, `short flags` (0x01 error → `int status,
 //! String message`; 0x02 topology changed → `long, int` to skip); before 1.4
-//! an `int status` (non-zero → `String message`). Values are typed data
-//! objects: byte array (12), long (4), string (9), null (101). Anything this
+//! an `int status` (non-zero → `String message`). A server-initiated
+//! notification (≥ 1.4, flag 0x04: a continuous query's events) carries the
+//! resource id where a response has the request id, then `short opcode`.
+//! Values are typed data objects: byte array (12), long (4), string (9),
+//! UUID (10), null (101). Anything this
 //! module does not understand is an error, never a guess: the tier treats
 //! it as "L2 unavailable", which can only cost hit rate.
 
@@ -25,7 +28,15 @@ pub const OP_CACHE_GET_AND_PUT_IF_ABSENT: i16 = 1008;
 pub const OP_CACHE_CLEAR: i16 = 1013;
 pub const OP_CACHE_REMOVE_KEY: i16 = 1016;
 pub const OP_CACHE_REMOVE_KEYS: i16 = 1018;
+pub const OP_CACHE_LOCAL_PEEK: i16 = 1021;
 pub const OP_CACHE_GET_OR_CREATE_WITH_NAME: i16 = 1052;
+pub const OP_CACHE_PARTITIONS: i16 = 1101;
+pub const OP_QUERY_CONTINUOUS: i16 = 2006;
+pub const OP_QUERY_CONTINUOUS_EVENT_NOTIFICATION: i16 = 2007;
+
+const FLAG_ERROR: i16 = 0x01;
+const FLAG_TOPOLOGY: i16 = 0x02;
+const FLAG_NOTIFICATION: i16 = 0x04;
 
 pub const TYPE_LONG: u8 = 4;
 pub const TYPE_STRING: u8 = 9;
@@ -66,6 +77,10 @@ impl Version {
     pub fn has_expiry(self) -> bool {
         self >= Version(1, 6, 0)
     }
+    /// OP_CACHE_PARTITIONS and the topology flag (IEP-23).
+    pub fn has_partitions(self) -> bool {
+        self >= Version(1, 4, 0)
+    }
 }
 
 impl std::fmt::Display for Version {
@@ -102,7 +117,8 @@ pub fn handshake(v: Version, auth: Option<(&str, &str)>) -> Bytes {
 /// What a handshake response said (the body after the length prefix).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Handshake {
-    Accepted,
+    /// Accepted; the node's id from 1.4 (what partition maps name).
+    Accepted { node: Option<[u8; 16]> },
     /// Rejected; the server's version and message.
     Rejected {
         server: Version,
@@ -117,10 +133,13 @@ pub fn parse_handshake(v: Version, mut body: &[u8]) -> Result<Handshake, IgniteE
         if v.has_features() {
             let _features = object(&mut body)?;
         }
+        let mut node = None;
         if v.has_node_id() {
-            let _node = object(&mut body)?;
+            if let Obj::Uuid(u) = object(&mut body)? {
+                node = Some(u);
+            }
         }
-        return Ok(Handshake::Accepted);
+        return Ok(Handshake::Accepted { node });
     }
     let server = Version(
         take_i16(&mut body)?,
@@ -273,11 +292,11 @@ pub fn parse_response(v: Version, mut body: &[u8]) -> Result<(i64, &[u8]), Ignit
     let id = take_i64(&mut body)?;
     let failed = if v.has_status_flags() {
         let flags = take_i16(&mut body)?;
-        if flags & 0x02 != 0 {
+        if flags & FLAG_TOPOLOGY != 0 {
             need(body, 12)?;
             body.advance(12); // affinity topology version: long + int
         }
-        flags & 0x01 != 0
+        flags & FLAG_ERROR != 0
     } else {
         let status = take_i32(&mut body)?;
         if status != 0 {
@@ -300,10 +319,85 @@ pub fn parse_response(v: Version, mut body: &[u8]) -> Result<(i64, &[u8]), Ignit
     Ok((id, body))
 }
 
-/// A response's request id (to route it before parsing the rest).
-pub fn response_id(body: &[u8]) -> Result<i64, IgniteError> {
+/// What a frame from the server is, read from its header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// The response to request `id`; `topology` is the affinity topology
+    /// version (major, minor) when the server flags it as changed.
+    Response {
+        id: i64,
+        topology: Option<(i64, i32)>,
+    },
+    /// A notification for resource `id` (a continuous query's cursor).
+    Notification { id: i64 },
+}
+
+/// Classifies a frame body (after the length prefix) by its header.
+pub fn inbound(v: Version, body: &[u8]) -> Result<Inbound, IgniteError> {
     let mut b = body;
-    take_i64(&mut b)
+    let id = take_i64(&mut b)?;
+    if !v.has_status_flags() {
+        return Ok(Inbound::Response { id, topology: None });
+    }
+    let flags = take_i16(&mut b)?;
+    if flags & FLAG_NOTIFICATION != 0 {
+        return Ok(Inbound::Notification { id });
+    }
+    let topology = if flags & FLAG_TOPOLOGY != 0 {
+        Some((take_i64(&mut b)?, take_i32(&mut b)?))
+    } else {
+        None
+    };
+    Ok(Inbound::Response { id, topology })
+}
+
+/// OP_QUERY_CONTINUOUS on `cache_id`: events sent one by one (page size
+/// 1, no time interval), expiries not included, no filter, no initial
+/// query. The response payload is the cursor id (`long`).
+pub fn continuous_query(cache_id: i32) -> Request {
+    let mut r = Request::cache(OP_QUERY_CONTINUOUS, cache_id, None).int(1);
+    r.0.put_i64_le(0);
+    r.0.put_u8(0);
+    r.0.put_u8(TYPE_NULL);
+    r
+}
+
+/// One entry event of a continuous query: the key and the new value
+/// (None when removed or expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryEvent {
+    pub key: Obj,
+    pub value: Obj,
+}
+
+/// A notification frame: its resource id and events, or the server's error
+/// (the query ended on the server).
+pub fn parse_notification(mut body: &[u8]) -> Result<(i64, Vec<EntryEvent>), IgniteError> {
+    let id = take_i64(&mut body)?;
+    let flags = take_i16(&mut body)?;
+    let op = take_i16(&mut body)?;
+    if flags & FLAG_ERROR != 0 {
+        let status = take_i32(&mut body)?;
+        let message = match object(&mut body)? {
+            Obj::Str(s) => s,
+            _ => String::new(),
+        };
+        return Err(IgniteError::Server { status, message });
+    }
+    if op != OP_QUERY_CONTINUOUS_EVENT_NOTIFICATION {
+        return Err(IgniteError::Protocol("unknown notification"));
+    }
+    let n = take_i32(&mut body)?;
+    let n = usize::try_from(n).map_err(|_| IgniteError::Protocol("negative count"))?;
+    let mut out = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let key = object(&mut body)?;
+        let _old = object(&mut body)?;
+        let value = object(&mut body)?;
+        let _kind = take_u8(&mut body)?;
+        out.push(EntryEvent { key, value });
+    }
+    Ok((id, out))
 }
 
 /// The `Map` payload of OP_CACHE_GET_ALL: `int count`, key/value pairs.
@@ -319,7 +413,7 @@ pub fn parse_map(mut payload: &[u8]) -> Result<Vec<(Obj, Obj)>, IgniteError> {
     Ok(out)
 }
 
-fn need(b: &[u8], n: usize) -> Result<usize, IgniteError> {
+pub(super) fn need(b: &[u8], n: usize) -> Result<usize, IgniteError> {
     if b.len() < n {
         Err(IgniteError::Protocol("truncated frame"))
     } else {
@@ -327,22 +421,22 @@ fn need(b: &[u8], n: usize) -> Result<usize, IgniteError> {
     }
 }
 
-fn take_u8(b: &mut &[u8]) -> Result<u8, IgniteError> {
+pub(super) fn take_u8(b: &mut &[u8]) -> Result<u8, IgniteError> {
     need(b, 1)?;
     Ok(b.get_u8())
 }
 
-fn take_i16(b: &mut &[u8]) -> Result<i16, IgniteError> {
+pub(super) fn take_i16(b: &mut &[u8]) -> Result<i16, IgniteError> {
     need(b, 2)?;
     Ok(b.get_i16_le())
 }
 
-fn take_i32(b: &mut &[u8]) -> Result<i32, IgniteError> {
+pub(super) fn take_i32(b: &mut &[u8]) -> Result<i32, IgniteError> {
     need(b, 4)?;
     Ok(b.get_i32_le())
 }
 
-fn take_i64(b: &mut &[u8]) -> Result<i64, IgniteError> {
+pub(super) fn take_i64(b: &mut &[u8]) -> Result<i64, IgniteError> {
     need(b, 8)?;
     Ok(b.get_i64_le())
 }

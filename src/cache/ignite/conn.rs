@@ -8,6 +8,11 @@
 //! Any I/O or framing error kills the connection: every waiting caller gets
 //! `Closed` at once and the pool replaces it; nothing is retried here (a
 //! cache read that fails is a miss, never a wrong answer).
+//!
+//! Server-initiated frames: a notification (a continuous query's events)
+//! goes to the connection's one subscriber (`notifications`), in order; a
+//! response flagged "affinity topology changed" reports the new version to
+//! the pool's `Topology` before its caller sees it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -19,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{self, Handshake, Request, Version};
+use super::codec::{self, Handshake, Inbound, Request, Version};
 use super::IgniteError;
 
 /// Frames larger than this are a protocol error (entries are bounded by
@@ -30,6 +35,46 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Waiters = Mutex<HashMap<i64, oneshot::Sender<Result<Bytes, IgniteError>>>>;
+
+/// The newest affinity topology version any connection of a pool saw.
+#[derive(Default)]
+pub struct Topology {
+    latest: Mutex<(i64, i32)>,
+    changed: tokio::sync::Notify,
+    changes: std::sync::atomic::AtomicU64,
+}
+
+impl Topology {
+    /// Records a version a response carried; wakes waiters if it is newer.
+    pub fn report(&self, v: (i64, i32)) {
+        let mut l = self.latest.lock().unwrap();
+        if v > *l {
+            *l = v;
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            self.changed.notify_waiters();
+        }
+    }
+
+    pub fn latest(&self) -> (i64, i32) {
+        *self.latest.lock().unwrap()
+    }
+
+    /// How many newer versions were reported so far.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the next reported change after `seen` changes.
+    pub async fn changed_since(&self, seen: u64) {
+        loop {
+            let n = self.changed.notified();
+            if self.changes() != seen {
+                return;
+            }
+            n.await;
+        }
+    }
+}
 
 /// How to reach a node.
 #[derive(Clone)]
@@ -42,6 +87,10 @@ pub struct Dial {
 pub struct Conn {
     pub version: Version,
     pub addr: String,
+    /// The node's id from the handshake (protocol ≥ 1.4).
+    pub node: Option<[u8; 16]>,
+    /// Notification frames, taken once by the connection's subscriber.
+    notifications: Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>,
     tx: mpsc::UnboundedSender<Bytes>,
     waiters: Arc<Waiters>,
     next_id: AtomicI64,
@@ -61,7 +110,11 @@ impl Drop for Forget<'_> {
 
 impl Conn {
     /// Connects and negotiates the newest protocol version both sides speak.
-    pub async fn connect(addr: &str, dial: &Dial) -> Result<Conn, IgniteError> {
+    pub async fn connect(
+        addr: &str,
+        dial: &Dial,
+        topology: Arc<Topology>,
+    ) -> Result<Conn, IgniteError> {
         let mut v = codec::VERSIONS[0];
         loop {
             let mut io = open(addr, dial).await?;
@@ -73,7 +126,9 @@ impl Conn {
             .await
             .map_err(|_| IgniteError::Timeout)??;
             match codec::parse_handshake(v, &reply)? {
-                Handshake::Accepted => return Ok(Conn::start(io, v, addr)),
+                Handshake::Accepted { node } => {
+                    return Ok(Conn::start(io, v, addr, node, topology))
+                }
                 Handshake::Rejected {
                     server, message, ..
                 } => {
@@ -92,9 +147,16 @@ impl Conn {
         }
     }
 
-    fn start(io: Box<dyn Io>, version: Version, addr: &str) -> Conn {
+    fn start(
+        io: Box<dyn Io>,
+        version: Version,
+        addr: &str,
+        node: Option<[u8; 16]>,
+        topology: Arc<Topology>,
+    ) -> Conn {
         let (mut rd, mut wr) = tokio::io::split(io);
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (ntx, nrx) = mpsc::unbounded_channel::<Bytes>();
         let waiters: Arc<Waiters> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let died = Arc::new(tokio::sync::Notify::new());
@@ -102,11 +164,17 @@ impl Conn {
         tokio::spawn(async move {
             loop {
                 let frame = read_frame(&mut rd).await;
-                match frame.and_then(|f| Ok((codec::response_id(&f)?, f))) {
-                    Ok((id, frame)) => {
+                match frame.and_then(|f| Ok((codec::inbound(version, &f)?, f))) {
+                    Ok((Inbound::Response { id, topology: t }, frame)) => {
+                        if let Some(v) = t {
+                            topology.report(v);
+                        }
                         if let Some(s) = w.lock().unwrap().remove(&id) {
                             let _ = s.send(Ok(frame));
                         }
+                    }
+                    Ok((Inbound::Notification { .. }, frame)) => {
+                        let _ = ntx.send(frame);
                     }
                     Err(e) => {
                         fail_all(&w, &a, e);
@@ -136,6 +204,8 @@ impl Conn {
         Conn {
             version,
             addr: addr.to_owned(),
+            node,
+            notifications: Mutex::new(Some(nrx)),
             tx,
             waiters,
             next_id: AtomicI64::new(1),
@@ -153,6 +223,12 @@ impl Conn {
             }
             n.await;
         }
+    }
+
+    /// The connection's notification frames (once; None afterwards). The
+    /// stream ends when the connection dies.
+    pub fn take_notifications(&self) -> Option<mpsc::UnboundedReceiver<Bytes>> {
+        self.notifications.lock().unwrap().take()
     }
 
     pub fn is_alive(&self) -> bool {

@@ -1,29 +1,32 @@
 //! Apache Ignite as the shared tier's store, over the binary client
-//! protocol (`codec`), on a pool of pipelined connections (`conn`).
+//! protocol (`codec`), on pipelined connections (`conn`) to every
+//! configured node (`pool`), each single-key request sent to its key's
+//! primary (`affinity`), and a continuous query over the tokens (`watch`).
 //!
-//! Policy: `pool_size` connections, each dialled in the background over the
-//! configured addresses (starting at a different one per connection, so a
-//! pool spreads over a cluster) and redialled with back-off when it breaks.
-//! A call never waits for a dial: with no live connection it fails at once
-//! and the tier skips L2. Both caches are created on connect (and on every
-//! ping, so a restarted cluster gets them back) with
+//! Policy: a call never waits for a dial: with no live connection it fails
+//! at once and the tier skips L2. Both caches are created on connect (and
+//! on every ping, so a restarted cluster gets them back) with
 //! OP_CACHE_GET_OR_CREATE_WITH_NAME, i.e. with the cluster's defaults or the
 //! cache templates configured there (README: expiry, backups, sync mode).
 //! Entry puts carry an expiry policy (protocol ≥ 1.6) so Ignite frees them.
 
+pub mod affinity;
 pub mod codec;
 pub mod conn;
+mod pool;
+mod watch;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::{info, warn};
 
-use super::l2::{Kv, KvFuture, L2Error};
+use super::l2::peers::BEAT_SPAN;
+use super::l2::{Kv, KvFuture, L2Error, Notice};
 use codec::{Expiry, Obj, Request};
-pub use conn::{Conn, Dial};
+pub use conn::{Conn, Dial, Topology};
+use pool::Pool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IgniteError {
@@ -65,172 +68,84 @@ pub struct Target {
     pub dial: Dial,
     pub cache_name: String,
     pub tokens_cache_name: String,
+    /// Connections per address.
     pub pool_size: usize,
 }
 
+/// Heartbeat keys expire after this (a stopped proxy leaves none behind).
+const BEAT_EXPIRY_MS: i64 = 60_000;
+/// Beat keys tried when the partition map is unknown, to reach every node.
+const BLIND_BEAT_KEYS: i64 = 8;
+
 pub struct IgniteKv {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    target: Target,
-    entries_id: i32,
-    tokens_id: i32,
-    slots: Vec<Slot>,
-    next: AtomicUsize,
-}
-
-#[derive(Default)]
-struct Slot {
-    conn: Mutex<Option<Arc<Conn>>>,
-    dialing: AtomicBool,
+    pool: Arc<Pool>,
 }
 
 impl IgniteKv {
-    /// Starts dialling every pooled connection (on the current runtime).
+    /// Starts dialling every connection (on the current runtime).
     pub fn new(target: Target) -> IgniteKv {
-        let n = target.pool_size.max(1);
-        let inner = Arc::new(Inner {
-            entries_id: codec::java_hash(&target.cache_name),
-            tokens_id: codec::java_hash(&target.tokens_cache_name),
-            slots: (0..n).map(|_| Slot::default()).collect(),
-            next: AtomicUsize::new(0),
-            target,
-        });
-        for i in 0..n {
-            Inner::dial(&inner, i);
+        IgniteKv {
+            pool: Pool::start(target),
         }
-        IgniteKv { inner }
     }
 
-    /// Connects once to `addr` and creates the caches (tests, diagnostics).
+    /// Connects once to the first address and creates the caches (tests,
+    /// diagnostics).
     pub async fn probe(target: &Target) -> Result<Conn, IgniteError> {
         let addr = target.addresses.first().ok_or(IgniteError::Unavailable)?;
-        let c = Conn::connect(addr, &target.dial).await?;
-        ensure_caches(&c, target).await?;
-        Ok(c)
+        pool::connect(addr, target, Arc::default()).await
     }
-}
 
-impl IgniteKv {
     /// OP_CACHE_REMOVE_KEY on the entries cache.
     pub async fn remove_entry(&self, key: &[u8]) -> Result<(), IgniteError> {
-        let r = Request::cache(codec::OP_CACHE_REMOVE_KEY, self.inner.entries_id, None).bytes(key);
-        self.inner.conn()?.call(r).await.map(drop)
+        let r = Request::cache(codec::OP_CACHE_REMOVE_KEY, self.pool.entries_id, None).bytes(key);
+        self.pool.any()?.call(r).await.map(drop)
     }
 
     /// OP_CACHE_REMOVE_KEYS on the tokens cache (a removed token never
     /// matches again: entries guarded by it become stale).
     pub async fn remove_tokens(&self, keys: &[i64]) -> Result<(), IgniteError> {
-        let r = Request::cache(codec::OP_CACHE_REMOVE_KEYS, self.inner.tokens_id, None).longs(keys);
-        self.inner.conn()?.call(r).await.map(drop)
+        let r = Request::cache(codec::OP_CACHE_REMOVE_KEYS, self.pool.tokens_id, None).longs(keys);
+        self.pool.any()?.call(r).await.map(drop)
     }
 
     /// OP_CACHE_CLEAR on the entries cache.
     pub async fn clear_entries(&self) -> Result<(), IgniteError> {
-        let r = Request::cache(codec::OP_CACHE_CLEAR, self.inner.entries_id, None);
-        self.inner.conn()?.call(r).await.map(drop)
+        let r = Request::cache(codec::OP_CACHE_CLEAR, self.pool.entries_id, None);
+        self.pool.any()?.call(r).await.map(drop)
     }
 
-    /// True once at least one pooled connection is live.
+    /// True once at least one connection is live.
     pub fn is_connected(&self) -> bool {
         self.live_connections() > 0
     }
 
-    /// How many pooled connections are live (diagnostics, tests).
+    /// How many connections are live (diagnostics, tests).
     pub fn live_connections(&self) -> usize {
-        self.inner
-            .slots
-            .iter()
-            .filter(|s| {
-                s.conn
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .is_some_and(|c| c.is_alive())
-            })
-            .count()
-    }
-}
-
-impl Inner {
-    /// A live connection, round-robin; kicks a redial of dead ones.
-    fn conn(self: &Arc<Self>) -> Result<Arc<Conn>, IgniteError> {
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let live = {
-                let g = self.slots[idx].conn.lock().unwrap();
-                g.as_ref().filter(|c| c.is_alive()).cloned()
-            };
-            match live {
-                Some(c) => return Ok(c),
-                None => Inner::dial(self, idx),
-            }
-        }
-        Err(IgniteError::Unavailable)
+        self.pool.live_connections()
     }
 
-    /// Dials slot `idx` in the background until it connects.
-    fn dial(me: &Arc<Self>, idx: usize) {
-        if me.slots[idx].dialing.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let me = me.clone();
-        tokio::spawn(async move {
-            let t = &me.target;
-            let mut backoff = Duration::from_millis(50);
-            let mut attempt = 0usize;
-            loop {
-                let addr = &t.addresses[(idx + attempt) % t.addresses.len()];
-                attempt += 1;
-                match connect(addr, t).await {
-                    Ok(c) => {
-                        info!(%addr, version = %c.version, slot = idx, "connected to Ignite");
-                        let c = Arc::new(c);
-                        *me.slots[idx].conn.lock().unwrap() = Some(c.clone());
-                        // Redial as soon as it dies, not at the next call.
-                        let watch = me.clone();
-                        tokio::spawn(async move {
-                            c.closed().await;
-                            warn!(addr = %c.addr, slot = idx, "Ignite connection lost; redialling");
-                            Inner::dial(&watch, idx);
-                        });
-                        break;
-                    }
-                    Err(e) => {
-                        if attempt.is_multiple_of(t.addresses.len()) {
-                            warn!(%addr, error = %e, "cannot reach Ignite; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            }
-            me.slots[idx].dialing.store(false, Ordering::SeqCst);
-        });
+    /// Whether a partition map as new as the last reported topology is held.
+    pub fn has_partition_map(&self) -> bool {
+        self.pool.current_map().is_some()
     }
-}
 
-async fn connect(addr: &str, t: &Target) -> Result<Conn, IgniteError> {
-    let c = Conn::connect(addr, &t.dial).await?;
-    ensure_caches(&c, t).await?;
-    Ok(c)
-}
-
-async fn ensure_caches(c: &Conn, t: &Target) -> Result<(), IgniteError> {
-    let reqs = [&t.cache_name, &t.tokens_cache_name]
-        .into_iter()
-        .map(|n| Request::new(codec::OP_CACHE_GET_OR_CREATE_WITH_NAME).string(n))
-        .collect();
-    for r in tokio::time::timeout(t.dial.timeout, c.call_many(reqs))
-        .await
-        .map_err(|_| IgniteError::Timeout)??
-    {
-        r?;
+    /// The address of the connection an entry key's requests go to, when
+    /// its primary is known and connected (diagnostics, tests).
+    pub fn entry_primary(&self, key: &[u8]) -> Option<String> {
+        let node = self
+            .pool
+            .primary(self.pool.entries_id, affinity::bytes_hash(key))?;
+        self.pool.addr_of(node)
     }
-    Ok(())
+
+    /// Single-key requests sent to their primary, and those sent anywhere.
+    pub fn routing(&self) -> (u64, u64) {
+        (
+            self.pool.routed.load(Ordering::Relaxed),
+            self.pool.unrouted.load(Ordering::Relaxed),
+        )
+    }
 }
 
 fn long(o: Obj) -> Result<Option<i64>, IgniteError> {
@@ -246,81 +161,97 @@ fn one_object(payload: &[u8]) -> Result<Obj, IgniteError> {
     codec::object(&mut p)
 }
 
-/// OP_CACHE_GET_ALL / PUT_ALL bodies: `int count` then the objects.
+/// The values of `keys` in a GET_ALL answer, in `keys` order.
+fn token_values(payload: &[u8], keys: &[i64]) -> Result<Vec<Option<i64>>, IgniteError> {
+    let mut current = vec![None; keys.len()];
+    for (k, v) in codec::parse_map(payload)? {
+        let (Some(k), v) = (long(k)?, long(v)?) else {
+            return Err(IgniteError::Protocol("token key is not a long"));
+        };
+        if let Some(pos) = keys.iter().position(|t| *t == k) {
+            current[pos] = v;
+        }
+    }
+    Ok(current)
+}
+
+impl IgniteKv {
+    async fn get_tokens(&self, keys: &[i64]) -> Result<Vec<Option<i64>>, IgniteError> {
+        let p = &self.pool;
+        let all = Request::cache(codec::OP_CACHE_GET_ALL, p.tokens_id, None).longs(keys);
+        token_values(&p.any()?.call(all).await?, keys)
+    }
+
+    async fn get_entry(&self, key: &[u8]) -> Result<Option<Bytes>, IgniteError> {
+        let p = &self.pool;
+        let c = p.to_primary(p.entries_id, affinity::bytes_hash(key))?;
+        let get = Request::cache(codec::OP_CACHE_GET, p.entries_id, None).bytes(key);
+        match one_object(&c.call(get).await?)? {
+            Obj::Null => Ok(None),
+            Obj::Bytes(b) => Ok(Some(b)),
+            _ => Err(IgniteError::Protocol("entry is not a byte array")),
+        }
+    }
+
+    async fn create_token(&self, key: i64, candidate: i64) -> Result<i64, IgniteError> {
+        let p = &self.pool;
+        let c = p.to_primary(p.tokens_id, affinity::long_hash(key))?;
+        let r = Request::cache(codec::OP_CACHE_GET_AND_PUT_IF_ABSENT, p.tokens_id, None)
+            .long(key)
+            .long(candidate);
+        // The previous value if there was one, else ours went in.
+        Ok(long(one_object(&c.call(r).await?)?)?.unwrap_or(candidate))
+    }
+
+    async fn put_all(&self, tokens: &[(i64, i64)], expiry: Option<i64>) -> Result<(), IgniteError> {
+        let p = &self.pool;
+        let c = p.any()?;
+        let expiry = expiry
+            .filter(|_| c.version.has_expiry())
+            .map(|create_ms| Expiry { create_ms });
+        let mut r =
+            Request::cache(codec::OP_CACHE_PUT_ALL, p.tokens_id, expiry).int(tokens.len() as i32);
+        for (k, v) in tokens {
+            r = r.long(*k).long(*v);
+        }
+        c.call(r).await.map(drop)
+    }
+}
+
 impl Kv for IgniteKv {
+    /// The entry (from its primary) and the tokens (anywhere), both sent at
+    /// once: one round trip.
     fn read(
         &self,
         key: Bytes,
         tokens: Vec<i64>,
     ) -> KvFuture<'_, (Option<Bytes>, Vec<Option<i64>>)> {
         Box::pin(async move {
-            let i = &self.inner;
-            let c = i.conn()?;
-            let get = Request::cache(codec::OP_CACHE_GET, i.entries_id, None).bytes(&key);
-            let all = Request::cache(codec::OP_CACHE_GET_ALL, i.tokens_id, None).longs(&tokens);
-            let mut r = c.call_many(vec![get, all]).await?.into_iter();
-            let entry = match one_object(&r.next().ok_or(IgniteError::Closed)??)? {
-                Obj::Null => None,
-                Obj::Bytes(b) => Some(b),
-                _ => return Err(IgniteError::Protocol("entry is not a byte array").into()),
-            };
-            let map = codec::parse_map(&r.next().ok_or(IgniteError::Closed)??)?;
-            let mut current = vec![None; tokens.len()];
-            for (k, v) in map {
-                let (Some(k), v) = (long(k)?, long(v)?) else {
-                    return Err(IgniteError::Protocol("token key is not a long").into());
-                };
-                if let Some(pos) = tokens.iter().position(|t| *t == k) {
-                    current[pos] = v;
-                }
-            }
-            Ok((entry, current))
+            let (entry, current) = tokio::join!(self.get_entry(&key), self.get_tokens(&tokens));
+            Ok((entry?, current?))
         })
     }
 
     fn create_tokens(&self, tokens: Vec<(i64, i64)>) -> KvFuture<'_, Vec<i64>> {
         Box::pin(async move {
-            let i = &self.inner;
-            let c = i.conn()?;
-            let reqs = tokens
-                .iter()
-                .map(|(k, v)| {
-                    Request::cache(codec::OP_CACHE_GET_AND_PUT_IF_ABSENT, i.tokens_id, None)
-                        .long(*k)
-                        .long(*v)
-                })
-                .collect();
-            let mut out = Vec::with_capacity(tokens.len());
-            for (r, (_, candidate)) in c.call_many(reqs).await?.into_iter().zip(&tokens) {
-                // The previous value if there was one, else ours went in.
-                out.push(long(one_object(&r?)?)?.unwrap_or(*candidate));
-            }
-            Ok(out)
+            let calls = tokens.iter().map(|(k, v)| self.create_token(*k, *v));
+            let out = futures_util::future::join_all(calls).await;
+            Ok(out.into_iter().collect::<Result<Vec<_>, _>>()?)
         })
     }
 
     fn put_tokens(&self, tokens: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
-        Box::pin(async move {
-            let i = &self.inner;
-            let c = i.conn()?;
-            let mut r =
-                Request::cache(codec::OP_CACHE_PUT_ALL, i.tokens_id, None).int(tokens.len() as i32);
-            for (k, v) in &tokens {
-                r = r.long(*k).long(*v);
-            }
-            c.call(r).await?;
-            Ok(())
-        })
+        Box::pin(async move { Ok(self.put_all(&tokens, None).await?) })
     }
 
     fn put_entry(&self, key: Bytes, value: Bytes, ttl: Duration) -> KvFuture<'_, ()> {
         Box::pin(async move {
-            let i = &self.inner;
-            let c = i.conn()?;
+            let p = &self.pool;
+            let c = p.to_primary(p.entries_id, affinity::bytes_hash(&key))?;
             let expiry = c.version.has_expiry().then(|| Expiry {
                 create_ms: ttl.as_millis().max(1) as i64,
             });
-            let r = Request::cache(codec::OP_CACHE_PUT, i.entries_id, expiry)
+            let r = Request::cache(codec::OP_CACHE_PUT, p.entries_id, expiry)
                 .bytes(&key)
                 .bytes(&value);
             c.call(r).await?;
@@ -330,10 +261,45 @@ impl Kv for IgniteKv {
 
     fn ping(&self) -> KvFuture<'_, ()> {
         Box::pin(async move {
-            let c = self.inner.conn()?;
-            ensure_caches(&c, &self.inner.target).await?;
+            let c = self.pool.any()?;
+            pool::ensure_caches(&c, &self.pool.target).await?;
             Ok(())
         })
+    }
+
+    fn tokens(&self, tokens: Vec<i64>) -> KvFuture<'_, Vec<Option<i64>>> {
+        Box::pin(async move { Ok(self.get_tokens(&tokens).await?) })
+    }
+
+    fn watch(&self) -> KvFuture<'_, tokio::sync::mpsc::UnboundedReceiver<Notice>> {
+        Box::pin(async move { Ok(watch::subscribe(&self.pool).await?) })
+    }
+
+    /// One key per node that is primary for tokens, when the map is known;
+    /// else `BLIND_BEAT_KEYS` keys (most likely on different partitions).
+    fn beat_keys(&self, base: i64) -> Vec<i64> {
+        let p = &self.pool;
+        let Some(map) = p.current_map().filter(|m| m.partitions(p.tokens_id) > 0) else {
+            return (base..base + BLIND_BEAT_KEYS).collect();
+        };
+        let mut missing = map.nodes(p.tokens_id);
+        let mut keys = Vec::with_capacity(missing.len());
+        for k in base..base + BEAT_SPAN {
+            if missing.is_empty() {
+                break;
+            }
+            if let Some(n) = map.primary(p.tokens_id, affinity::long_hash(k)) {
+                if let Some(i) = missing.iter().position(|m| *m == n) {
+                    missing.swap_remove(i);
+                    keys.push(k);
+                }
+            }
+        }
+        keys
+    }
+
+    fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
+        Box::pin(async move { Ok(self.put_all(&keys, Some(BEAT_EXPIRY_MS)).await?) })
     }
 }
 
@@ -366,6 +332,13 @@ pub fn shared_tier(cfg: &crate::config::IgniteConfig) -> Result<Arc<super::L2>, 
             timeout: cfg.timeout,
             write_timeout: cfg.write_timeout,
             ttl: cfg.ttl,
+            coherence: match cfg.coherence {
+                crate::config::CoherenceMode::Events => super::l2::Coherence::Events {
+                    max_lag: cfg.max_lag,
+                    heartbeat: cfg.heartbeat,
+                },
+                crate::config::CoherenceMode::Strict => super::l2::Coherence::Strict,
+            },
         },
     ))
 }

@@ -15,13 +15,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Kv, KvFuture, L2Error};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::{Kv, KvFuture, L2Error, Notice};
 
 #[derive(Default)]
 pub struct MemKv {
     entries: Mutex<HashMap<Bytes, Bytes>>,
     tokens: Mutex<HashMap<i64, i64>>,
     delay: Mutex<Duration>,
+    /// Subscribers to token changes (`watch`), told in write order.
+    watchers: Mutex<Vec<UnboundedSender<Notice>>>,
+    /// While set, subscribers stay connected but hear nothing (a stalled
+    /// event stream).
+    mute: AtomicBool,
 }
 
 impl MemKv {
@@ -43,6 +50,28 @@ impl MemKv {
 
     pub fn entries(&self) -> usize {
         self.entries.lock().unwrap().len()
+    }
+
+    pub fn set_mute(&self, mute: bool) {
+        self.mute.store(mute, Ordering::SeqCst);
+    }
+
+    /// Ends every subscription (a store that lost its listeners).
+    pub fn drop_watchers(&self) {
+        self.watchers.lock().unwrap().clear();
+    }
+
+    /// Tells every subscriber about written tokens (called under the
+    /// tokens lock, so subscribers see writes in the store's order).
+    fn tell(&self, changes: &[(i64, i64)]) {
+        if changes.is_empty() || self.mute.load(Ordering::SeqCst) {
+            return;
+        }
+        let n = Notice::Tokens(changes.iter().map(|(k, v)| (*k, Some(*v))).collect());
+        self.watchers
+            .lock()
+            .unwrap()
+            .retain(|w| w.send(n.clone()).is_ok());
     }
 
     async fn gate(&self) -> Result<(), L2Error> {
@@ -72,17 +101,27 @@ impl Kv for MemKv {
         Box::pin(async move {
             self.gate().await?;
             let mut t = self.tokens.lock().unwrap();
-            Ok(tokens
+            let mut created = Vec::new();
+            let out = tokens
                 .into_iter()
-                .map(|(k, v)| *t.entry(k).or_insert(v))
-                .collect())
+                .map(|(k, v)| {
+                    *t.entry(k).or_insert_with(|| {
+                        created.push((k, v));
+                        v
+                    })
+                })
+                .collect();
+            self.tell(&created);
+            Ok(out)
         })
     }
 
     fn put_tokens(&self, tokens: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
         Box::pin(async move {
             self.gate().await?;
-            self.tokens.lock().unwrap().extend(tokens);
+            let mut t = self.tokens.lock().unwrap();
+            t.extend(tokens.iter().copied());
+            self.tell(&tokens);
             Ok(())
         })
     }
@@ -98,20 +137,45 @@ impl Kv for MemKv {
     fn ping(&self) -> KvFuture<'_, ()> {
         Box::pin(self.gate())
     }
+
+    fn tokens(&self, tokens: Vec<i64>) -> KvFuture<'_, Vec<Option<i64>>> {
+        Box::pin(async move {
+            self.gate().await?;
+            let t = self.tokens.lock().unwrap();
+            Ok(tokens.iter().map(|k| t.get(k).copied()).collect())
+        })
+    }
+
+    fn watch(&self) -> KvFuture<'_, UnboundedReceiver<Notice>> {
+        Box::pin(async move {
+            self.gate().await?;
+            let (tx, rx) = unbounded_channel();
+            self.watchers.lock().unwrap().push(tx);
+            Ok(rx)
+        })
+    }
+
+    fn beat_keys(&self, base: i64) -> Vec<i64> {
+        vec![base, base + 1]
+    }
+
+    fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
+        self.put_tokens(keys)
+    }
 }
 
 /// One proxy's link to a shared `MemKv`, which can be cut on its own (a
 /// network partition between that proxy and the store).
 pub struct Link {
     kv: std::sync::Arc<MemKv>,
-    cut: AtomicBool,
+    cut: std::sync::Arc<AtomicBool>,
 }
 
 impl Link {
     pub fn new(kv: std::sync::Arc<MemKv>) -> Link {
         Link {
             kv,
-            cut: AtomicBool::new(false),
+            cut: std::sync::Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -165,6 +229,52 @@ impl Kv for Link {
         Box::pin(async move {
             self.check()?;
             self.kv.ping().await
+        })
+    }
+
+    fn tokens(&self, tokens: Vec<i64>) -> KvFuture<'_, Vec<Option<i64>>> {
+        Box::pin(async move {
+            self.check()?;
+            self.kv.tokens(tokens).await
+        })
+    }
+
+    /// A subscription through the link: it ends when the link is cut.
+    fn watch(&self) -> KvFuture<'_, UnboundedReceiver<Notice>> {
+        Box::pin(async move {
+            self.check()?;
+            let mut inner = self.kv.watch().await?;
+            let (tx, rx) = unbounded_channel();
+            let cut = self.cut.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = tokio::time::timeout(Duration::from_millis(10), inner.recv()).await;
+                    if cut.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match n {
+                        Ok(Some(n)) => {
+                            if tx.send(n).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(_) => {}
+                    }
+                }
+            });
+            Ok(rx)
+        })
+    }
+
+    fn beat_keys(&self, base: i64) -> Vec<i64> {
+        self.kv.beat_keys(base)
+    }
+
+    fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
+        Box::pin(async move {
+            self.check()?;
+            self.kv.beat(keys).await
         })
     }
 }

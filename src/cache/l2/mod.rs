@@ -24,21 +24,29 @@
 //!   (without pending slots) so a dead store costs no timeouts per query.
 //! * **Expiry.** Each entry carries its deadline (unix ms, checked on read);
 //!   the store may also expire it (Ignite expiry policy per put).
+//! * **Other proxies' L1.** `peers.rs`: every token write reaches every
+//!   proxy's in-process tokens through a subscription, and an L1 hit is
+//!   served unconfirmed only while that subscription is proven current;
+//!   otherwise (and always in strict mode) it is confirmed with one read of
+//!   its tokens (`confirm`).
 
 #[cfg(test)]
 mod mem;
+pub mod peers;
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tracing::{info, warn};
 
 use super::stats::Histogram;
+use super::tokens::TagTokens;
+pub use peers::{Coherence, Notice, Peers};
 
 /// Token key of the epoch; slots are 0..SLOTS.
 pub const EPOCH: i64 = -1;
@@ -72,6 +80,17 @@ pub trait Kv: Send + Sync + 'static {
     fn put_entry(&self, key: Bytes, value: Bytes, ttl: Duration) -> KvFuture<'_, ()>;
     /// A round trip proving the store answers.
     fn ping(&self) -> KvFuture<'_, ()>;
+    /// The current values of `tokens` (None: absent), one round trip.
+    fn tokens(&self, tokens: Vec<i64>) -> KvFuture<'_, Vec<Option<i64>>>;
+    /// Subscribes to every change of the tokens; the stream ends when the
+    /// subscription is lost.
+    fn watch(&self) -> KvFuture<'_, tokio::sync::mpsc::UnboundedReceiver<Notice>>;
+    /// Keys from `base` on (fewer than `peers::BEAT_SPAN`) that together
+    /// reach every node holding tokens: one per primary node when the
+    /// store knows its partition map.
+    fn beat_keys(&self, base: i64) -> Vec<i64>;
+    /// Writes heartbeat keys (the store may expire them).
+    fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()>;
 }
 
 /// Tokens an L2 fill was guarded by, in slot order, epoch last.
@@ -84,6 +103,8 @@ pub enum L2Lookup {
     Hit {
         response: Bytes,
         ttl_left: Duration,
+        /// The tokens the entry was filled under (what an L1 copy confirms).
+        guard: L2Guard,
     },
     /// Not servable; fill with this guard if one could be read.
     Miss(Option<L2Guard>),
@@ -104,7 +125,11 @@ pub struct L2Stats {
     pub invalidation_errors: AtomicU64,
     pub recoveries: AtomicU64,
     pub epoch_bumps: AtomicU64,
+    /// L1 hits confirmed against the tier's tokens, and those refused.
+    pub confirmed: AtomicU64,
+    pub unconfirmed: AtomicU64,
     pub lookup: Histogram,
+    pub confirm: Histogram,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +140,8 @@ pub struct L2Config {
     pub write_timeout: Duration,
     /// Cap on an entry's lifetime in the tier (None: the entry's own TTL).
     pub ttl: Option<Duration>,
+    /// How other proxies' invalidations reach this proxy's L1.
+    pub coherence: Coherence,
 }
 
 /// Undelivered invalidations while down.
@@ -134,6 +161,10 @@ pub struct L2 {
     read_failures: AtomicU32,
     rt: tokio::runtime::Handle,
     pub stats: L2Stats,
+    /// Cross-proxy coherence of L1 (`peers.rs`).
+    pub peers: Peers,
+    /// This process's L1 tokens, once a cache is attached.
+    local: OnceLock<Arc<TagTokens>>,
 }
 
 impl L2 {
@@ -149,9 +180,67 @@ impl L2 {
             read_failures: AtomicU32::new(0),
             rt: tokio::runtime::Handle::current(),
             stats: L2Stats::default(),
+            peers: Peers::new(),
+            local: OnceLock::new(),
         });
         l2.recover();
         l2
+    }
+
+    /// Connects the tier to the L1 tokens it keeps coherent (once); in
+    /// events mode this starts the subscription.
+    pub fn attach(self: &Arc<Self>, tokens: Arc<TagTokens>) {
+        if self.local.set(tokens.clone()).is_err() {
+            return;
+        }
+        if let Coherence::Events { max_lag, heartbeat } = self.cfg.coherence {
+            self.rt
+                .spawn(peers::run(self.clone(), tokens, max_lag, heartbeat));
+        }
+    }
+
+    /// Whether an L1 hit may be served without confirming it here.
+    pub fn l1_trusted(&self) -> bool {
+        self.peers.gate.is_open()
+    }
+
+    pub fn coherence(&self) -> Coherence {
+        self.cfg.coherence
+    }
+
+    /// Confirms an L1 copy: true if every token it was filled under is
+    /// still current in the tier (one round trip, bounded by `timeout`).
+    pub async fn confirm(self: &Arc<Self>, guard: &L2Guard) -> bool {
+        if !self.is_up() {
+            self.stats.unconfirmed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let started = std::time::Instant::now();
+        let keys: Vec<i64> = guard.0.iter().map(|(k, _)| *k).collect();
+        let read = self.kv.tokens(keys);
+        let ok = match self.bounded(read, self.cfg.timeout).await {
+            Ok(current) => {
+                self.read_failures.store(0, Ordering::Relaxed);
+                current.len() == guard.0.len()
+                    && guard
+                        .0
+                        .iter()
+                        .zip(&current)
+                        .all(|((_, t), c)| Some(*t) == *c)
+            }
+            Err(e) => {
+                self.read_failed(&e);
+                false
+            }
+        };
+        self.stats.confirm.observe(started.elapsed());
+        let counter = if ok {
+            &self.stats.confirmed
+        } else {
+            &self.stats.unconfirmed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        ok
     }
 
     pub fn is_up(&self) -> bool {
@@ -193,6 +282,7 @@ impl L2 {
                     return L2Lookup::Hit {
                         ttl_left: Duration::from_millis(e.deadline_ms.saturating_sub(now)),
                         response: value.slice_ref(e.response),
+                        guard: L2Guard(e.tokens),
                     };
                 }
                 _ => self.stats.stale.fetch_add(1, Ordering::Relaxed),
@@ -214,6 +304,8 @@ impl L2 {
         let mut created = if absent.is_empty() {
             Vec::new()
         } else {
+            // Our candidates' echoes are ours: they must not flush our L1.
+            self.peers.wrote(&absent);
             let f = self.kv.create_tokens(absent);
             match self.bounded(f, self.cfg.timeout).await {
                 Ok(v) => v,
@@ -261,6 +353,7 @@ impl L2 {
             return;
         }
         let tokens = new_tokens(slots.iter().copied(), everything);
+        self.peers.wrote(&tokens);
         let put = self.kv.put_tokens(tokens);
         if let Err(e) = self.bounded(put, self.cfg.write_timeout).await {
             self.stats
@@ -359,9 +452,9 @@ impl L2 {
             };
             if !slots.is_empty() || everything {
                 // Past MAX_PENDING the epoch covers everything anyway.
-                let put = self
-                    .kv
-                    .put_tokens(new_tokens(slots.iter().copied(), everything));
+                let tokens = new_tokens(slots.iter().copied(), everything);
+                self.peers.wrote(&tokens);
+                let put = self.kv.put_tokens(tokens);
                 if self.bounded(put, self.cfg.write_timeout).await.is_err() {
                     return false;
                 }

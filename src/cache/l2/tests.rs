@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::mem::{Link, MemKv};
 use super::*;
-use crate::cache::{Cache, Lookup, Tag};
+use crate::cache::{Cache, Entry, Lookup, Tag};
 use crate::config::CacheConfig;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -19,7 +19,16 @@ struct Proxy {
     link: Arc<Link>,
 }
 
+const EVENTS: Coherence = Coherence::Events {
+    max_lag: Duration::from_millis(300),
+    heartbeat: Duration::from_millis(20),
+};
+
 async fn proxy(kv: &Arc<MemKv>) -> Proxy {
+    proxy_with(kv, EVENTS).await
+}
+
+async fn proxy_with(kv: &Arc<MemKv>, coherence: Coherence) -> Proxy {
     let link = Arc::new(Link::new(kv.clone()));
     let l2 = L2::new(
         link.clone(),
@@ -27,6 +36,7 @@ async fn proxy(kv: &Arc<MemKv>) -> Proxy {
             timeout: Duration::from_millis(50),
             write_timeout: Duration::from_millis(200),
             ttl: None,
+            coherence,
         },
     );
     let p = Proxy {
@@ -34,12 +44,26 @@ async fn proxy(kv: &Arc<MemKv>) -> Proxy {
         link,
     };
     p.wait_up().await;
+    if coherence != Coherence::Strict {
+        p.wait_trusted().await;
+    }
     p
 }
 
 impl Proxy {
     fn l2(&self) -> &Arc<L2> {
         self.cache.l2.as_ref().unwrap()
+    }
+
+    async fn wait_trusted(&self) {
+        let t = Instant::now();
+        while !self.l2().l1_trusted() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "subscription never proven"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn wait_up(&self) {
@@ -56,33 +80,61 @@ impl Proxy {
         let key = format!("select v from t where id = {pk}").into_bytes();
         let tags = [Tag::row("d", "t", pk), Tag::table("d", "t")];
         let c = &self.cache;
-        if let Lookup::Hit(b) = c.lookup(&key) {
-            return (String::from_utf8(b.to_vec()).unwrap(), "l1");
+        let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+        match c.lookup(&key) {
+            Lookup::Hit(b) => return (text(&b), "l1"),
+            Lookup::Confirm(b, g) if self.l2().confirm(&g).await => {
+                return (text(&b), "l1-confirmed")
+            }
+            Lookup::Confirm(..) => c.remove(&key),
+            _ => {}
         }
         let g1 = c.tokens.guard(&tags);
         let slots: Vec<u32> = tags.iter().map(Tag::slot).collect();
         let g2 = match self.l2().lookup(&key, &slots).await {
-            L2Lookup::Hit { response, ttl_left } => {
-                c.insert(key, response.clone(), g1, ttl_left, None);
-                return (String::from_utf8(response.to_vec()).unwrap(), "l2");
+            L2Lookup::Hit {
+                response,
+                ttl_left,
+                guard,
+            } => {
+                c.insert_entry(key, entry(response.clone(), g1, Some(guard), ttl_left));
+                return (text(&response), "l2");
             }
             L2Lookup::Miss(g) => g,
             L2Lookup::Skipped => None,
         };
         let resp = Bytes::from(mysql.to_owned());
-        if let Some(g) = g2 {
+        if let Some(g) = &g2 {
             let before = kv.entries();
-            c.fill_l2(&key, &resp, g, TTL);
+            c.fill_l2(&key, &resp, g.clone(), TTL);
             settle(|| kv.entries() > before || kv.has(&key, &resp)).await;
         }
-        c.insert(key, resp, g1, TTL, None);
+        c.insert_entry(key, entry(resp, g1, g2, TTL));
         (mysql.to_owned(), "mysql")
+    }
+
+    async fn applied_at_least(&self, n: u64) {
+        let t = Instant::now();
+        while self.l2().peers.stats.applied.load(Ordering::Relaxed) < n {
+            assert!(t.elapsed() < Duration::from_secs(5), "event never applied");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     async fn write(&self, pk: &str) {
         self.cache
             .invalidate_writes(&[Tag::row("d", "t", pk)], false)
             .await;
+    }
+}
+
+fn entry(response: Bytes, guard: crate::cache::Guard, l2: Option<L2Guard>, ttl: Duration) -> Entry {
+    Entry {
+        response,
+        guard,
+        l2,
+        ttl,
+        recipe: None,
     }
 }
 
@@ -118,11 +170,9 @@ async fn a_write_through_one_proxy_makes_the_entry_stale_for_all() {
     a.read(&kv, "1", "v1").await;
     b.write("1").await; // MySQL now holds v2
     assert_eq!(c.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
-    assert_eq!(
-        a.read(&kv, "1", "v2").await.1,
-        "l1",
-        "A's L1 is A's business"
-    );
+    // A's L1 copy is dropped by B's invalidation, delivered as an event.
+    a.applied_at_least(1).await;
+    assert_eq!(a.read(&kv, "1", "v2").await, ("v2".into(), "l2"));
     // Other rows are untouched.
     a.read(&kv, "2", "w").await;
     b.write("1").await;
@@ -248,6 +298,89 @@ async fn feed_invalidations_from_a_plain_thread_reach_the_store_first() {
     .join()
     .unwrap();
     assert_eq!(b.read(&kv, "1", "v2").await.1, "mysql");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_proxys_write_reaches_l1_and_own_echoes_are_skipped() {
+    let kv = Arc::new(MemKv::default());
+    let (a, b) = (proxy(&kv).await, proxy(&kv).await);
+    a.read(&kv, "1", "v1").await;
+    a.read(&kv, "2", "w1").await;
+    assert_eq!(a.read(&kv, "1", "v1").await.1, "l1");
+    let stats = &b.l2().peers.stats;
+    let (b_applied, b_own) = (
+        stats.applied.load(Ordering::Relaxed),
+        stats.own.load(Ordering::Relaxed),
+    );
+    b.write("1").await;
+    a.applied_at_least(1).await;
+    assert_eq!(a.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
+    assert_eq!(a.read(&kv, "2", "w1").await.1, "l1", "other rows stay");
+    // B's own write came back to B as an event and was skipped.
+    let t = Instant::now();
+    while stats.own.load(Ordering::Relaxed) == b_own {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(stats.applied.load(Ordering::Relaxed), b_applied);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_mode_confirms_every_l1_hit() {
+    let kv = Arc::new(MemKv::default());
+    let a = proxy_with(&kv, Coherence::Strict).await;
+    let b = proxy(&kv).await;
+    a.read(&kv, "1", "v1").await;
+    a.read(&kv, "2", "w1").await;
+    assert_eq!(a.read(&kv, "1", "v1").await.1, "l1-confirmed");
+    b.write("1").await;
+    // No waiting: the very next read does not serve the old row.
+    assert_eq!(a.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
+    assert_eq!(a.read(&kv, "2", "w1").await.1, "l1-confirmed");
+    assert!(!a.l2().l1_trusted());
+    assert!(a.l2().stats.confirmed.load(Ordering::Relaxed) >= 2);
+    // Unreachable tier: nothing can be confirmed, so nothing is served from L1.
+    a.link.set_cut(true);
+    assert_eq!(a.read(&kv, "2", "w1").await.1, "mysql");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_subscription_closes_the_gate_and_flushes_l1_on_return() {
+    let kv = Arc::new(MemKv::default());
+    let a = proxy(&kv).await;
+    a.read(&kv, "1", "v1").await;
+    let flushes = a.l2().peers.stats.flushes.load(Ordering::Relaxed);
+    // The event stream stalls: no more events, no more proofs.
+    kv.set_mute(true);
+    let t = Instant::now();
+    while a.l2().l1_trusted() {
+        assert!(t.elapsed() < Duration::from_secs(5), "gate never closed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        t.elapsed() <= Duration::from_millis(300 + 100),
+        "{:?}",
+        t.elapsed()
+    );
+    // Meanwhile an L1 hit is confirmed against the tier first.
+    assert_eq!(a.read(&kv, "1", "v1").await.1, "l1-confirmed");
+    // Events flow again: trust returns, after flushing what it may have missed.
+    kv.set_mute(false);
+    a.wait_trusted().await;
+    assert!(a.l2().peers.stats.flushes.load(Ordering::Relaxed) > flushes);
+    assert_eq!(a.read(&kv, "1", "v1").await.1, "l2", "L1 was flushed");
+    // A subscription that ends is replaced, and L1 flushed again.
+    a.read(&kv, "1", "v1").await;
+    let flushes = a.l2().peers.stats.flushes.load(Ordering::Relaxed);
+    kv.drop_watchers();
+    let t = Instant::now();
+    while a.l2().peers.stats.subscriptions.load(Ordering::Relaxed) < 2 {
+        assert!(t.elapsed() < Duration::from_secs(5), "never resubscribed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    a.wait_trusted().await;
+    assert!(a.l2().peers.stats.flushes.load(Ordering::Relaxed) > flushes);
+    assert_eq!(a.read(&kv, "1", "v1").await.1, "l2", "L1 was flushed");
 }
 
 #[test]
