@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Shared tier (L2) benchmark, one run: two proxies share one store; proxy A
-# warms it, then proxy B — cold, its L1 empty — reads the same rows.
-# Prints B's hit rate on that first pass and latency percentiles of
-#   direct MariaDB  |  B's L2 hits (first pass)  |  B's L1 hits (second pass)
-# measured by one PyMySQL client (text protocol, one query at a time).
+# Shared tier (L2) benchmark on a real Apache Ignite 2.x node, one run.
+# Proxies A and B (coherence = "events") and S (coherence = "strict") share
+# the node; one PyMySQL client (text protocol, one query at a time) prints:
+#   * cold proxy B's hit rate after A warmed the tier;
+#   * latency p50/p99: direct MariaDB | B's L2 hits | B's L1 hits | S's L1
+#     hits (each confirmed against the tier: strict mode's cost);
+#   * invalidation propagation: after each of N writes through A, B reads
+#     the row at once — how many of those reads still served the old row,
+#     and A's OK -> B's first new answer, p50/p99.
 #
-# The store is tests/py/ignite_server.py: a pyignite-codec conformance server
-# in Python (NOT Apache Ignite). Its latencies are Python's, so the L2 figure
-# is an upper bound of what the proxy adds; the hit rate is the point.
-#
-# usage: bench/ignite.sh [rows, default 2000]
+# usage: bench/ignite.sh [rows, default 2000] [writes, default 300]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 ROWS=${1:-2000}
+WRITES=${2:-300}
 
 bench_workdir
 cargo build --release --quiet
@@ -23,50 +24,59 @@ pids+=("$MARIADB_PID")
 mariadb --no-defaults -uroot --socket="$WORK/db/sock" sbtest -e \
     "CREATE TABLE l2 (id INT PRIMARY KEY, v VARCHAR(100)); INSERT INTO l2 SELECT seq, REPEAT('x', 80) FROM seq_1_to_$ROWS;"
 
-python3 tests/py/ignite_server.py "$WORK/ignite.port" 2>"$WORK/ignite.err" &
+ignite_port=$(free_port)
+cp=$(java_cp ignite)
+java -Xmx512m -XX:+UseSerialGC @tests/jvm/ignite.jvmopts -cp "$cp" tests/jvm/IgniteNode.java \
+    client="$ignite_port" disc="$(free_port)" comm="$(free_port)" work="$WORK/ignite" \
+    >"$WORK/ignite.log" 2>&1 &
 pids+=("$!")
-for _ in $(seq 1 100); do [ -f "$WORK/ignite.port" ] && break; sleep 0.1; done
-ignite_port=$(cat "$WORK/ignite.port")
+wait_log "$WORK/ignite.log" IGNITE-READY
 
-l2="[cache.ignite]
-enabled = true
-addresses = [\"127.0.0.1:$ignite_port\"]
-timeout = \"50ms\""
-mkdir -p "$WORK/a" "$WORK/b"
-start_proxy "$WORK/a" "$db_port" "$l2"
+l2() {
+    printf '[cache.ignite]\nenabled = true\naddresses = ["127.0.0.1:%s"]\ntimeout = "50ms"\ncoherence = "%s"\n' \
+        "$ignite_port" "$1"
+}
+for p in a b s; do mkdir -p "$WORK/$p"; done
+start_proxy "$WORK/a" "$db_port" "$(l2 events)"
 a_port=$PROXY_PORT
 pids+=("$PROXY_PID")
-start_proxy "$WORK/b" "$db_port" "$l2"
+start_proxy "$WORK/b" "$db_port" "$(l2 events)"
 b_port=$PROXY_PORT
 pids+=("$PROXY_PID")
+start_proxy "$WORK/s" "$db_port" "$(l2 strict)"
+s_port=$PROXY_PORT
+pids+=("$PROXY_PID")
 
-python3 - "$db_port" "$a_port" "$b_port" "$ROWS" <<'PY'
+python3 - "$db_port" "$a_port" "$b_port" "$s_port" "$ROWS" "$WRITES" <<'PY'
 import sys, time, pymysql
-db, a, b, rows = (int(x) for x in sys.argv[1:5])
+db, a, b, s, rows, writes = (int(x) for x in sys.argv[1:7])
 conn = lambda p: pymysql.connect(host='127.0.0.1', port=p, user='root', password='', database='sbtest', autocommit=True)
 def status(c):
     with c.cursor() as cur:
         cur.execute('SHOW SQLCACHE STATUS')
         return dict(cur.fetchall())
-def wait_up(c):
-    for _ in range(200):
-        if status(c).get('l2_up') == 'true':
+def wait_up(c, trusted):
+    for _ in range(400):
+        st = status(c)
+        if st.get('l2_up') == 'true' and (not trusted or st.get('l2_l1_trusted') == 'true'):
             return
         time.sleep(0.05)
     sys.exit('shared tier never came up')
+def read(cur, i):
+    cur.execute(f'SELECT v FROM l2 WHERE id = {i}')
+    return cur.fetchall()[0][0]
 def timed_pass(c):
     lat = []
     with c.cursor() as cur:
         for i in range(1, rows + 1):
             t = time.perf_counter()
-            cur.execute(f'SELECT v FROM l2 WHERE id = {i}')
-            cur.fetchall()
+            read(cur, i)
             lat.append(time.perf_counter() - t)
     lat.sort()
     return lat
 pct = lambda lat, p: lat[min(len(lat) - 1, int(len(lat) * p / 100))] * 1e6
-ca, cb, cd = conn(a), conn(b), conn(db)
-wait_up(ca); wait_up(cb)
+ca, cb, cs, cd = conn(a), conn(b), conn(s), conn(db)
+wait_up(ca, True); wait_up(cb, True); wait_up(cs, False)
 timed_pass(cd)  # warm MariaDB's buffer pool
 direct = timed_pass(cd)
 warm = timed_pass(ca)
@@ -78,14 +88,41 @@ fills = int(status(ca)['l2_fills'])
 first = timed_pass(cb)
 sb = status(cb)
 second = timed_pass(cb)
+timed_pass(cs)
+strict = timed_pass(cs)
+ss = status(cs)
 l2_hits, misses = int(sb['l2_hits']), int(sb['misses'])
 print(f'rows={rows}  A filled L2 with {fills} entries')
 print(f'cold proxy B, first pass: {l2_hits}/{rows} answered from L2 '
       f'(hit rate {l2_hits / rows:.3f}), {misses} went to MariaDB')
-print(f'{"latency (µs)":<28}{"p50":>8}{"p99":>8}')
+print(f'{"latency (µs)":<34}{"p50":>8}{"p99":>8}')
 for name, lat in [('direct MariaDB', direct), ('A, cold (miss + L2 fill)', warm),
-                  ('B, L2 hit', first), ('B, L1 hit', second)]:
-    print(f'{name:<28}{pct(lat, 50):>8.0f}{pct(lat, 99):>8.0f}')
+                  ('B, L2 hit', first), ('B, L1 hit (events)', second),
+                  ('S, L1 hit confirmed (strict)', strict)]:
+    print(f'{name:<34}{pct(lat, 50):>8.0f}{pct(lat, 99):>8.0f}')
 print(f'ratio L2 hit / direct p50: {pct(first, 50) / pct(direct, 50):.2f}   '
-      f'L1 hit / direct p50: {pct(second, 50) / pct(direct, 50):.2f}')
+      f'L1 hit / direct p50: {pct(second, 50) / pct(direct, 50):.2f}   '
+      f'strict hit / events hit p50: {pct(strict, 50) / pct(second, 50):.2f}   '
+      f'(S confirmed {ss["l2_confirmed"]}, refused {ss["l2_unconfirmed"]})')
+# Propagation: B holds every row in L1; A writes one, B reads it at once.
+old_served, lags = 0, []
+with ca.cursor() as wa, cb.cursor() as rb:
+    for n in range(writes):
+        i = 1 + n % rows
+        new = f'w{n}'
+        wa.execute(f"UPDATE l2 SET v = '{new}' WHERE id = {i}")
+        ok = time.perf_counter()
+        while read(rb, i) != new:
+            old_served += 1
+            if time.perf_counter() - ok > 5:
+                sys.exit(f'B still served the old row {i} 5 s after A\'s OK')
+        lags.append(time.perf_counter() - ok)
+        read(rb, i)  # back in B's L1 for a later round
+lags.sort()
+print(f'propagation over {writes} writes through A: B\'s first read after the OK served the old row '
+      f'{old_served} times; OK -> B\'s first new answer p50 {pct(lags, 50):.0f} µs, p99 {pct(lags, 99):.0f} µs '
+      f'(one B read, a miss, is most of it: see "A, cold")')
+sb = status(cb)
+print(f'B applied {sb["l2_peer_applied"]} peer invalidations, skipped {sb["l2_peer_own"]} own echoes, '
+      f'{sb["l2_peer_proofs"]} heartbeat proofs, {sb["l2_peer_flushes"]} flushes, routed {sb["l2_routed"]}')
 PY

@@ -92,7 +92,9 @@ java_cp() {
 # wait_log FILE TEXT [COUNT] -> waits until TEXT appears COUNT times (120 s)
 wait_log() {
     for _ in $(seq 1 1200); do
-        (( $(grep -c -- "$2" "$1" 2>/dev/null || true) >= ${3:-1} )) && return 0
+        local n
+        n=$(grep -c -- "$2" "$1" 2>/dev/null || true)
+        (( ${n:-0} >= ${3:-1} )) && return 0
         sleep 0.1
     done
     echo "'$2' not in $1 within 120 s" >&2

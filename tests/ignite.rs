@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ::sqlcache::cache::ignite::codec::{self, Request};
 use ::sqlcache::cache::ignite::{tls_connector, Conn, Dial, IgniteError, IgniteKv, Target};
-use ::sqlcache::cache::l2::Kv;
+use ::sqlcache::cache::l2::{Kv, Notice};
 use bytes::Bytes;
 use common::ignite::{Conformance, Ignite, IgniteOpts};
 use common::relay::Relay;
@@ -254,7 +254,23 @@ async fn every_operation_round_trips_on_a_real_node() {
     for (i, c) in calls.into_iter().enumerate() {
         assert_eq!(c.await.unwrap(), vec![i as i64]);
     }
-    // Several addresses: a dead one first; every pooled connection moves on.
+    // A subscription to the tokens sees every write, with its value.
+    let mut events = kv.watch().await.unwrap();
+    kv.put_tokens(vec![(7, 70), (8, 80)]).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("subscription alive");
+        if let Notice::Tokens(t) = n {
+            seen.extend(t);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(7, Some(70)), (8, Some(80))]);
+    assert_eq!(kv.tokens(vec![7, 9]).await.unwrap(), vec![Some(70), None]);
+    // Several addresses: a dead one first; the live one's connections serve.
     let mut t = target(&ignite.addr());
     t.addresses.insert(0, format!("127.0.0.1:{}", free_port()));
     t.pool_size = 3;
@@ -281,9 +297,13 @@ async fn every_operation_round_trips_on_a_real_node() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_arrive_as_errors_with_their_status() {
     let ignite = Ignite::start();
-    let c = Conn::connect(&ignite.addr(), &target(&ignite.addr()).dial)
-        .await
-        .unwrap();
+    let c = Conn::connect(
+        &ignite.addr(),
+        &target(&ignite.addr()).dial,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     // A cache nobody created.
     let r = c
         .call(Request::cache(codec::OP_CACHE_GET, 12345, None).long(1))
@@ -312,7 +332,7 @@ async fn a_real_node_with_authentication_refuses_wrong_credentials() {
     let mut t = target(&ignite.addr());
     for auth in [None, Some(("ignite".to_string(), "wrong".to_string()))] {
         t.dial.auth = auth;
-        let denied = Conn::connect(&ignite.addr(), &t.dial).await;
+        let denied = Conn::connect(&ignite.addr(), &t.dial, Default::default()).await;
         assert!(
             matches!(&denied, Err(IgniteError::Handshake(m)) if m.contains("incorrect") || m.contains("Unauthenticated")),
             "{:?}",
@@ -320,7 +340,9 @@ async fn a_real_node_with_authentication_refuses_wrong_credentials() {
         );
     }
     t.dial.auth = Some(("ignite".into(), "ignite".into()));
-    let c = Conn::connect(&ignite.addr(), &t.dial).await.unwrap();
+    let c = Conn::connect(&ignite.addr(), &t.dial, Default::default())
+        .await
+        .unwrap();
     assert_eq!(c.version, codec::Version(1, 7, 0), "a 2.18 node speaks 1.7");
     let kv = connected(t).await;
     kv.put_tokens(vec![(5, 6)]).await.unwrap();
@@ -336,14 +358,16 @@ async fn a_real_node_with_authentication_refuses_wrong_credentials() {
 async fn older_protocol_versions_negotiate_down_on_the_conformance_server() {
     let server = Conformance::start(&["--version", "1.4.0", "--auth", "ignite:secret"]);
     let mut dial = target(&server.addr()).dial;
-    let denied = Conn::connect(&server.addr(), &dial).await;
+    let denied = Conn::connect(&server.addr(), &dial, Default::default()).await;
     assert!(
         matches!(&denied, Err(IgniteError::Handshake(m)) if m.contains("incorrect")),
         "{:?}",
         denied.err()
     );
     dial.auth = Some(("ignite".into(), "secret".into()));
-    let c = Conn::connect(&server.addr(), &dial).await.unwrap();
+    let c = Conn::connect(&server.addr(), &dial, Default::default())
+        .await
+        .unwrap();
     assert_eq!(c.version, codec::Version(1, 4, 0));
     // A 1.4 server gets no expiry policy (it arrived in 1.6).
     let mut t = target(&server.addr());
@@ -443,7 +467,9 @@ async fn tls_to_a_real_node() {
     plain.tls = None;
     plain.timeout = Duration::from_secs(2);
     let t0 = Instant::now();
-    assert!(Conn::connect(&ignite.addr(), &plain).await.is_err());
+    assert!(Conn::connect(&ignite.addr(), &plain, Default::default())
+        .await
+        .is_err());
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 }
 
@@ -453,9 +479,13 @@ fn ignite_section(addr: &str) -> String {
     )
 }
 
+/// Waits until the tier is up (and, when up, other proxies'
+/// invalidations are proven current) or down.
 async fn wait_l2(c: &mut MyConn, up: bool) {
     let d = Deadline::new(Duration::from_secs(20), "l2_up");
-    while status(c, "l2_up").await != up.to_string() {
+    while status(c, "l2_up").await != up.to_string()
+        || (up && status(c, "l2_l1_trusted").await != "true")
+    {
         d.tick().await;
     }
 }

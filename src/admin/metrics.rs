@@ -32,6 +32,22 @@ pub fn prometheus(cache: &Cache, backend_open: usize) -> String {
             "Invalidations not yet delivered to the shared tier.",
             l2.pending().0,
         );
+        p.gauge(
+            "sqlcache_l2_l1_trusted",
+            "1 while L1 hits need no confirmation (other proxies' invalidations proven current).",
+            l2.l1_trusted() as u8,
+        );
+        let (routed, unrouted) = l2.routing();
+        p.counter(
+            "sqlcache_l2_routed_total",
+            "Single-key shared-tier requests sent to their key's primary node.",
+            routed,
+        );
+        p.counter(
+            "sqlcache_l2_unrouted_total",
+            "Single-key shared-tier requests sent to any node (partition map unknown or node not connected).",
+            unrouted,
+        );
         for (name, v) in l2_counters(l2) {
             p.counter(&format!("sqlcache_l2_{name}_total"), "Shared tier.", g(v));
         }

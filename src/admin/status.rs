@@ -83,6 +83,10 @@ pub fn status_rows(cache: &Cache) -> Vec<(String, String)> {
     if let Some(l2) = &cache.l2 {
         rows.push(("l2_up".into(), l2.is_up().to_string()));
         rows.push(("l2_pending".into(), l2.pending().0.to_string()));
+        rows.push(("l2_l1_trusted".into(), l2.l1_trusted().to_string()));
+        let (routed, unrouted) = l2.routing();
+        rows.push(("l2_routed".into(), routed.to_string()));
+        rows.push(("l2_unrouted".into(), unrouted.to_string()));
         for (k, v) in l2_counters(l2) {
             rows.push((format!("l2_{k}"), g(v)));
         }
@@ -91,8 +95,9 @@ pub fn status_rows(cache: &Cache) -> Vec<(String, String)> {
 }
 
 /// The shared tier's counters, by metric name.
-pub fn l2_counters(l2: &L2) -> [(&'static str, &AtomicU64); 11] {
+pub fn l2_counters(l2: &L2) -> [(&'static str, &AtomicU64); 18] {
     let s = &l2.stats;
+    let p = &l2.peers.stats;
     [
         ("hits", &s.hits),
         ("misses", &s.misses),
@@ -105,6 +110,13 @@ pub fn l2_counters(l2: &L2) -> [(&'static str, &AtomicU64); 11] {
         ("invalidation_errors", &s.invalidation_errors),
         ("recoveries", &s.recoveries),
         ("epoch_bumps", &s.epoch_bumps),
+        ("confirmed", &s.confirmed),
+        ("unconfirmed", &s.unconfirmed),
+        ("peer_applied", &p.applied),
+        ("peer_own", &p.own),
+        ("peer_flushes", &p.flushes),
+        ("peer_proofs", &p.proofs),
+        ("peer_subscriptions", &p.subscriptions),
     ]
 }
 

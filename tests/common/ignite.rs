@@ -31,6 +31,9 @@ pub struct IgniteOpts {
     pub auth: bool,
     /// TLS on the thin-client connector: a PKCS#12 key store and its password.
     pub tls: Option<(PathBuf, String)>,
+    /// Configure this cache on every node with `backups = 1` and FULL_SYNC
+    /// writes (the README's setting for the tokens cache on a cluster).
+    pub tokens_cache: Option<String>,
 }
 
 /// One real Ignite server node.
@@ -97,6 +100,9 @@ impl Ignite {
         ];
         if self.opts.auth {
             args.push("auth=1".into());
+        }
+        if let Some(name) = &self.opts.tokens_cache {
+            args.push(format!("tokens={name}"));
         }
         if let Some((store, pass)) = &self.opts.tls {
             args.push(format!("tls={}:{pass}", store.display()));

@@ -12,6 +12,8 @@
 //   tls=FILE:PASS    the thin-client connector speaks TLS with this PKCS#12
 //                    key store (no client certificates)
 //   nodes=N          with auth: activate once N server nodes joined
+//   tokens=NAME      configure cache NAME as the README asks of a tokens
+//                    cache on a cluster: backups = 1, FULL_SYNC writes
 //
 // Prints "IGNITE-READY" once the node serves clients, then runs until killed.
 import java.util.*;
@@ -90,6 +92,14 @@ public class IgniteNode {
         storage.setDefaultDataRegionConfiguration(region);
         cfg.setDataStorageConfiguration(storage);
         cfg.setAuthenticationEnabled(auth);
+
+        String tokens = a.get("tokens");
+        if (tokens != null) {
+            CacheConfiguration<Long, Long> tc = new CacheConfiguration<>(tokens);
+            tc.setBackups(1);
+            tc.setWriteSynchronizationMode(org.apache.ignite.cache.CacheWriteSynchronizationMode.FULL_SYNC);
+            cfg.setCacheConfiguration(tc);
+        }
 
         Ignite ignite = Ignition.start(cfg);
         if (auth) {

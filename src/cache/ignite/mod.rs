@@ -130,6 +130,11 @@ impl IgniteKv {
         self.pool.current_map().is_some()
     }
 
+    /// The topology version of the current partition map, if any.
+    pub fn partition_map_version(&self) -> Option<(i64, i32)> {
+        self.pool.current_map().map(|m| m.version)
+    }
+
     /// The address of the connection an entry key's requests go to, when
     /// its primary is known and connected (diagnostics, tests).
     pub fn entry_primary(&self, key: &[u8]) -> Option<String> {
@@ -137,14 +142,6 @@ impl IgniteKv {
             .pool
             .primary(self.pool.entries_id, affinity::bytes_hash(key))?;
         self.pool.addr_of(node)
-    }
-
-    /// Single-key requests sent to their primary, and those sent anywhere.
-    pub fn routing(&self) -> (u64, u64) {
-        (
-            self.pool.routed.load(Ordering::Relaxed),
-            self.pool.unrouted.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -300,6 +297,13 @@ impl Kv for IgniteKv {
 
     fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()> {
         Box::pin(async move { Ok(self.put_all(&keys, Some(BEAT_EXPIRY_MS)).await?) })
+    }
+
+    fn routing(&self) -> (u64, u64) {
+        (
+            self.pool.routed.load(Ordering::Relaxed),
+            self.pool.unrouted.load(Ordering::Relaxed),
+        )
     }
 }
 

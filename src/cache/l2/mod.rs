@@ -91,6 +91,11 @@ pub trait Kv: Send + Sync + 'static {
     fn beat_keys(&self, base: i64) -> Vec<i64>;
     /// Writes heartbeat keys (the store may expire them).
     fn beat(&self, keys: Vec<(i64, i64)>) -> KvFuture<'_, ()>;
+    /// Single-key requests sent to their key's primary node, and those
+    /// sent anywhere (stores without partitions: none).
+    fn routing(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Tokens an L2 fill was guarded by, in slot order, epoch last.
@@ -202,6 +207,11 @@ impl L2 {
     /// Whether an L1 hit may be served without confirming it here.
     pub fn l1_trusted(&self) -> bool {
         self.peers.gate.is_open()
+    }
+
+    /// The store's routing counters (`Kv::routing`).
+    pub fn routing(&self) -> (u64, u64) {
+        self.kv.routing()
     }
 
     pub fn coherence(&self) -> Coherence {

@@ -90,6 +90,12 @@ pub struct Peers {
     pub stats: PeerStats,
 }
 
+impl Default for Peers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Peers {
     pub fn new() -> Peers {
         let gate = FeedGate::open();
