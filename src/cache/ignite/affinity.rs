@@ -127,8 +127,7 @@ pub fn parse_partitions(mut b: &[u8]) -> Result<PartitionMap, IgniteError> {
 }
 
 fn count(b: &mut &[u8]) -> Result<usize, IgniteError> {
-    let n = codec::take_i32(b)?;
-    let n = usize::try_from(n).map_err(|_| IgniteError::Protocol("negative count"))?;
+    let n = codec::take_count(b)?;
     codec::need(b, n.min(1))?;
     Ok(n)
 }

@@ -387,8 +387,7 @@ pub fn parse_notification(mut body: &[u8]) -> Result<(i64, Vec<EntryEvent>), Ign
     if op != OP_QUERY_CONTINUOUS_EVENT_NOTIFICATION {
         return Err(IgniteError::Protocol("unknown notification"));
     }
-    let n = take_i32(&mut body)?;
-    let n = usize::try_from(n).map_err(|_| IgniteError::Protocol("negative count"))?;
+    let n = take_count(&mut body)?;
     let mut out = Vec::with_capacity(n.min(4096));
     for _ in 0..n {
         let key = object(&mut body)?;
@@ -402,8 +401,7 @@ pub fn parse_notification(mut body: &[u8]) -> Result<(i64, Vec<EntryEvent>), Ign
 
 /// The `Map` payload of OP_CACHE_GET_ALL: `int count`, key/value pairs.
 pub fn parse_map(mut payload: &[u8]) -> Result<Vec<(Obj, Obj)>, IgniteError> {
-    let n = take_i32(&mut payload)?;
-    let n = usize::try_from(n).map_err(|_| IgniteError::Protocol("negative count"))?;
+    let n = take_count(&mut payload)?;
     let mut out = Vec::with_capacity(n.min(4096));
     for _ in 0..n {
         let k = object(&mut payload)?;
@@ -419,6 +417,12 @@ pub(super) fn need(b: &[u8], n: usize) -> Result<usize, IgniteError> {
     } else {
         Ok(n)
     }
+}
+
+/// An `int` element count (negative is a protocol error).
+pub(super) fn take_count(b: &mut &[u8]) -> Result<usize, IgniteError> {
+    let n = take_i32(b)?;
+    usize::try_from(n).map_err(|_| IgniteError::Protocol("negative count"))
 }
 
 pub(super) fn take_u8(b: &mut &[u8]) -> Result<u8, IgniteError> {
