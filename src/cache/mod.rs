@@ -6,7 +6,11 @@
 //! moka, bounded by bytes (a weigher over key + value) and by a per-entry TTL
 //! (`cache.ttl`, overridable per table), the safety net for writes the proxy
 //! never sees. Concurrent misses for one key run one backend query; the
-//! others wait up to `cache.coalesce_wait` and look again.
+//! others wait up to `cache.coalesce_wait` and look again. With a shared
+//! tier, a fresh entry is served at once only while the tier vouches that
+//! other proxies' invalidations have reached this process (`l2/peers.rs`);
+//! otherwise the lookup says `Confirm` (the session checks the entry's L2
+//! tokens first) or, for an entry filled without L2 tokens, `Miss`.
 //!
 //! The cache key holds everything that can change the response bytes:
 //! * the user, unless `share_across_users` (grants differ per user);
