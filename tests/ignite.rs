@@ -655,7 +655,7 @@ async fn a_three_node_cluster_shares_entries_and_survives_losing_a_node() {
         assert_eq!(last(&mut cb).await, "hit(l2)", "row {id} through node 1");
     }
 
-    tokio::task::block_in_place(|| ignite.kill(0));
+    let loss = tokio::task::block_in_place(|| ignite.kill_noted(0));
     for id in 1..=10 {
         let t = Instant::now();
         ca.query_drop(format!("UPDATE l2c SET v = 'new{id}' WHERE id = {id}"))
@@ -664,6 +664,10 @@ async fn a_three_node_cluster_shares_entries_and_survives_losing_a_node() {
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         assert_eq!(value(&mut ca, "l2c", id).await, Some(format!("new{id}")));
     }
+    // Trusted again once the cluster has processed the loss (Ignite's
+    // failure detection; until then a subscription cannot be registered).
+    let settled = tokio::task::block_in_place(|| ignite.wait_loss(&loss));
+    eprintln!("the surviving nodes processed the loss {settled:?} after the kill");
     wait_l2(&mut ca, true).await;
     assert_eq!(status(&mut ca, "l2_pending").await, "0");
     // A cold proxy on the surviving nodes sees every write A acknowledged.

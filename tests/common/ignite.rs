@@ -44,6 +44,14 @@ pub struct IgniteNode {
     dir: PathBuf,
 }
 
+/// A node killed by [`Ignite::kill_noted`]: the topology version each
+/// other live node had logged before.
+pub struct Loss {
+    node: usize,
+    live: Vec<(usize, u32)>,
+    at: Instant,
+}
+
 /// Real Apache Ignite server nodes forming one cluster.
 pub struct Ignite {
     pub nodes: Vec<IgniteNode>,
@@ -155,6 +163,63 @@ impl Ignite {
             assert!(Instant::now() < deadline, "Ignite node did not stop");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `kill -9` of node `i`, noting what the other live nodes last
+    /// reported, for [`Ignite::wait_loss`].
+    pub fn kill_noted(&self, i: usize) -> Loss {
+        let live = (0..self.nodes.len())
+            .filter(|&j| j != i && !jvm::exited(&self.nodes[j].dir.join("ignite.pid")))
+            .map(|j| (j, self.topology(j).0))
+            .collect();
+        let at = Instant::now();
+        self.kill(i);
+        Loss { node: i, live, at }
+    }
+
+    /// Waits until every other live node has processed the loss (logged a
+    /// newer topology of one server fewer) and returns how long after the
+    /// kill that was. The proxies' recovery is timed from there: how fast
+    /// a cluster notices a dead node is Ignite's failure detection, not the
+    /// proxy's (3 s configured here; longer when a node's discovery thread
+    /// is held up sending to the dead node, as seen under load).
+    pub fn wait_loss(&self, loss: &Loss) -> Duration {
+        let deadline = loss.at + Duration::from_secs(90);
+        for &(j, ver) in &loss.live {
+            while !matches!(self.topology(j), (v, n) if v > ver && n == loss.live.len()) {
+                if Instant::now() > deadline {
+                    let log = std::fs::read_to_string(self.nodes[j].dir.join("ignite.log"));
+                    panic!(
+                        "Ignite node {j} did not report losing node {} within {:?}; log:\n{}",
+                        loss.node,
+                        loss.at.elapsed(),
+                        super::tail(&log.unwrap_or_default(), 60)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        loss.at.elapsed()
+    }
+
+    /// The newest topology node `i` logged: (version, servers).
+    fn topology(&self, i: usize) -> (u32, usize) {
+        let log = std::fs::read_to_string(self.nodes[i].dir.join("ignite.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| {
+                let rest = l.split("Topology snapshot [ver=").nth(1)?;
+                let ver = rest.split(',').next()?.parse().ok()?;
+                let servers = rest
+                    .split("servers=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((ver, servers))
+            })
+            .max_by_key(|&(v, _)| v)
+            .unwrap_or((0, 0))
     }
 
     /// Starts node `i` again on its ports; without persistence it comes
