@@ -1,5 +1,6 @@
-//! `sqlcache` command line: run the proxy, validate its configuration, or
-//! run the binlog → Kafka publisher (`sqlcache cdc`).
+//! `sqlcache` command line: run the proxy, validate its configuration, run
+//! the binlog → Kafka publisher (`sqlcache cdc`) or the Kafka → MySQL sink
+//! (`sqlcache sink`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ enum Command {
     /// Publish the MySQL/MariaDB binlog to Kafka as Debezium change events
     /// (the `[cdc]` section).
     Cdc,
+    /// Apply Debezium change events from Kafka to `[backend]`, exactly
+    /// once in effect (the `[sink]` section).
+    Sink,
 }
 
 fn main() -> ExitCode {
@@ -47,8 +51,10 @@ fn main() -> ExitCode {
         }
     };
     let cdc = matches!(cli.command, Some(Command::Cdc));
-    if cdc && cfg.cdc.is_none() {
-        eprintln!("sqlcache: {}: no [cdc] section", cli.config.display());
+    let sink = matches!(cli.command, Some(Command::Sink));
+    if (cdc && cfg.cdc.is_none()) || (sink && cfg.sink.is_none()) {
+        let section = if cdc { "cdc" } else { "sink" };
+        eprintln!("sqlcache: {}: no [{section}] section", cli.config.display());
         return ExitCode::from(2);
     }
     if cli.check_config {
@@ -72,6 +78,11 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         if cdc {
             return sqlcache::cdc::run(cfg, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from);
+        }
+        if sink {
+            return sqlcache::sink::run(cfg, shutdown_signal())
                 .await
                 .map_err(anyhow::Error::from);
         }

@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint both `sqlcache` and `sqlcache cdc` serve:
-//! `GET /metrics` (Prometheus text) and `GET /health`.
+//! The admin HTTP endpoint `sqlcache`, `sqlcache cdc` and `sqlcache sink`
+//! serve: `GET /metrics` (Prometheus text) and `GET /health` (200, or 503
+//! with the reason where the caller can tell it is unhealthy).
 //!
 //! Policy: HTTP/1.0, one GET per connection; a request slower than 5 s or
 //! larger than 8 KiB is dropped; any other path is a 404.
@@ -15,20 +16,33 @@ pub async fn serve<F>(listener: TcpListener, metrics: F)
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
+    serve_with_health(listener, metrics, || Ok("ok\n".to_string())).await
+}
+
+/// Serves `/metrics` and a `/health` that answers 200 with `Ok`'s text or
+/// 503 with `Err`'s.
+pub async fn serve_with_health<F, H>(listener: TcpListener, metrics: F, health: H)
+where
+    F: Fn() -> String + Send + Sync + 'static,
+    H: Fn() -> Result<String, String> + Send + Sync + 'static,
+{
     serve_http(listener, move |path| match path {
-        "/metrics" => Some(metrics()),
-        "/health" => Some("ok\n".to_string()),
+        "/metrics" => Some(("200 OK", metrics())),
+        "/health" => Some(match health() {
+            Ok(body) => ("200 OK", body),
+            Err(body) => ("503 Service Unavailable", body),
+        }),
         _ => None,
     })
     .await
 }
 
 /// A minimal HTTP/1.0 server: one GET per connection; `route` maps the
-/// request path to a body (`None`: 404). Slow or oversized requests are
+/// request path to a status line and body (`None`: 404). Slow or oversized requests are
 /// dropped.
 async fn serve_http<F>(listener: TcpListener, route: F)
 where
-    F: Fn(&str) -> Option<String> + Send + Sync + 'static,
+    F: Fn(&str) -> Option<(&'static str, String)> + Send + Sync + 'static,
 {
     let route = Arc::new(route);
     loop {
@@ -52,10 +66,7 @@ where
                 .strip_prefix("GET ")
                 .and_then(|r| r.split_whitespace().next())
                 .unwrap_or("");
-            let (code, body) = match route(path) {
-                Some(body) => ("200 OK", body),
-                None => ("404 Not Found", "not found\n".to_string()),
-            };
+            let (code, body) = route(path).unwrap_or(("404 Not Found", "not found\n".to_string()));
             let head = format!(
                 "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

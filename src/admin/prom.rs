@@ -1,10 +1,10 @@
-//! One Prometheus text writer, for the proxy's `/metrics` and `sqlcache
-//! cdc`'s.
+//! One Prometheus text writer, for the `/metrics` of the proxy, `sqlcache
+//! cdc` and `sqlcache sink`.
 //!
 //! Policy: the text exposition format (0.0.4). Every family is written
 //! whole at once — `# HELP`, `# TYPE`, then its samples — so a family is
 //! never split or repeated. Names and label values are the callers'
-//! constants (no escaping needed); values are integers or seconds as
+//! constants or names the configuration checked (no escaping needed); values are integers or seconds as
 //! floats.
 
 use std::fmt::{Display, Write};
@@ -47,6 +47,19 @@ impl Prom {
         self.head(name, "counter", help);
         for (value, v) in samples {
             let _ = writeln!(self.out, "{name}{{{label}=\"{value}\"}} {v}");
+        }
+    }
+
+    /// A gauge family with a sample per label set (`topic="t",partition="0"`).
+    pub fn labelled_gauges<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (&'a str, i64)>,
+    ) {
+        self.head(name, "gauge", help);
+        for (labels, v) in samples {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {v}");
         }
     }
 

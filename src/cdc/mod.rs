@@ -289,6 +289,9 @@ struct Cursor {
     /// The GTID of the transaction being read.
     txn_gtid: Option<Gtid>,
     in_txn: bool,
+    /// The transaction is a `sqlcache sink`'s (it wrote the sink's
+    /// offsets first) and `skip_sink_writes` is on: none of it is published.
+    sink_txn: bool,
     /// Position where the event being handled starts.
     event_start: Position,
 }
@@ -388,6 +391,7 @@ impl Session<'_> {
             gtids,
             txn_gtid: None,
             in_txn: false,
+            sink_txn: false,
             event_start: state.position(),
         };
         Ok((reader, cursor))
@@ -484,7 +488,10 @@ impl Session<'_> {
                 kind,
                 rows,
             } => {
-                if self.filter.matches(db, table) {
+                if self.cfg.skip_sink_writes && self.cfg.is_sink_offsets(db, table) {
+                    cursor.sink_txn = true;
+                }
+                if !cursor.sink_txn && self.filter.matches(db, table) {
                     let id = (db.as_str(), table.as_str(), *table_id);
                     let cols = rows::columns_of(reader, tables, collations, id)?;
                     let ev = rows::RowsEvent {
@@ -532,6 +539,7 @@ impl Session<'_> {
     /// before it.
     fn end_of_txn(&self, cursor: &mut Cursor, pos: &Position, out: &mut Emitter<'_>) {
         cursor.in_txn = false;
+        cursor.sink_txn = false;
         if let Some(g) = cursor.txn_gtid.take() {
             cursor.gtids.advance(&g);
         }

@@ -57,6 +57,14 @@ pub struct CdcConfig {
     /// Prometheus `/metrics` address; unset = none.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Leave out every transaction a `sqlcache sink` wrote (it writes its
+    /// `sink_offsets_table` row first): the spoke's setting in two-way sync.
+    /// Proxies fed by these topics then do not see those writes.
+    #[serde(default)]
+    pub skip_sink_writes: bool,
+    /// `db.table` of the sinks' offsets (`sink.offsets_table`).
+    #[serde(default = "default_sink_offsets")]
+    pub sink_offsets_table: String,
     /// Idle heartbeat asked of MySQL (a dead link is noticed after twice it).
     #[serde(default = "one_second", with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -72,6 +80,10 @@ pub enum SnapshotMode {
     #[default]
     Initial,
     Never,
+}
+
+fn default_sink_offsets() -> String {
+    "sqlcache.sink_offsets".into()
 }
 
 fn default_cdc_state() -> PathBuf {
@@ -209,7 +221,20 @@ impl InvalidationConfig {
 }
 
 impl CdcConfig {
+    /// True for the sinks' offsets table (what marks a sink's transaction).
+    pub fn is_sink_offsets(&self, db: &str, table: &str) -> bool {
+        self.sink_offsets_table
+            .split_once('.')
+            .is_some_and(|(d, t)| d == db && t == table)
+    }
+
     pub(super) fn problems(&self, p: &mut Vec<String>) {
+        if super::split_table(&self.sink_offsets_table).is_none() {
+            p.push(format!(
+                "cdc.sink_offsets_table: `{}` is not `db.table`",
+                self.sink_offsets_table
+            ));
+        }
         if self.brokers.trim().is_empty() {
             p.push("cdc.brokers: empty".into());
         }

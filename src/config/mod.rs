@@ -6,11 +6,12 @@
 //! `#[serde(deny_unknown_fields)]` would give); `validate` reports every
 //! semantic problem by its dotted key path. Durations are humantime strings
 //! (`"5s"`, `"250ms"`). One file per group of sections (`proxy.rs`,
-//! `cache.rs`, `feeds.rs`), each with its sections' checks.
+//! `cache.rs`, `feeds.rs`, `sink.rs`), each with its sections' checks.
 
 mod cache;
 mod feeds;
 mod proxy;
+mod sink;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use serde::Deserialize;
 pub use cache::*;
 pub use feeds::*;
 pub use proxy::*;
+pub use sink::*;
 
 /// serde's default for switches that are on unless turned off.
 fn yes() -> bool {
@@ -53,6 +55,8 @@ pub struct Config {
     pub invalidation: InvalidationConfig,
     /// `sqlcache cdc`: the binlog → Kafka publisher.
     pub cdc: Option<CdcConfig>,
+    /// `sqlcache sink`: Kafka → MySQL.
+    pub sink: Option<SinkConfig>,
 }
 
 impl Config {
@@ -110,6 +114,9 @@ impl Config {
         self.invalidation.problems(&mut p);
         if let Some(c) = &self.cdc {
             c.problems(&mut p);
+        }
+        if let Some(s) = &self.sink {
+            s.problems(&mut p);
         }
         self.log.problems(&mut p);
         p
