@@ -54,7 +54,7 @@ impl Broker {
             dir: tempdir(),
             producer: None,
         };
-        b.launch();
+        b.launch(true);
         b
     }
 
@@ -80,13 +80,17 @@ impl Broker {
         )
     }
 
-    /// Formats empty storage and starts the process.
-    fn launch(&mut self) {
+    /// Starts the process: on freshly formatted, empty storage or (not
+    /// `fresh`) on what it had.
+    fn launch(&mut self, fresh: bool) {
         let cp = jvm::classpath("kafka");
         let props = self.dir.join("server.properties");
+        let log = self.dir.join("kafka.log");
+        if !fresh {
+            return self.start_process(&cp, &props, &log);
+        }
         std::fs::write(&props, self.properties()).unwrap();
         let _ = std::fs::remove_dir_all(self.dir.join("data"));
-        let log = self.dir.join("kafka.log");
         let _ = std::fs::remove_file(&log);
         let cluster_id = {
             use base64::Engine;
@@ -110,12 +114,17 @@ impl Broker {
             String::from_utf8_lossy(&format.stdout),
             String::from_utf8_lossy(&format.stderr)
         );
+        self.start_process(&cp, &props, &log);
+    }
+
+    fn start_process(&mut self, cp: &str, props: &std::path::Path, log: &std::path::Path) {
         let pidfile = self.dir.join("kafka.pid");
+        let _ = std::fs::remove_file(log);
         let mut args = jvm::test_jvm_flags(512);
-        args.extend(["-cp".into(), cp, "kafka.Kafka".into()]);
+        args.extend(["-cp".into(), cp.to_string(), "kafka.Kafka".into()]);
         args.push(props.display().to_string());
-        jvm::spawn(&args, &log, &pidfile, "Apache Kafka");
-        jvm::wait_log(&log, &pidfile, "Kafka Server started", "Apache Kafka");
+        jvm::spawn(&args, log, &pidfile, "Apache Kafka");
+        jvm::wait_log(log, &pidfile, "Kafka Server started", "Apache Kafka");
     }
 
     pub fn addr(&self) -> String {
@@ -135,7 +144,13 @@ impl Broker {
 
     /// Starts the broker again on the same ports, with empty storage.
     pub fn restart(&mut self) {
-        self.launch();
+        self.launch(true);
+    }
+
+    /// Starts the broker again on the same ports with the data it had
+    /// (after `stop`, a `kill -9`).
+    pub fn resume(&mut self) {
+        self.launch(false);
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {

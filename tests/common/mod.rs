@@ -15,6 +15,7 @@ pub mod debezium;
 pub mod ignite;
 pub mod jvm;
 pub mod relay;
+pub mod sink;
 pub mod sqlcache;
 pub mod topic;
 pub mod types;
