@@ -354,27 +354,36 @@ async fn bad_records_are_parked_with_their_reason_or_stop_the_sink() {
     );
 }
 
-/// Random writes to `table` on `port` (ids 1..=keys) until `stop`.
+/// Random writes to `table` on `port` (ids 1..=keys, values starting
+/// with `tag`) until `stop`. Every change sets `v` unless `tag` is
+/// lower-case (then some transactions only bump `n`, across two rows).
 async fn writer(
     port: u16,
     table: &'static str,
     keys: i64,
+    tag: &'static str,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> u64 {
     let mut c = Conn::new(opts(port, "test")).await.unwrap();
     let mut n = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let id = 1 + rand::random::<u64>() as i64 % keys;
-        let q = match rand::random::<u8>() % 4 {
+        let id = 1 + (rand::random::<u64>() % keys as u64) as i64;
+        let kinds = if tag.chars().all(|c| c.is_ascii_lowercase()) {
+            4
+        } else {
+            3
+        };
+        let q = match rand::random::<u8>() % kinds {
             0 => format!("DELETE FROM {table} WHERE id = {id}"),
             1 => format!(
-                "INSERT INTO {table} (id, v, n) VALUES ({id}, 'v{n}', {n}) ON DUPLICATE KEY UPDATE v = 'u{n}', n = n + 1"
+                "INSERT INTO {table} (id, v, n) VALUES ({id}, '{tag}v{n}', {n}) ON DUPLICATE KEY UPDATE v = '{tag}u{n}', n = n + 1"
             ),
-            2 => format!(
-                "BEGIN; UPDATE {table} SET n = n + 1 WHERE id = {id}; INSERT IGNORE INTO {table} (id, v, n) VALUES ({}, 't{n}', 0); COMMIT",
+            3 => format!(
+                "BEGIN; UPDATE {table} SET n = n + 1 WHERE id = {id}; INSERT IGNORE INTO {table} (id, v, n) VALUES ({}, '{tag}t{n}', 0); COMMIT",
                 1 + (id % keys)
             ),
-            _ => format!("REPLACE INTO {table} (id, v, n) VALUES ({id}, 'r{n}', {n})"),
+            2 => format!("REPLACE INTO {table} (id, v, n) VALUES ({id}, '{tag}r{n}', {n})"),
+            _ => unreachable!(),
         };
         if c.query_drop(&q).await.is_ok() {
             n += 1;
@@ -416,9 +425,9 @@ async fn kills_and_outages_leave_the_target_identical_to_the_source() {
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers = [
-        tokio::spawn(writer(db.port, "sc.a", 300, stop.clone())),
-        tokio::spawn(writer(db.port, "sc.a", 300, stop.clone())),
-        tokio::spawn(writer(db.port, "sc.b", 100, stop.clone())),
+        tokio::spawn(writer(db.port, "sc.a", 300, "a", stop.clone())),
+        tokio::spawn(writer(db.port, "sc.a", 300, "c", stop.clone())),
+        tokio::spawn(writer(db.port, "sc.b", 100, "b", stop.clone())),
     ];
     wait_port(
         metrics_port,
@@ -474,6 +483,24 @@ async fn kills_and_outages_leave_the_target_identical_to_the_source() {
         Duration::from_secs(30),
     )
     .await;
+    // Every partition applied exactly to its end, as the target records it.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    for t in ["sc.sc.a", "sc.sc.b"] {
+        for p in 0..3 {
+            let high =
+                tokio::task::block_in_place(|| c.fetch_watermarks(t, p, Duration::from_secs(10)))
+                    .unwrap()
+                    .1;
+            let d = Deadline::new(Duration::from_secs(20), "offsets at the end");
+            let q = format!("SELECT next_offset FROM sqlcache.sink_offsets WHERE sink = 'sc' AND topic = '{t}' AND kafka_partition = {p}");
+            while scalar(&target, &q) != high.to_string() {
+                d.tick().await;
+            }
+        }
+    }
     let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("sqlcache_sink_records_total"), "{metrics}");
     assert!(
@@ -535,8 +562,8 @@ async fn two_way_sync_converges_without_loop_traffic() {
     // Both sides write the same rows at once.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers = [
-        tokio::spawn(writer(a.port, "tw.t", 40, stop.clone())),
-        tokio::spawn(writer(b.port, "tw.t", 40, stop.clone())),
+        tokio::spawn(writer(a.port, "tw.t", 40, "A", stop.clone())),
+        tokio::spawn(writer(b.port, "tw.t", 40, "B", stop.clone())),
     ];
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -561,6 +588,18 @@ async fn two_way_sync_converges_without_loop_traffic() {
         "records still flowing after convergence: a loop"
     );
     assert_eq!(rows(a.port, "tw.t").await, rows(b.port, "tw.t").await);
+    // B's topic carries B's own writes only: what B's sink applied (A's
+    // values, and A's echoes of B's) never went back out.
+    let from_b = tokio::task::block_in_place(|| read_all(broker, "hb.tw.t", after.1 as usize));
+    assert_eq!(from_b.len() as i64, after.1);
+    let echoed = from_b
+        .iter()
+        .filter(|(_, v)| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
+            v["after"]["v"].as_str().is_some_and(|s| s.starts_with('A'))
+        })
+        .count();
+    assert_eq!(echoed, 0, "B published rows its sink wrote");
     eprintln!(
         "two-way: {} writes on A, {} on B; {} records from A's cdc, {} from B's; {} rows identical",
         local[0],
