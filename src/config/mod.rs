@@ -214,6 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_sink_section_parses() {
+        let text = include_str!("../../proxy.toml");
+        let sink = uncomment(text, "# [sink]");
+        let c = Config::parse(&format!("[[users]]\nname = 'u'\n{sink}"), "t")
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let s = c.sink.unwrap();
+        assert_eq!(s.topic_pattern.as_deref(), Some("^dbserver1\\.shop\\."));
+        assert_eq!(s.tables["dbserver1.shop.orders"], "archive.orders");
+        assert_eq!(s.key_columns["shop.events"], vec!["event_id".to_string()]);
+        assert_eq!(s.dead_letter_topic.as_deref(), Some("sqlcache-sink-dead"));
+        assert_eq!(s.kafka.len(), 1);
+    }
+
+    #[test]
     fn the_documented_binlog_section_parses() {
         let text = include_str!("../../proxy.toml");
         let feed = uncomment(text, "# [invalidation.binlog]");
