@@ -42,7 +42,7 @@ pub struct SinkConfig {
     /// A transaction holds at most this many changes…
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
-    /// …and waits at most this long for more once it has one.
+    /// …and takes more while each arrives within this of the one before.
     #[serde(default = "default_batch_wait", with = "humantime_serde")]
     pub batch_wait: Duration,
     /// `db.table` of the offsets the sink resumes from (created if absent);
@@ -99,7 +99,7 @@ fn default_batch_rows() -> usize {
 }
 
 fn default_batch_wait() -> Duration {
-    Duration::from_millis(20)
+    Duration::from_millis(2)
 }
 
 fn default_offsets_table() -> String {

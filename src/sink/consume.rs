@@ -51,6 +51,7 @@ impl Source {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "10")
+            .set("reconnect.backoff.max.ms", "1000")
             .set("socket.keepalive.enable", "true");
         crate::kafka::set_properties(&mut c, &cfg.kafka);
         let consumer: StreamConsumer = c.create().map_err(SinkError::Kafka)?;
@@ -107,11 +108,13 @@ impl Source {
     }
 
     /// Up to `max` new messages: waits for the first (until `idle`), then
-    /// at most `wait` for more.
+    /// takes more while each comes within `gap` of the one before (under
+    /// load librdkafka has them prefetched, so batches fill; when writes
+    /// are sparse a record waits one `gap`, not a batch's worth).
     pub async fn batch(
         &mut self,
         max: usize,
-        wait: Duration,
+        gap: Duration,
         idle: Duration,
     ) -> Result<Vec<OwnedMessage>, SinkError> {
         let mut out = Vec::new();
@@ -133,9 +136,7 @@ impl Source {
                 continue;
             }
             *next = m.offset() + 1;
-            if out.is_empty() {
-                deadline = Instant::now() + wait;
-            }
+            deadline = Instant::now() + gap;
             out.push(m);
         }
         Ok(out)
