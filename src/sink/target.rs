@@ -137,7 +137,7 @@ impl Target {
         let cols: Vec<Row> = self
             .conn
             .exec(
-                "SELECT COLUMN_NAME, DATA_TYPE, COALESCE(DATETIME_PRECISION, 0) FROM \
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(DATETIME_PRECISION, 0) FROM \
                  information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 (db, table),
@@ -151,8 +151,9 @@ impl Target {
         for mut r in cols {
             let name: String = r.take(0).unwrap_or_default();
             let ty: String = r.take(1).unwrap_or_default();
-            let p: u64 = r.take(2).unwrap_or(0);
-            let t = ColType::from_schema(&ty, p.min(6) as u8).ok_or_else(|| {
+            let full: String = r.take(2).unwrap_or_default();
+            let p: u64 = r.take(3).unwrap_or(0);
+            let t = ColType::from_schema(&ty, &full, p.min(6) as u8).ok_or_else(|| {
                 Failure::Schema(format!("{id}.{name}: column type {ty} is not supported"))
             })?;
             columns.insert(name, t);

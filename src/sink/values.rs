@@ -24,6 +24,9 @@ use super::record::Field;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColType {
     Int,
+    /// BIGINT UNSIGNED: Debezium's default `bigint.unsigned.handling.mode
+    /// = long` sends values past 2^63 as negative longs (two's complement).
+    UnsignedBigInt,
     Float,
     Double,
     Decimal,
@@ -41,9 +44,14 @@ pub enum ColType {
 }
 
 impl ColType {
-    /// From `information_schema.COLUMNS.DATA_TYPE` and `DATETIME_PRECISION`.
-    pub fn from_schema(data_type: &str, precision: u8) -> Option<ColType> {
-        Some(match data_type.to_ascii_lowercase().as_str() {
+    /// From `information_schema.COLUMNS`: `DATA_TYPE`, `COLUMN_TYPE` and
+    /// `DATETIME_PRECISION`.
+    pub fn from_schema(data_type: &str, column_type: &str, precision: u8) -> Option<ColType> {
+        let data_type = data_type.to_ascii_lowercase();
+        if data_type == "bigint" && column_type.to_ascii_lowercase().contains("unsigned") {
+            return Some(ColType::UnsignedBigInt);
+        }
+        Some(match data_type.as_str() {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => ColType::Int,
             "float" => ColType::Float,
             "double" | "real" => ColType::Double,
@@ -91,7 +99,11 @@ pub fn literal(
     let semantic = field.and_then(|f| f.semantic.as_deref());
     let wrong = || bad(name, format!("{v} does not fit a {ty:?} column"));
     match ty {
-        ColType::Int | ColType::Year => int(v).ok_or_else(wrong),
+        ColType::Int | ColType::Year => int(v, field).ok_or_else(wrong),
+        ColType::UnsignedBigInt => match v.as_i64() {
+            Some(n) if n < 0 => Ok((n as u64).to_string()),
+            _ => int(v, field).ok_or_else(wrong),
+        },
         ColType::Float | ColType::Double => match v.as_f64() {
             Some(f) if v.is_number() => Ok(format!("{f:e}")),
             _ => Err(wrong()),
@@ -143,7 +155,7 @@ pub fn literal(
         },
         ColType::Bit => match v {
             Json::Bool(b) => Ok(if *b { "1" } else { "0" }.into()),
-            Json::Number(_) => int(v).ok_or_else(wrong),
+            Json::Number(_) => int(v, None).ok_or_else(wrong),
             Json::String(s) => {
                 let b = base64(s).filter(|b| b.len() <= 8).ok_or_else(wrong)?;
                 let n = b.iter().rev().fold(0u64, |n, &x| (n << 8) | u64::from(x));
@@ -154,8 +166,10 @@ pub fn literal(
     }
 }
 
-fn int(v: &Json) -> Option<String> {
+fn int(v: &Json, field: Option<&Field>) -> Option<String> {
     match v {
+        // Connect `Decimal` bytes (Debezium's precise unsigned handling).
+        Json::String(_) if field.is_some_and(is_connect_decimal) => decimal(v, field),
         Json::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         Json::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
         Json::String(s) if is_integer(s) => Some(s.clone()),
@@ -175,10 +189,12 @@ fn is_decimal(s: &str) -> bool {
     }
 }
 
+fn is_connect_decimal(f: &Field) -> bool {
+    f.semantic.as_deref() == Some("org.apache.kafka.connect.data.Decimal") && f.ty == "bytes"
+}
+
 fn decimal(v: &Json, field: Option<&Field>) -> Option<String> {
-    let connect_decimal = field.is_some_and(|f| {
-        f.semantic.as_deref() == Some("org.apache.kafka.connect.data.Decimal") && f.ty == "bytes"
-    });
+    let connect_decimal = field.is_some_and(is_connect_decimal);
     match v {
         Json::String(s) if connect_decimal => {
             let scale: u32 = match field?.params.get("scale")? {
@@ -359,6 +375,32 @@ mod tests {
     }
 
     #[test]
+    fn debezium_unsigned_bigints_in_either_mode() {
+        // long mode: 2^64 - 1 arrives as -1; precise mode: Decimal bytes.
+        assert_eq!(
+            lit(ColType::UnsignedBigInt, json!(-1)),
+            "18446744073709551615"
+        );
+        assert_eq!(lit(ColType::UnsignedBigInt, json!(7)), "7");
+        let f = field(
+            "org.apache.kafka.connect.data.Decimal",
+            "bytes",
+            json!({"scale": "0"}),
+        );
+        // 0x00FFFFFFFFFFFFFFFF = 2^64 - 1.
+        assert_eq!(
+            literal(
+                "c",
+                &ColType::UnsignedBigInt,
+                &json!("AP//////////"),
+                Some(&f)
+            )
+            .unwrap(),
+            "18446744073709551615"
+        );
+    }
+
+    #[test]
     fn connect_decimal_bytes_use_the_scale() {
         // 1.00 with scale 2 is unscaled 100 = 0x64; -1.5 scale 1 is -15 = 0xF1.
         let f = field(
@@ -450,12 +492,22 @@ mod tests {
 
     #[test]
     fn column_types_from_the_schema() {
-        assert_eq!(ColType::from_schema("BIGINT", 0), Some(ColType::Int));
         assert_eq!(
-            ColType::from_schema("datetime", 6),
+            ColType::from_schema("BIGINT", "bigint(20)", 0),
+            Some(ColType::Int)
+        );
+        assert_eq!(
+            ColType::from_schema("bigint", "bigint(20) unsigned", 0),
+            Some(ColType::UnsignedBigInt)
+        );
+        assert_eq!(
+            ColType::from_schema("datetime", "datetime(6)", 6),
             Some(ColType::DateTime(6))
         );
-        assert_eq!(ColType::from_schema("longtext", 0), Some(ColType::Text));
-        assert_eq!(ColType::from_schema("vector", 0), None);
+        assert_eq!(
+            ColType::from_schema("longtext", "longtext", 0),
+            Some(ColType::Text)
+        );
+        assert_eq!(ColType::from_schema("vector", "vector(3)", 0), None);
     }
 }
