@@ -26,8 +26,11 @@ use tracing::{info, warn};
 use super::SinkError;
 use crate::config::{SinkConfig, SinkStart};
 
-/// How often topics and partitions are listed again, and lag measured.
+/// How often topics and partitions are listed again, and lag measured
+/// (every second while no partition is assigned yet: Kafka was down or the
+/// topics did not exist).
 pub const REFRESH: Duration = Duration::from_secs(10);
+pub const REFRESH_UNASSIGNED: Duration = Duration::from_secs(1);
 
 pub type Partition = (String, i32);
 
@@ -54,7 +57,10 @@ impl Source {
             .set("reconnect.backoff.max.ms", "1000")
             .set("socket.keepalive.enable", "true");
         crate::kafka::set_properties(&mut c, &cfg.kafka);
-        let consumer: StreamConsumer = c.create().map_err(SinkError::Kafka)?;
+        // A consumer that cannot be made (a bad property) will not be later.
+        let consumer: StreamConsumer = c
+            .create()
+            .map_err(|e| SinkError::Fatal(format!("Kafka consumer: {e}")))?;
         let pattern = match &cfg.topic_pattern {
             Some(p) => Some(regex::Regex::new(p).map_err(|e| SinkError::Fatal(e.to_string()))?),
             None => None,

@@ -182,7 +182,12 @@ async fn session(
             _ = &mut *shutdown => return Ok(()),
             b = source.batch(c.batch_rows, c.batch_wait, Duration::from_millis(500)) => b?,
         };
-        if refreshed.elapsed() >= consume::REFRESH {
+        let every = if source.next.is_empty() {
+            consume::REFRESH_UNASSIGNED
+        } else {
+            consume::REFRESH
+        };
+        if refreshed.elapsed() >= every {
             refreshed = Instant::now();
             let saved = target.offsets().await?;
             let reachable = source.refresh(&saved).await?;
