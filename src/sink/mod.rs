@@ -205,12 +205,28 @@ async fn session(
         }
         let offsets: Vec<(String, i32, i64)> =
             next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
-        apply::apply(&mut target, &prepared, &offsets, dlq, metrics).await?;
+        apply::apply(&mut target, &prepared, &offsets, dlq, metrics)
+            .await
+            .map_err(|e| match e {
+                SinkError::Target(m) => {
+                    SinkError::Target(format!("batch up to {}: {m}", positions(&offsets)))
+                }
+                other => other,
+            })?;
         *progressed = true;
         metrics.kafka_reachable.store(true, Ordering::Relaxed);
         source.report(&offsets);
         lag(&source, metrics);
     }
+}
+
+/// `topic/partition@offset` of each partition's last record in a batch.
+fn positions(offsets: &[(String, i32, i64)]) -> String {
+    let p: Vec<String> = offsets
+        .iter()
+        .map(|(t, p, o)| format!("{t}/{p}@{}", o - 1))
+        .collect();
+    p.join(", ")
 }
 
 fn lag(source: &consume::Source, metrics: &Metrics) {
