@@ -266,16 +266,16 @@ fn read_all(broker: &Broker, topic: &str, want: usize) -> Vec<(Vec<(String, Stri
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_records_are_parked_with_their_reason_or_stop_the_sink() {
-    let db = mariadb();
+/// A topic of three good records and three bad ones (not JSON, an
+/// unknown op, a value too long for `v VARCHAR(3)`) in `db`.t; returns the
+/// too-long record's value.
+fn bad_mix(db: &MariaDb, name: &str) -> String {
     let broker = broker();
-    broker.create_topic("sd.sd.t", 1);
-    broker.create_topic("sd-dead", 1);
-    db.sql_socket(
-        "DROP DATABASE IF EXISTS sd; CREATE DATABASE sd; \
-         CREATE TABLE sd.t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL);",
-    );
+    broker.create_topic(&format!("{name}.{name}.t"), 1);
+    db.sql_socket(&format!(
+        "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}; \
+         CREATE TABLE {name}.t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL);"
+    ));
     let good = |id: i64, v: &str| {
         format!("{{\"op\":\"c\",\"before\":null,\"after\":{{\"id\":{id},\"v\":\"{v}\"}}}}")
     };
@@ -293,7 +293,26 @@ async fn bad_records_are_parked_with_their_reason_or_stop_the_sink() {
         (Some("{\"id\":2}"), Some(g2.as_str())),
         (Some("{\"id\":3}"), Some(g3.as_str())),
     ];
-    produce(broker, "sd.sd.t", &records);
+    produce(broker, &format!("{name}.{name}.t"), &records);
+    long
+}
+
+/// The value of header `k` of parked record `i`.
+fn header(parked: &[(Vec<(String, String)>, String)], i: usize, k: &str) -> String {
+    parked[i]
+        .0
+        .iter()
+        .find(|(hk, _)| hk == k)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {k} header on {:?}", parked[i]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_are_parked_with_their_reason() {
+    let db = mariadb();
+    let broker = broker();
+    broker.create_topic("sd-dead", 1);
+    let long = bad_mix(db, "sd");
     let _sink = Sink::start(
         db.port,
         &broker.addr(),
@@ -305,51 +324,41 @@ async fn bad_records_are_parked_with_their_reason_or_stop_the_sink() {
     }
     let parked = tokio::task::block_in_place(|| read_all(broker, "sd-dead", 3));
     assert_eq!(parked.len(), 3, "{parked:?}");
-    let header = |i: usize, k: &str| {
-        parked[i]
-            .0
-            .iter()
-            .find(|(hk, _)| hk == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("no {k} header on {:?}", parked[i]))
-    };
-    assert_eq!(
-        (0..3)
-            .map(|i| header(i, "sqlcache.offset"))
-            .collect::<Vec<_>>(),
-        ["1", "2", "3"]
-    );
-    assert!(header(0, "sqlcache.error").contains("not JSON"));
-    assert!(header(1, "sqlcache.error").contains("unknown op"));
-    assert!(
-        header(2, "sqlcache.error").contains("Data too long"),
-        "{}",
-        header(2, "sqlcache.error")
-    );
-    assert_eq!(header(2, "sqlcache.topic"), "sd.sd.t");
+    let offsets: Vec<String> = (0..3)
+        .map(|i| header(&parked, i, "sqlcache.offset"))
+        .collect();
+    assert_eq!(offsets, ["1", "2", "3"]);
+    let error = |i| header(&parked, i, "sqlcache.error");
+    assert!(error(0).contains("not JSON"), "{}", error(0));
+    assert!(error(1).contains("unknown op"), "{}", error(1));
+    assert!(error(2).contains("Data too long"), "{}", error(2));
+    assert_eq!(header(&parked, 2, "sqlcache.topic"), "sd.sd.t");
     assert_eq!(parked[2].1, long, "the record itself is kept");
+}
 
-    // Without a dead-letter topic the first bad record stops the sink.
-    db.sql_socket("CREATE TABLE sd.t2 LIKE sd.t;");
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_dead_letter_topic_a_bad_record_stops_the_sink() {
+    let db = mariadb();
+    bad_mix(db, "se");
     let mut stop = Sink::start(
         db.port,
-        &broker.addr(),
-        "name = \"sd2\"\ntopics = [\"sd.sd.t\"]\ntable = \"sd.t2\"\n",
+        &broker().addr(),
+        "name = \"se\"\ntopics = [\"se.se.t\"]\n",
     );
     let d = Deadline::new(Duration::from_secs(60), "the sink stops");
     while stop.exited().is_none() {
         d.tick().await;
     }
     assert!(!stop.exited().unwrap().success());
+    let log = stop.log_text();
     assert!(
-        stop.log_text()
-            .contains("record sd.sd.t/0@1 cannot be applied"),
+        log.contains("record se.se.t/0@1 cannot be applied"),
         "{}",
-        tail(&stop.log_text(), 5)
+        tail(&log, 5)
     );
     // Record 0 may have committed in a batch of its own; nothing after it.
     assert_eq!(
-        scalar(db, "SELECT COUNT(*) FROM sd.t2 WHERE id <> 1"),
+        scalar(db, "SELECT COUNT(*) FROM se.t WHERE id <> 1"),
         "0",
         "nothing of the bad record's batch committed"
     );
@@ -394,6 +403,62 @@ async fn writer(
     n
 }
 
+/// The faults of the kill test, while the writers run: three `kill -9`s
+/// of the sink at random moments, the target cut off for two seconds
+/// (`/health` must say so), the broker killed (the sink killed too while
+/// it is down) and resumed with its data.
+async fn faults(sink: &mut Sink, relay: &Relay, broker: &mut Broker, metrics_port: u16) {
+    let health = |p: u16| http_get(p, "/health");
+    let d = Deadline::new(Duration::from_secs(30), "sink healthy");
+    while !health(metrics_port).starts_with("HTTP/1.0 200") {
+        d.tick().await;
+    }
+    // kill -9 of the sink at random moments.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 1500)).await;
+        sink.restart();
+    }
+    // The target goes away and comes back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    relay.set_cut(true);
+    let d = Deadline::new(Duration::from_secs(30), "/health reports the target gone");
+    while !health(metrics_port).starts_with("HTTP/1.0 503") {
+        d.tick().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.set_cut(false);
+    // The broker is killed and resumed with its data.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| broker.stop());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sink.restart(); // and the sink killed while Kafka is down
+    tokio::task::block_in_place(|| broker.resume());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// Every partition of `topics` applied exactly to its end: the offset the
+/// target saved for sink `name` is Kafka's high watermark.
+async fn offsets_at_the_end(broker: &Broker, target: &MariaDb, name: &str, topics: &[&str]) {
+    // Every partition applied exactly to its end, as the target records it.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .create()
+        .unwrap();
+    for t in topics {
+        for p in 0..3 {
+            let high =
+                tokio::task::block_in_place(|| c.fetch_watermarks(t, p, Duration::from_secs(10)))
+                    .unwrap()
+                    .1;
+            let d = Deadline::new(Duration::from_secs(20), "offsets at the end");
+            let q = format!("SELECT next_offset FROM sqlcache.sink_offsets WHERE sink = '{name}' AND topic = '{t}' AND kafka_partition = {p}");
+            while scalar(target, &q) != high.to_string() {
+                d.tick().await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kills_and_outages_leave_the_target_identical_to_the_source() {
     let db = mariadb();
@@ -436,32 +501,7 @@ async fn kills_and_outages_leave_the_target_identical_to_the_source() {
         "sink metrics",
         Some(&sink.log),
     );
-    let health = |p: u16| http_get(p, "/health");
-    let d = Deadline::new(Duration::from_secs(30), "sink healthy");
-    while !health(metrics_port).starts_with("HTTP/1.0 200") {
-        d.tick().await;
-    }
-    // kill -9 of the sink at random moments.
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 1500)).await;
-        sink.restart();
-    }
-    // The target goes away and comes back.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    relay.set_cut(true);
-    let d = Deadline::new(Duration::from_secs(30), "/health reports the target gone");
-    while !health(metrics_port).starts_with("HTTP/1.0 503") {
-        d.tick().await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    relay.set_cut(false);
-    // The broker is killed and resumed with its data.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    tokio::task::block_in_place(|| broker.stop());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    sink.restart(); // and the sink killed while Kafka is down
-    tokio::task::block_in_place(|| broker.resume());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    faults(&mut sink, &relay, &mut broker, metrics_port).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut writes = 0;
     for w in writers {
@@ -484,24 +524,7 @@ async fn kills_and_outages_leave_the_target_identical_to_the_source() {
         Duration::from_secs(30),
     )
     .await;
-    // Every partition applied exactly to its end, as the target records it.
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.addr())
-        .create()
-        .unwrap();
-    for t in ["sc.sc.a", "sc.sc.b"] {
-        for p in 0..3 {
-            let high =
-                tokio::task::block_in_place(|| c.fetch_watermarks(t, p, Duration::from_secs(10)))
-                    .unwrap()
-                    .1;
-            let d = Deadline::new(Duration::from_secs(20), "offsets at the end");
-            let q = format!("SELECT next_offset FROM sqlcache.sink_offsets WHERE sink = 'sc' AND topic = '{t}' AND kafka_partition = {p}");
-            while scalar(&target, &q) != high.to_string() {
-                d.tick().await;
-            }
-        }
-    }
+    offsets_at_the_end(&broker, &target, "sc", &["sc.sc.a", "sc.sc.b"]).await;
     let metrics = http_get(metrics_port, "/metrics");
     assert!(metrics.contains("sqlcache_sink_records_total"), "{metrics}");
     assert!(
@@ -525,6 +548,40 @@ fn http_get(port: u16, path: &str) -> String {
     let mut b = String::new();
     let _ = s.read_to_string(&mut b);
     b
+}
+
+/// Once converged nothing more flows, and B's topic carries B's own
+/// writes only: what B's sink applied (A's values, and A's echoes of B's)
+/// never went back out. Returns the records on A's and B's topics.
+async fn no_loop_traffic(broker: &Broker) -> (i64, i64) {
+    // No loop: once converged, nothing more flows.
+    let high = |t: &str| {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.addr())
+            .create()
+            .unwrap();
+        c.fetch_watermarks(t, 0, Duration::from_secs(10)).unwrap().1
+    };
+    let before = tokio::task::block_in_place(|| (high("ha.tw.t"), high("hb.tw.t")));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = tokio::task::block_in_place(|| (high("ha.tw.t"), high("hb.tw.t")));
+    assert_eq!(
+        before, after,
+        "records still flowing after convergence: a loop"
+    );
+    // B's topic carries B's own writes only: what B's sink applied (A's
+    // values, and A's echoes of B's) never went back out.
+    let from_b = tokio::task::block_in_place(|| read_all(broker, "hb.tw.t", after.1 as usize));
+    assert_eq!(from_b.len() as i64, after.1);
+    let echoed = from_b
+        .iter()
+        .filter(|(_, v)| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
+            v["after"]["v"].as_str().is_some_and(|s| s.starts_with('A'))
+        })
+        .count();
+    assert_eq!(echoed, 0, "B published rows its sink wrote");
+    after
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -573,34 +630,8 @@ async fn two_way_sync_converges_without_loop_traffic() {
         local.push(w.await.unwrap());
     }
     converge(a.port, "tw.t", b.port, "tw.t", Duration::from_secs(60)).await;
-    // No loop: once converged, nothing more flows.
-    let high = |t: &str| {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.addr())
-            .create()
-            .unwrap();
-        c.fetch_watermarks(t, 0, Duration::from_secs(10)).unwrap().1
-    };
-    let before = tokio::task::block_in_place(|| (high("ha.tw.t"), high("hb.tw.t")));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = tokio::task::block_in_place(|| (high("ha.tw.t"), high("hb.tw.t")));
-    assert_eq!(
-        before, after,
-        "records still flowing after convergence: a loop"
-    );
+    let after = no_loop_traffic(broker).await;
     assert_eq!(rows(a.port, "tw.t").await, rows(b.port, "tw.t").await);
-    // B's topic carries B's own writes only: what B's sink applied (A's
-    // values, and A's echoes of B's) never went back out.
-    let from_b = tokio::task::block_in_place(|| read_all(broker, "hb.tw.t", after.1 as usize));
-    assert_eq!(from_b.len() as i64, after.1);
-    let echoed = from_b
-        .iter()
-        .filter(|(_, v)| {
-            let v: serde_json::Value = serde_json::from_str(v).unwrap_or_default();
-            v["after"]["v"].as_str().is_some_and(|s| s.starts_with('A'))
-        })
-        .count();
-    assert_eq!(echoed, 0, "B published rows its sink wrote");
     eprintln!(
         "two-way: {} writes on A, {} on B; {} records from A's cdc, {} from B's; {} rows identical",
         local[0],
