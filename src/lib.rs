@@ -35,6 +35,7 @@ pub mod config;
 pub mod frontend;
 pub mod invalidation;
 pub mod kafka;
+pub mod retry;
 pub mod sink;
 pub mod telemetry;
 

@@ -29,12 +29,55 @@ impl Counter {
     }
 }
 
+/// A latency histogram of fixed upper bounds (seconds), lock-free.
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<Counter>,
+    count: Counter,
+    sum_us: Counter,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| Counter::default()).collect(),
+            count: Counter::default(),
+            sum_us: Counter::default(),
+        }
+    }
+
+    pub fn observe(&self, secs: f64) {
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            if secs <= *b {
+                c.inc();
+            }
+        }
+        self.count.inc();
+        self.sum_us.add((secs * 1e6) as u64);
+    }
+
+    /// Its one series (no labels), for `Prom::histogram`.
+    pub fn series(&self) -> Series<'static> {
+        Series {
+            labels: "",
+            buckets: self
+                .bounds
+                .iter()
+                .zip(&self.buckets)
+                .map(|(b, c)| (*b, c.get()))
+                .collect(),
+            sum: self.sum_us.get() as f64 / 1e6,
+            count: self.count.get(),
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the ack-latency histogram buckets.
 const BUCKETS: [f64; 11] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
 pub struct Metrics {
     /// Messages handed to the producer / acknowledged.
     pub sent: Counter,
@@ -53,9 +96,27 @@ pub struct Metrics {
     pub position_pos: Counter,
     /// Newest acknowledged event time (s since epoch).
     pub acked_event_ts: AtomicI64,
-    latency: [Counter; BUCKETS.len()],
-    latency_count: Counter,
-    latency_sum_us: Counter,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            sent: Counter::default(),
+            acked_messages: Counter::default(),
+            acked_rows: Counter::default(),
+            transactions: Counter::default(),
+            snapshot_rows: Counter::default(),
+            snapshot_tables_total: Counter::default(),
+            snapshot_tables_done: Counter::default(),
+            snapshot_running: Counter::default(),
+            restarts: Counter::default(),
+            position_file: Counter::default(),
+            position_pos: Counter::default(),
+            acked_event_ts: AtomicI64::default(),
+            latency: Histogram::new(&BUCKETS),
+        }
+    }
 }
 
 fn now_s() -> i64 {
@@ -73,14 +134,7 @@ impl Metrics {
             self.acked_rows.inc();
         }
         if let Some(t) = read_at {
-            let s = t.elapsed().as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if s <= *b {
-                    self.latency[i].inc();
-                }
-            }
-            self.latency_count.inc();
-            self.latency_sum_us.add((s * 1e6) as u64);
+            self.latency.observe(t.elapsed().as_secs_f64());
             self.acked_event_ts
                 .fetch_max(i64::from(event_ts), Ordering::Relaxed);
         }
@@ -93,16 +147,7 @@ impl Metrics {
         p.histogram(
             "sqlcache_cdc_ack_latency_seconds",
             "Binlog event read -> Kafka acknowledgement.",
-            [Series {
-                labels: "",
-                buckets: BUCKETS
-                    .iter()
-                    .zip(&self.latency)
-                    .map(|(b, c)| (*b, c.get()))
-                    .collect(),
-                sum: self.latency_sum_us.get() as f64 / 1e6,
-                count: self.latency_count.get(),
-            }],
+            [self.latency.series()],
         );
         p.finish()
     }

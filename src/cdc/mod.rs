@@ -126,7 +126,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let opts: Opts = crate::backend::conn_opts(&cfg.backend, &user, &password).into();
     let filter = Filter::new(&c.include, &c.exclude);
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::default();
     loop {
         let mut s = Session {
             cfg: &c,
@@ -142,15 +142,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             Err(e) => e,
         };
         if s.progressed {
-            backoff = Duration::from_millis(100);
+            backoff.progressed();
         }
         metrics.restarts.inc();
-        warn!(error = %err, retry_in = ?backoff, "cdc session ended; resuming from the saved position");
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+        warn!(error = %err, retry_in = ?backoff.delay(), "cdc session ended; resuming from the saved position");
+        if !backoff.wait(&mut shutdown).await {
+            return Ok(());
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

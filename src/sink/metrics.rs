@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::admin::prom::{Prom, Series};
-use crate::cdc::metrics::Counter;
+use crate::admin::prom::Prom;
+use crate::cdc::metrics::{Counter, Histogram};
 
 /// Upper bounds (seconds) of the batch-latency histogram buckets.
 const BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-#[derive(Default)]
 pub struct Metrics {
     /// Records applied (each change once, whatever it was reduced to).
     pub records: Counter,
@@ -33,24 +32,35 @@ pub struct Metrics {
     pub restarts: Counter,
     pub tables_created: Counter,
     pub columns_added: Counter,
-    latency: [Counter; BUCKETS.len()],
-    latency_count: Counter,
-    latency_sum_us: Counter,
+    latency: Histogram,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     pub applying: AtomicBool,
     pub kafka_reachable: AtomicBool,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            records: Counter::default(),
+            batches: Counter::default(),
+            statements: Counter::default(),
+            skipped: Counter::default(),
+            dead_letters: Counter::default(),
+            bisected: Counter::default(),
+            restarts: Counter::default(),
+            tables_created: Counter::default(),
+            columns_added: Counter::default(),
+            latency: Histogram::new(&BUCKETS),
+            lag: Mutex::default(),
+            applying: AtomicBool::default(),
+            kafka_reachable: AtomicBool::default(),
+        }
+    }
+}
+
 impl Metrics {
     pub fn batch_took(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.latency[i].inc();
-            }
-        }
-        self.latency_count.inc();
-        self.latency_sum_us.add(d.as_micros() as u64);
+        self.latency.observe(d.as_secs_f64());
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
@@ -134,16 +144,7 @@ impl Metrics {
         p.histogram(
             "sqlcache_sink_batch_seconds",
             "One batch: first statement to commit.",
-            [Series {
-                labels: "",
-                buckets: BUCKETS
-                    .iter()
-                    .zip(&self.latency)
-                    .map(|(b, c)| (*b, c.get()))
-                    .collect(),
-                sum: self.latency_sum_us.get() as f64 / 1e6,
-                count: self.latency_count.get(),
-            }],
+            [self.latency.series()],
         );
         p.finish()
     }

@@ -107,37 +107,33 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let opts: Opts = crate::backend::conn_opts(&cfg.backend, &user, &password).into();
     let dlq = dead_letters(&c)?;
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::default();
     loop {
         let mut progressed = false;
-        let err = match session(
+        let session = session(
             &c,
             opts.clone(),
             &metrics,
             dlq.as_ref(),
             &mut shutdown,
             &mut progressed,
-        )
-        .await
-        {
+        );
+        let err = match session.await {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_fatal() => {
-                metrics.applying.store(false, Ordering::Relaxed);
-                return Err(e);
-            }
             Err(e) => e,
         };
         metrics.applying.store(false, Ordering::Relaxed);
+        if err.is_fatal() {
+            return Err(err);
+        }
         if progressed {
-            backoff = Duration::from_millis(100);
+            backoff.progressed();
         }
         metrics.restarts.inc();
-        warn!(error = %err, retry_in = ?backoff, "sink session ended; resuming from the target's offsets");
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+        warn!(error = %err, retry_in = ?backoff.delay(), "sink session ended; resuming from the target's offsets");
+        if !backoff.wait(&mut shutdown).await {
+            return Ok(());
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

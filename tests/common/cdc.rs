@@ -3,17 +3,13 @@
 //! printed when a test fails).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 
+use super::binary::Binary;
 use super::broker::Broker;
 use super::{tempdir, MariaDb};
 
 /// The real binary running `sqlcache cdc`, killed on drop.
-pub struct Cdc {
-    child: Child,
-    log: PathBuf,
-    config: PathBuf,
-}
+pub struct Cdc(Binary);
 
 impl Cdc {
     pub fn start(db: &MariaDb, broker: &Broker, state: &Path, cdc_extra: &str) -> Cdc {
@@ -41,54 +37,19 @@ impl Cdc {
     }
 
     pub fn run(config: PathBuf, log: PathBuf) -> Cdc {
-        let child = Command::new(env!("CARGO_BIN_EXE_sqlcache"))
-            .arg("cdc")
-            .arg("--config")
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .spawn()
-            .expect("start sqlcache cdc");
-        Cdc { child, log, config }
-    }
-
-    /// Starts it again with the same configuration and state.
-    pub fn restart(&mut self) {
-        self.kill();
-        let fresh = Self::run(self.config.clone(), self.log.clone());
-        let old = std::mem::replace(self, fresh);
-        std::mem::forget(old);
-    }
-
-    /// SIGKILL: no chance to save anything on the way out.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        Cdc(Binary::run("cdc", config, log))
     }
 }
 
-impl Drop for Cdc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- sqlcache cdc log (last lines):\n{}",
-                super::tail(&self.log_text(), 40)
-            );
-        }
-        self.kill();
+impl std::ops::Deref for Cdc {
+    type Target = Binary;
+    fn deref(&self) -> &Binary {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cdc {
+    fn deref_mut(&mut self) -> &mut Binary {
+        &mut self.0
     }
 }

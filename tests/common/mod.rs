@@ -9,6 +9,7 @@
 //! the test panics with the reason (it never skips).
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod broker;
 pub mod cdc;
 pub mod debezium;
