@@ -19,6 +19,19 @@ where
     serve_with_health(listener, metrics, || Ok("ok\n".to_string())).await
 }
 
+/// Binds `addr` and serves `/metrics` and `/health` there on a task of its
+/// own (`sqlcache cdc` and `sqlcache sink`).
+pub async fn spawn_endpoint<F, H>(addr: &str, metrics: F, health: H) -> std::io::Result<()>
+where
+    F: Fn() -> String + Send + Sync + 'static,
+    H: Fn() -> Result<String, String> + Send + Sync + 'static,
+{
+    let l = TcpListener::bind(addr).await?;
+    tokio::spawn(serve_with_health(l, metrics, health));
+    tracing::info!(listen = %addr, "metrics endpoint (/metrics, /health)");
+    Ok(())
+}
+
 /// Serves `/metrics` and a `/health` that answers 200 with `Ok`'s text or
 /// 503 with `Err`'s.
 pub async fn serve_with_health<F, H>(listener: TcpListener, metrics: F, health: H)

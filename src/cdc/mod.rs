@@ -108,12 +108,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let c = cfg.cdc.clone().ok_or(CdcError::NoConfig)?;
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = &c.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
+        let m = metrics.clone();
+        crate::admin::http::spawn_endpoint(addr, move || m.prometheus(), || Ok("ok\n".into()))
             .await
             .map_err(|e| CdcError::Metrics(addr.clone(), e))?;
-        let m = metrics.clone();
-        tokio::spawn(crate::admin::http::serve(l, move || m.prometheus()));
-        info!(listen = %addr, "cdc metrics endpoint (/metrics)");
     }
     let server_id = c
         .server_id

@@ -88,16 +88,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let c = cfg.sink.clone().ok_or(SinkError::NoConfig)?;
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = &c.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
+        let (m, h) = (metrics.clone(), metrics.clone());
+        crate::admin::http::spawn_endpoint(addr, move || m.prometheus(), move || h.health())
             .await
             .map_err(|e| SinkError::Metrics(addr.clone(), e))?;
-        let (m, h) = (metrics.clone(), metrics.clone());
-        tokio::spawn(crate::admin::http::serve_with_health(
-            l,
-            move || m.prometheus(),
-            move || h.health(),
-        ));
-        info!(listen = %addr, "sink metrics endpoint (/metrics, /health)");
     }
     let user = c.user.clone().unwrap_or_else(|| cfg.backend.user.clone());
     let password = c
