@@ -4,7 +4,8 @@
 //! `cache/mod.rs`): a hash of the session state (`KeyState`), the protocol
 //! byte, the statement bytes, and for a prepared statement its type-tagged
 //! parameter values and their declared wire types. Built into a reused
-//! buffer, so a hit allocates nothing.
+//! buffer, so a hit allocates nothing; the session-state hash is computed
+//! again only when the state changed (`StateHash`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -25,6 +26,65 @@ pub struct KeyState<'a> {
     pub deprecate_eof: bool,
 }
 
+/// The session-state hash of a key, computed again only when the state
+/// changed: the inputs it was computed from are kept and compared (a few
+/// short strings, far cheaper than hashing them), so no caller has to say
+/// when the state changes and a stale hash cannot happen.
+#[derive(Default)]
+pub struct StateHash {
+    inputs: Option<Inputs>,
+    hash: u64,
+}
+
+type Inputs = (
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
+impl StateHash {
+    pub fn get(&mut self, s: &KeyState<'_>) -> u64 {
+        let same = self.inputs.as_ref().is_some_and(|i| {
+            i.0.as_deref() == s.user
+                && i.1.as_deref() == s.db
+                && i.2 == s.names
+                && i.3.as_deref() == s.sql_mode
+                && i.4.as_deref() == s.time_zone
+                && i.5 == s.deprecate_eof
+        });
+        if !same {
+            self.hash = state_hash(s);
+            self.inputs = Some((
+                s.user.map(str::to_string),
+                s.db.map(str::to_string),
+                s.names.to_string(),
+                s.sql_mode.map(str::to_string),
+                s.time_zone.map(str::to_string),
+                s.deprecate_eof,
+            ));
+        }
+        self.hash
+    }
+}
+
+/// The hash of the session state in every key.
+fn state_hash(s: &KeyState<'_>) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        s.user,
+        s.db,
+        s.names,
+        s.sql_mode,
+        s.time_zone,
+        s.deprecate_eof,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Writes the cache key for a statement into `k` (reused: no allocation
 /// once it has grown): a hash of the session state, the protocol byte, the
 /// statement bytes, and the type-tagged parameters.
@@ -38,18 +98,19 @@ pub fn build_key(
     body: &[u8],
     params: (&[Value], &[u8]),
 ) {
-    let mut h = DefaultHasher::new();
-    (
-        s.user,
-        s.db,
-        s.names,
-        s.sql_mode,
-        s.time_zone,
-        s.deprecate_eof,
-    )
-        .hash(&mut h);
+    build_key_with(k, state_hash(s), proto, body, params);
+}
+
+/// `build_key` with the session-state hash already known (`StateHash`).
+pub fn build_key_with(
+    k: &mut Vec<u8>,
+    state: u64,
+    proto: u8,
+    body: &[u8],
+    params: (&[Value], &[u8]),
+) {
     k.clear();
-    k.extend_from_slice(&h.finish().to_le_bytes());
+    k.extend_from_slice(&state.to_le_bytes());
     k.push(proto);
     k.extend_from_slice(&(body.len() as u32).to_le_bytes());
     k.extend_from_slice(body);
@@ -103,6 +164,29 @@ fn encode_param(k: &mut Vec<u8>, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_hash_follows_every_change_of_the_state() {
+        let mut memo = StateHash::default();
+        let mut s = KeyState {
+            user: Some("u"),
+            db: Some("a"),
+            names: "utf8mb4",
+            sql_mode: None,
+            time_zone: None,
+            deprecate_eof: true,
+        };
+        assert_eq!(memo.get(&s), state_hash(&s));
+        let first = memo.get(&s);
+        s.db = Some("b");
+        assert_ne!(memo.get(&s), first, "a new database, a new hash");
+        assert_eq!(memo.get(&s), state_hash(&s));
+        s.time_zone = Some("+00:00");
+        assert_eq!(memo.get(&s), state_hash(&s));
+        s.db = Some("a");
+        s.time_zone = None;
+        assert_eq!(memo.get(&s), first, "back to the first state");
+    }
 
     #[test]
     fn every_part_of_the_state_changes_the_key() {

@@ -21,7 +21,7 @@ pub trait Store: Send + Sync {
 
 /// moka, bounded by bytes (key + response + overhead) and per-entry TTL.
 pub struct MokaStore {
-    inner: moka::sync::Cache<Vec<u8>, Arc<Entry>>,
+    inner: moka::sync::Cache<Vec<u8>, Arc<Entry>, foldhash::fast::RandomState>,
 }
 
 struct EntryExpiry;
@@ -40,7 +40,10 @@ impl MokaStore {
                 (k.len() + v.response.len() + 96).min(u32::MAX as usize) as u32
             })
             .expire_after(EntryExpiry)
-            .build();
+            // The table's hash only spreads keys (moka compares them whole):
+            // foldhash, randomly seeded per process, costs a fraction of
+            // the default SipHash on keys of a statement's length.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self { inner }
     }
 }

@@ -25,7 +25,7 @@ use mysql_common::value::Value;
 use super::route::{Routed, Stored, Tier};
 use super::session::Session;
 use crate::backend::BackendConn;
-use crate::cache::key::{build_key, KeyState};
+use crate::cache::key::{build_key_with, KeyState};
 use crate::cache::plan::{self, Fill, Started};
 use crate::cache::{Cache, Entry, Flight, Lookup, Recipe, Tag};
 use crate::classify::{BypassReason, Invalidation, Verdict};
@@ -72,7 +72,8 @@ impl Session {
                 .caps
                 .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
         };
-        build_key(&mut self.keybuf, &state, proto, body, (params, types));
+        let hash = self.state_hash.get(&state);
+        build_key_with(&mut self.keybuf, hash, proto, body, (params, types));
     }
 
     /// Answers from the cache if `self.keybuf` is a fresh entry (confirmed

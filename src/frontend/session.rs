@@ -129,6 +129,8 @@ pub struct Session {
     pub(super) last: Cow<'static, str>,
     /// Reused buffer for cache keys (no allocation per lookup).
     pub(super) keybuf: Vec<u8>,
+    /// The session-state part of `keybuf`, hashed once per state change.
+    pub(super) state_hash: crate::cache::key::StateHash,
     /// Invalidations of an open transaction, applied again at COMMIT.
     pub(super) pending: Vec<crate::invalidation::Effect>,
 }
@@ -182,6 +184,7 @@ pub async fn serve(
             routed: Routed::Local("local"),
             last: Cow::Borrowed("none"),
             keybuf: Vec::with_capacity(256),
+            state_hash: Default::default(),
             pending: Vec::new(),
         };
         tracing::info!(user = %s.login.user, "connected");
