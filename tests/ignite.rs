@@ -254,8 +254,23 @@ async fn every_operation_round_trips_on_a_real_node() {
     for (i, c) in calls.into_iter().enumerate() {
         assert_eq!(c.await.unwrap(), vec![i as i64]);
     }
-    // A subscription to the tokens sees every write, with its value.
+    // A subscription to the tokens sees every write, with its value, once
+    // it is live: Ignite drops a new query's events until it has sent the
+    // query's response, so a probe is written until it comes back (what
+    // the proxy's first proof does before it trusts the subscription).
     let mut events = kv.watch().await.unwrap();
+    let t = Instant::now();
+    'live: loop {
+        assert!(t.elapsed() < Duration::from_secs(10), "no probe came back");
+        kv.put_tokens(vec![(6, 60)]).await.unwrap();
+        while let Ok(Some(n)) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            if matches!(&n, Notice::Tokens(t) if t.contains(&(6, Some(60)))) {
+                break 'live;
+            }
+        }
+    }
     kv.put_tokens(vec![(7, 70), (8, 80)]).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {

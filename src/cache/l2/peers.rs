@@ -16,10 +16,14 @@
 //!   token write those nodes acknowledged before `t` has been applied here.
 //!   L1 may then serve hits until `t + max_lag` (`gate`); past it, hits must
 //!   be confirmed against the tier (`L2::confirm`) or go to MySQL.
-//! * **Gaps flush.** A new subscription, a topology change (a lost node's
-//!   unsent events are gone) and trust regained after it lapsed each bump
-//!   every L1 token first: events that may have been missed cost hit rate,
-//!   never a stale row.
+//! * **Gaps flush.** A new subscription, its first proof, a topology change
+//!   (a lost node's unsent events are gone) and trust regained after it
+//!   lapsed each bump every L1 token first: events that may have been
+//!   missed cost hit rate, never a stale row. The first proof flushes again
+//!   because Ignite drops a new continuous query's events until it has sent
+//!   the query's response (`ClientCacheQueryContinuousHandle` starts
+//!   notifying only then), so writes just after the subscription returned
+//!   may never arrive; a proven round shows notifying had begun before it.
 //!
 //! `coherence = "strict"` never opens the gate: every L1 hit is confirmed.
 
@@ -251,8 +255,9 @@ async fn follow(
                         let Some(sent) = apply(l2, tokens, base, key, value, &mut rounds) else {
                             continue;
                         };
-                        // Trust regained after a lapse: flush what it may have missed.
-                        if proven_once && !l2.peers.gate.is_open() {
+                        // The first proof of a subscription, or trust regained
+                        // after a lapse: flush what may have been missed.
+                        if !proven_once || !l2.peers.gate.is_open() {
                             flush(l2, tokens);
                         }
                         proven_once = true;
