@@ -164,9 +164,24 @@ async fn evolve(
         return Ok(info);
     };
     let (db, table) = (info.plan.db.clone(), info.plan.name.clone());
+    let mut described_again = false;
     for col in after.keys() {
         if info.columns.contains_key(col) {
             continue;
+        }
+        // The description may be older than the table (altered since):
+        // read it again once before deciding the column is missing.
+        if !described_again {
+            described_again = true;
+            target.forget();
+            info = target
+                .table(&db, &table, key_cols)
+                .await
+                .map_err(SinkError::from)?
+                .ok_or_else(|| SinkError::Schema(format!("table {db}.{table} disappeared")))?;
+            if info.columns.contains_key(col) {
+                continue;
+            }
         }
         let field = ev
             .fields
