@@ -103,6 +103,18 @@ pub struct Backend {
 
 /// Options for a connection to the configured server as `user` (every
 /// backend connection, the pool's and the binlog feed's, starts here).
+/// Options for a tool's own account (`cdc`, `sink`): its `user` /
+/// `password` where set, else `[backend]`'s.
+pub fn account_opts(
+    cfg: &BackendConfig,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> mysql_async::Opts {
+    let user = user.unwrap_or(&cfg.user);
+    let password = password.unwrap_or(&cfg.password);
+    conn_opts(cfg, user, password).into()
+}
+
 pub fn conn_opts(cfg: &BackendConfig, user: &str, password: &str) -> OptsBuilder {
     let b = OptsBuilder::default()
         .user(Some(user))

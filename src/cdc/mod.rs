@@ -116,12 +116,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let server_id = c
         .server_id
         .unwrap_or_else(|| rand::random::<u32>() % 1_000_000_000 + 1_000_000_000);
-    let user = c.user.clone().unwrap_or_else(|| cfg.backend.user.clone());
-    let password = c
-        .password
-        .clone()
-        .unwrap_or_else(|| cfg.backend.password.clone());
-    let opts: Opts = crate::backend::conn_opts(&cfg.backend, &user, &password).into();
+    let opts: Opts =
+        crate::backend::account_opts(&cfg.backend, c.user.as_deref(), c.password.as_deref());
     let filter = Filter::new(&c.include, &c.exclude);
     tokio::pin!(shutdown);
     let mut backoff = crate::retry::Backoff::default();

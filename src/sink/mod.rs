@@ -93,12 +93,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             .await
             .map_err(|e| SinkError::Metrics(addr.clone(), e))?;
     }
-    let user = c.user.clone().unwrap_or_else(|| cfg.backend.user.clone());
-    let password = c
-        .password
-        .clone()
-        .unwrap_or_else(|| cfg.backend.password.clone());
-    let opts: Opts = crate::backend::conn_opts(&cfg.backend, &user, &password).into();
+    let opts: Opts =
+        crate::backend::account_opts(&cfg.backend, c.user.as_deref(), c.password.as_deref());
     let dlq = dead_letters(&c)?;
     tokio::pin!(shutdown);
     let mut backoff = crate::retry::Backoff::default();
