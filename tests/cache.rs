@@ -604,3 +604,46 @@ async fn unique_and_string_keys_use_table_level_freshness() {
     let v: i32 = c.query_first(read).await.unwrap().unwrap();
     assert_eq!(v, 7);
 }
+
+/// Text statements of one shape are classified from the verdict memo after
+/// their second sighting, and what the memo says is right: its reads are
+/// hits of their own rows, its writes invalidate exactly the rows they name.
+#[tokio::test]
+async fn memoized_verdicts_serve_and_invalidate_the_rows_they_name() {
+    let db = mariadb();
+    let values: Vec<String> = (1..=50).map(|i| format!("({i}, 'v{i}')")).collect();
+    db.sql_socket(&format!(
+        "DROP TABLE IF EXISTS test.memo; CREATE TABLE test.memo (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO test.memo VALUES {};",
+        values.join(", ")
+    ));
+    let proxy = Proxy::start(db, "", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    let rows0 = status(&mut c).await;
+    let read = |id: u32| format!("SELECT v FROM memo WHERE id={id}");
+    for id in 1..=50 {
+        assert_eq!(get(&mut c, &read(id)).await, Some(format!("v{id}")));
+        assert_eq!(get(&mut c, &read(id)).await, Some(format!("v{id}")));
+        assert_eq!(last(&mut c).await, "hit", "{}", read(id));
+    }
+    // Writes of one shape, each naming one row: that row is read back new,
+    // its neighbours stay hits with their old values.
+    for id in (2..=48).step_by(3) {
+        c.query_drop(format!("UPDATE memo SET v='w{id}' WHERE id={id}"))
+            .await
+            .unwrap();
+        assert_eq!(get(&mut c, &read(id)).await, Some(format!("w{id}")));
+        assert_eq!(last(&mut c).await, "miss(filled)", "{}", read(id));
+        assert_eq!(
+            get(&mut c, &read(id + 1)).await,
+            Some(format!("v{}", id + 1))
+        );
+        assert_eq!(last(&mut c).await, "hit", "{}", read(id + 1));
+    }
+    let rows = status(&mut c).await;
+    let delta = |k: &str| stat(&rows, k) - stat(&rows0, k);
+    // Of 50 + 16 + 16 misses and writes of three shapes, each shape is
+    // parsed at its first two sightings only.
+    assert!(delta("classify_memoized") >= 50 + 16 + 16 - 6, "{rows:?}");
+    assert!(delta("classify_parsed") <= 6 + 3, "{rows:?}");
+}

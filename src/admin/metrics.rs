@@ -93,6 +93,16 @@ fn cache_families(p: &mut Prom, cache: &Cache) {
         g(&s.misses),
     );
     p.counter("sqlcache_stale_total", "Entries found stale.", g(&s.stale));
+    p.counter(
+        "sqlcache_classify_parsed_total",
+        "Text statements classified by sqlparser.",
+        g(&s.parsed),
+    );
+    p.counter(
+        "sqlcache_classify_memoized_total",
+        "Text statements classified from the verdict memo (no parse).",
+        g(&s.memoized),
+    );
     p.counters(
         "sqlcache_bypass_total",
         "Statements not served from the cache, by reason.",

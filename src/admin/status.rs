@@ -52,6 +52,8 @@ pub fn status_rows(cache: &Cache) -> Vec<(String, String)> {
         ("stale".into(), g(&s.stale)),
         ("fills".into(), g(&s.fills)),
         ("coalesced".into(), g(&s.coalesced)),
+        ("classify_parsed".into(), g(&s.parsed)),
+        ("classify_memoized".into(), g(&s.memoized)),
         ("entries".into(), cache.entries().to_string()),
         ("bytes".into(), cache.bytes().to_string()),
     ];

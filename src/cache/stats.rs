@@ -119,6 +119,9 @@ pub struct Stats {
     pub stale: AtomicU64,
     pub fills: AtomicU64,
     pub coalesced: AtomicU64,
+    /// Text statements classified by sqlparser, and from the verdict memo.
+    pub parsed: AtomicU64,
+    pub memoized: AtomicU64,
     pub bypass: [AtomicU64; BypassReason::ALL.len()],
     pub invalidations: [AtomicU64; 6],
     pub feed: FeedStats,
@@ -128,6 +131,14 @@ pub struct Stats {
 impl Stats {
     pub fn bypass(&self, r: BypassReason) {
         self.bypass[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn classified(&self, s: crate::classify::memo::Source) {
+        let c = match s {
+            crate::classify::memo::Source::Parsed => &self.parsed,
+            crate::classify::memo::Source::Memo => &self.memoized,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn invalidated(&self, s: Source) {

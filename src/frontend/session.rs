@@ -418,7 +418,9 @@ impl Session {
             return self.kill(kill).await;
         }
         let verdict = if self.shared.cache.cfg.enabled {
-            classify::classify_lexed(&lexed)
+            let (verdict, source) = classify::classify_memo(&lexed);
+            self.shared.cache.stats.classified(source);
+            verdict
         } else {
             Verdict::Bypass(BypassReason::CacheDisabled)
         };
