@@ -60,6 +60,7 @@ start_proxy() {
 [proxy]
 listen = "127.0.0.1:$PROXY_PORT"
 workers = ${SQLCACHE_WORKERS:-0}
+max_connections = ${SQLCACHE_MAX_CONNECTIONS:-4096}
 [backend]
 host = "127.0.0.1"
 port = $db_port
