@@ -76,7 +76,7 @@ PY
 echo
 echo "== 1. memory per cached row ($(($(date +%s) - t0)) s to fill)"
 awk -v e=$((e1 - e0)) -v r=$(((r1 - r0) * 1024)) -v w="$wire" -v b="$(status bytes)" -v n="$e1" 'BEGIN {
-    printf "entries added %d (total %d), RSS growth %.1f MiB, cache bytes (key + response + 96) %.1f MiB\n", e, n, r / 1048576, b / 1048576
+    printf "entries added %d (total %d), RSS growth %.1f MiB, cache bytes as max_memory counts them %.1f MiB\n", e, n, r / 1048576, b / 1048576
     printf "per row: %.0f bytes of RSS for a %d-byte response: %.2fx (goal <= 2.0x)\n", r / e, w, r / e / w }'
 
 echo "== 2. RSS with $CONNS idle client connections"

@@ -49,7 +49,7 @@ fn hit_path(c: &mut Criterion) {
     c.bench_function("hit/text", |b| {
         b.iter(|| {
             build_key(&mut key, &state, TEXT, text, (&[], &[]));
-            let Lookup::Hit(bytes) = cache.lookup(&key) else {
+            let Lookup::Hit(bytes, _) = cache.lookup(&key) else {
                 panic!("miss")
             };
             out.clear();
@@ -59,7 +59,7 @@ fn hit_path(c: &mut Criterion) {
     c.bench_function("hit/prepared", |b| {
         b.iter(|| {
             build_key(&mut key, &state, BINARY, prepared, (&params, &types));
-            let Lookup::Hit(bytes) = cache.lookup(&key) else {
+            let Lookup::Hit(bytes, _) = cache.lookup(&key) else {
                 panic!("miss")
             };
             out.clear();

@@ -2,9 +2,11 @@
 //! (`http.rs`: `/metrics`, `/health`), one Prometheus writer (`prom.rs`)
 //! for `sqlcache` (`metrics.rs`) and `sqlcache cdc` (`cdc/metrics.rs`),
 //! and the content of the proxy's own statements (`status.rs`: `SHOW
-//! SQLCACHE STATUS | LAST`).
+//! SQLCACHE STATUS | LAST | QUERIES`; `insight.rs`: the per-shape
+//! statistics QUERIES shows).
 
 pub mod http;
+pub mod insight;
 pub mod metrics;
 pub mod prom;
 pub mod status;

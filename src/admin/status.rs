@@ -1,5 +1,6 @@
-//! `SHOW SQLCACHE STATUS` and `SHOW SQLCACHE LAST`: the statements the
-//! proxy answers itself, and the counters STATUS shows.
+//! `SHOW SQLCACHE STATUS | LAST | QUERIES`: the statements the proxy
+//! answers itself, and the counters STATUS shows (QUERIES' rows are
+//! `insight.rs`'s).
 //!
 //! Policy: recognised from the raw bytes before anything else (never
 //! forwarded, never cached); anything else after `SHOW SQLCACHE` is an
@@ -8,36 +9,82 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::{Cache, Stats, L2};
-use crate::classify::lexer::{is_kw, Lexer};
+use crate::classify::lexer::{is_kw, Lexer, Token};
 use crate::classify::BypassReason;
 
-/// Cheap test on the raw bytes: does this look like `SHOW SQLCACHE …`?
+/// Cheap test on the raw bytes: is this `SHOW SQLCACHE …` or `SQLCACHE …`
+/// (no SQL statement starts with that word)?
 pub fn is_sqlcache_statement(sql: &[u8]) -> bool {
     let t = sql.trim_ascii_start();
-    t.len() >= 13 && t[..4].eq_ignore_ascii_case(b"show") && {
-        let rest = t[4..].trim_ascii_start();
-        rest.len() >= 8 && rest[..8].eq_ignore_ascii_case(b"sqlcache")
-    }
+    let word = |t: &[u8], w: &[u8]| {
+        t.len() >= w.len()
+            && t[..w.len()].eq_ignore_ascii_case(w)
+            && t.get(w.len())
+                .is_none_or(|c| c.is_ascii_whitespace() || *c == b';')
+    };
+    word(t, b"sqlcache") || (word(t, b"show") && word(t[4..].trim_ascii_start(), b"sqlcache"))
 }
 
-/// Which of the proxy's own statements a `SHOW SQLCACHE …` is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which of the proxy's own statements this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Own {
     Status,
     Last,
+    Queries,
+    Flush(Flush),
+}
+
+/// What `SQLCACHE FLUSH` empties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flush {
+    /// Every cached entry (`SQLCACHE FLUSH`).
+    All,
+    /// One table's entries (`SQLCACHE FLUSH [db.]table`; no db: the
+    /// session's current one).
+    Table { db: Option<String>, table: String },
+    /// The statistics of `SHOW SQLCACHE QUERIES` (`SQLCACHE FLUSH QUERIES`).
+    Queries,
 }
 
 impl Own {
     pub fn parse(sql: &[u8]) -> Option<Own> {
         let text = String::from_utf8_lossy(sql);
-        let toks: Vec<_> = Lexer::new(&text).collect();
-        if is_kw(toks.get(2), "STATUS") {
-            Some(Own::Status)
-        } else if is_kw(toks.get(2), "LAST") {
-            Some(Own::Last)
-        } else {
-            None
+        let mut toks: Vec<_> = Lexer::new(&text).collect();
+        while toks.last() == Some(&Token::Semicolon) {
+            toks.pop();
         }
+        if is_kw(toks.first(), "SQLCACHE") {
+            return is_kw(toks.get(1), "FLUSH")
+                .then(|| parse_flush(&toks[2..]).map(Own::Flush))
+                .flatten();
+        }
+        match toks.get(2) {
+            t if is_kw(t, "STATUS") => Some(Own::Status),
+            t if is_kw(t, "LAST") => Some(Own::Last),
+            t if is_kw(t, "QUERIES") => Some(Own::Queries),
+            _ => None,
+        }
+    }
+}
+
+/// The target of `SQLCACHE FLUSH`, from the tokens after FLUSH.
+fn parse_flush(toks: &[Token<'_>]) -> Option<Flush> {
+    let name = |t: &Token<'_>| match t {
+        Token::Word(w) | Token::Quoted(w) => Some(w.to_string()),
+        _ => None,
+    };
+    match toks {
+        [] => Some(Flush::All),
+        [t] if is_kw(Some(t), "QUERIES") => Some(Flush::Queries),
+        [t] => Some(Flush::Table {
+            db: None,
+            table: name(t)?,
+        }),
+        [d, Token::Punct('.'), t] => Some(Flush::Table {
+            db: Some(name(d)?),
+            table: name(t)?,
+        }),
+        _ => None,
     }
 }
 
@@ -134,6 +181,32 @@ mod tests {
         assert!(!is_sqlcache_statement(b"SELECT 1"));
         assert_eq!(Own::parse(b"show sqlcache status"), Some(Own::Status));
         assert_eq!(Own::parse(b"SHOW SQLCACHE LAST"), Some(Own::Last));
+        assert_eq!(Own::parse(b"show sqlcache queries"), Some(Own::Queries));
         assert_eq!(Own::parse(b"SHOW SQLCACHE PLEASE"), None);
+        assert!(is_sqlcache_statement(b"sqlcache flush"));
+        assert!(is_sqlcache_statement(b"SQLCACHE FLUSH test.t;"));
+        assert!(!is_sqlcache_statement(b"sqlcachex flush"));
+        assert!(!is_sqlcache_statement(b"SHOW SQLCACHEX"));
+    }
+
+    #[test]
+    fn parses_flush_targets() {
+        let flush = |s: &str| match Own::parse(s.as_bytes()) {
+            Some(Own::Flush(f)) => Some(f),
+            _ => None,
+        };
+        assert_eq!(flush("SQLCACHE FLUSH"), Some(Flush::All));
+        assert_eq!(flush("sqlcache flush queries;"), Some(Flush::Queries));
+        let t = |db: Option<&str>, table: &str| {
+            Some(Flush::Table {
+                db: db.map(Into::into),
+                table: table.into(),
+            })
+        };
+        assert_eq!(flush("SQLCACHE FLUSH t1"), t(None, "t1"));
+        assert_eq!(flush("SQLCACHE FLUSH `my db`.`t`"), t(Some("my db"), "t"));
+        assert_eq!(flush("SQLCACHE FLUSH a.b.c"), None);
+        assert_eq!(flush("SQLCACHE FLUSH 'x'"), None);
+        assert_eq!(flush("SQLCACHE EMPTY"), None);
     }
 }

@@ -66,7 +66,14 @@ pub struct Entry {
     pub ttl: Duration,
     /// How to fill it again when a feed changes its row (refresh tables).
     pub recipe: Option<Arc<Recipe>>,
+    /// The statement's shape digest for query insight
+    /// (`classify::digest`), so a hit need not compute it; `UNKNOWN_SHAPE`
+    /// when the filler did not know it.
+    pub shape: u64,
 }
+
+/// `Entry::shape` of an entry filled without its statement's shape.
+pub const UNKNOWN_SHAPE: u64 = 0;
 
 /// Where an invalidation came from (its metric label).
 #[derive(Clone, Copy)]
@@ -91,10 +98,11 @@ impl Origin {
 
 /// Result of a lookup.
 pub enum Lookup {
-    Hit(Bytes),
+    /// The response and its statement's shape (`Entry::shape`).
+    Hit(Bytes, u64),
     /// Fresh here, but another proxy may have invalidated it: serve it
     /// only once the tier confirms these tokens (`L2::confirm`).
-    Confirm(Bytes, L2Guard),
+    Confirm(Bytes, L2Guard, u64),
     /// An entry existed but something it depends on changed.
     Stale,
     Miss,
@@ -174,10 +182,10 @@ impl Cache {
                     r.touch();
                 }
                 if self.l1_trusted() {
-                    return Lookup::Hit(e.response.clone());
+                    return Lookup::Hit(e.response.clone(), e.shape);
                 }
                 match &e.l2 {
-                    Some(g) => Lookup::Confirm(e.response.clone(), g.clone()),
+                    Some(g) => Lookup::Confirm(e.response.clone(), g.clone(), e.shape),
                     None => Lookup::Miss,
                 }
             }
@@ -227,6 +235,7 @@ impl Cache {
                 l2: None,
                 ttl,
                 recipe,
+                shape: UNKNOWN_SHAPE,
             },
         )
     }
@@ -454,7 +463,7 @@ mod tests {
             Duration::from_secs(60),
             None,
         );
-        assert!(matches!(c.lookup(b"k"), Lookup::Hit(b) if &b[..] == b"resp"));
+        assert!(matches!(c.lookup(b"k"), Lookup::Hit(b, _) if &b[..] == b"resp"));
         c.invalidate(&tag);
         assert!(matches!(c.lookup(b"k"), Lookup::Stale));
         assert!(matches!(c.lookup(b"k"), Lookup::Miss));
@@ -496,7 +505,7 @@ mod tests {
             Duration::from_millis(50),
             None,
         );
-        assert!(matches!(c.lookup(b"short"), Lookup::Hit(_)));
+        assert!(matches!(c.lookup(b"short"), Lookup::Hit(..)));
         std::thread::sleep(Duration::from_millis(120));
         assert!(matches!(c.lookup(b"short"), Lookup::Miss));
         for i in 0..100u32 {

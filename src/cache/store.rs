@@ -19,7 +19,15 @@ pub trait Store: Send + Sync {
     fn bytes(&self) -> u64;
 }
 
-/// moka, bounded by bytes (key + response + overhead) and per-entry TTL.
+/// Bytes an entry costs beyond its key and response, counted against
+/// `max_memory` so the bound is on real memory: measured by
+/// `bench/memory.sh` (RSS per cached row minus key and response, 195-byte
+/// responses): moka's bookkeeping about 340, the `Entry`, its guard and
+/// allocation rounding about 250.
+pub const ENTRY_OVERHEAD: usize = 592;
+
+/// moka, bounded by bytes (key + response + `ENTRY_OVERHEAD`) and
+/// per-entry TTL.
 pub struct MokaStore {
     inner: moka::sync::Cache<Vec<u8>, Arc<Entry>, foldhash::fast::RandomState>,
 }
@@ -37,7 +45,7 @@ impl MokaStore {
         let inner = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
-                (k.len() + v.response.len() + 96).min(u32::MAX as usize) as u32
+                (k.len() + v.response.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
             })
             .expire_after(EntryExpiry)
             // The table's hash only spreads keys (moka compares them whole):

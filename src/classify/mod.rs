@@ -9,6 +9,7 @@
 //! verdict among statements that differ only in literals, so sqlparser runs
 //! once per shape. No I/O here: every rule is unit-tested without a server.
 
+pub mod digest;
 pub mod effects;
 pub mod lexer;
 pub mod memo;

@@ -81,8 +81,9 @@ impl Session {
     pub(super) async fn serve_hit(&mut self) -> bool {
         let cache = &self.shared.cache;
         match cache.lookup(&self.keybuf) {
-            Lookup::Hit(bytes) => {
+            Lookup::Hit(bytes, shape) => {
                 self.conn.write_framed(&bytes);
+                self.shape = shape;
                 cache
                     .stats
                     .hits
@@ -90,13 +91,14 @@ impl Session {
                 self.routed = Routed::Hit(Tier::L1);
                 true
             }
-            Lookup::Confirm(bytes, guard) => {
+            Lookup::Confirm(bytes, guard, shape) => {
                 let Some(l2) = &cache.l2 else { return false };
                 if !l2.confirm(&guard).await {
                     cache.remove(&self.keybuf);
                     return false;
                 }
                 self.conn.write_framed(&bytes);
+                self.shape = shape;
                 cache.stats.hits.fetch_add(1, Ordering::Relaxed);
                 self.routed = Routed::Hit(Tier::L1Confirmed);
                 true
@@ -223,6 +225,7 @@ impl Session {
             l2: Some(hit.guard),
             ttl: fill.ttl.min(hit.ttl_left),
             recipe: fill.recipe,
+            shape: self.shape,
         };
         cache.insert_entry(self.keybuf.clone(), entry);
     }
@@ -263,6 +266,7 @@ impl Session {
             l2: fill.l2,
             ttl: fill.ttl,
             recipe: fill.recipe,
+            shape: self.shape,
         };
         cache.insert_entry(self.keybuf.clone(), entry);
         self.routed = Routed::Miss(Stored::Filled);

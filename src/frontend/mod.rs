@@ -137,6 +137,7 @@ impl Proxy {
             tls,
             next_id: AtomicU32::new(1),
             sessions: Mutex::new(HashMap::new()),
+            insight: Default::default(),
         });
         Ok(Proxy {
             listener,

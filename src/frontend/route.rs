@@ -1,6 +1,6 @@
 //! How one statement was routed: a single value per command, from which the
-//! `/metrics` latency label, the statement's log event and `SHOW SQLCACHE
-//! LAST` are all derived.
+//! `/metrics` latency label, the statement's log event, `SHOW SQLCACHE
+//! LAST` and the shape's `SHOW SQLCACHE QUERIES` counters are all derived.
 //!
 //! Policy: a command starts as `Local`; the cache decision replaces it once
 //! (hit, miss, bypass, write, forward) and later steps only complete its
@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use crate::admin::insight::Outcome;
 use crate::cache::stats::Route;
 use crate::classify::BypassReason;
 
@@ -71,6 +72,19 @@ impl Routed {
             Routed::Bypass(_) => "bypass",
             Routed::Write(_) => "write",
             Routed::Forward => "forward",
+        }
+    }
+
+    /// The statement's outcome for its shape's insight counters.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Routed::Hit(_) => Outcome::Hit,
+            Routed::Miss(Stored::Filled) => Outcome::Filled,
+            Routed::Miss(Stored::NotStored(r)) => Outcome::NotStored(*r),
+            Routed::Miss(Stored::Pending) => Outcome::Unanswered,
+            Routed::Bypass(r) => Outcome::Bypass(*r),
+            Routed::Write(_) => Outcome::Write,
+            Routed::Local(_) | Routed::Forward => Outcome::Other,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub next_id: AtomicU32,
     pub sessions: Mutex<HashMap<u32, Arc<SessionHandle>>>,
+    /// Per-shape statistics for `SHOW SQLCACHE QUERIES`.
+    pub insight: crate::admin::insight::Insight,
 }
 
 /// What other sessions may see of a session (for KILL).
@@ -133,6 +135,10 @@ pub struct Session {
     pub(super) state_hash: crate::cache::key::StateHash,
     /// Invalidations of an open transaction, applied again at COMMIT.
     pub(super) pending: Vec<crate::invalidation::Effect>,
+    /// The current statement's shape digest once known (prepared: from
+    /// PREPARE; a hit: from its entry; a text miss: computed), else
+    /// `UNKNOWN_SHAPE` (`SHOW SQLCACHE QUERIES`).
+    pub(super) shape: u64,
 }
 
 /// Drives one accepted client connection from handshake to close.
@@ -186,6 +192,7 @@ pub async fn serve(
             keybuf: Vec::with_capacity(256),
             state_hash: Default::default(),
             pending: Vec::new(),
+            shape: crate::cache::UNKNOWN_SHAPE,
         };
         tracing::info!(user = %s.login.user, "connected");
         if let Err(e) = s.run(&mut shutdown).await {
@@ -225,14 +232,14 @@ impl Session {
             };
             let started = Instant::now();
             self.routed = Routed::Local("local");
+            self.shape = crate::cache::UNKNOWN_SHAPE;
             let flow = self.dispatch(cmd, body).await?;
             // Counted before the reply is flushed: once a client has its
             // answer, every scrape of /metrics includes the statement.
             let routed = std::mem::replace(&mut self.routed, Routed::Local("local"));
-            self.shared
-                .cache
-                .stats
-                .observe(routed.metric(), started.elapsed());
+            let took = started.elapsed();
+            self.shared.cache.stats.observe(routed.metric(), took);
+            self.record_insight(cmd, body, &routed, took);
             self.conn.flush().await?;
             debug!(
                 command = command_name(cmd),
@@ -396,7 +403,7 @@ impl Session {
 
     async fn com_query(&mut self, sql: &[u8]) -> Result<(), SessionError> {
         if crate::admin::status::is_sqlcache_statement(sql) {
-            self.sqlcache_statement(sql);
+            self.sqlcache_statement(sql).await;
             return Ok(());
         }
         // Hit path: no parsing at all.
@@ -407,6 +414,7 @@ impl Session {
                 return Ok(());
             }
         }
+        self.shape = classify::digest::digest(sql);
         let text = String::from_utf8_lossy(sql);
         let lexed = classify::Lexed::new(&text);
         let fx = classify::analyze_lexed(&lexed);

@@ -32,6 +32,8 @@ use crate::classify::{BypassReason, Verdict};
 
 pub struct PreparedStmt {
     pub sql: Arc<[u8]>,
+    /// The shape's digest for query insight (`classify::digest`).
+    pub digest: u64,
     /// Classified once, at PREPARE.
     pub verdict: Arc<Verdict>,
     pub num_params: u16,
@@ -251,6 +253,7 @@ impl Session {
             id,
             PreparedStmt {
                 sql: Arc::from(sql),
+                digest: crate::classify::digest::digest(sql),
                 verdict: Arc::new(if self.shared.cache.cfg.enabled {
                     crate::classify::classify(&String::from_utf8_lossy(sql))
                 } else {
@@ -297,6 +300,7 @@ impl Session {
         let types = stmt.param_types.clone().unwrap_or_default();
         let long_data = std::mem::take(&mut stmt.long_data);
         let (sql, verdict) = (stmt.sql.clone(), stmt.verdict.clone());
+        self.shape = stmt.digest;
         let st = Stmt {
             proto: BINARY,
             sql: &sql,
@@ -357,6 +361,7 @@ mod tests {
     fn stmt(n: u16) -> PreparedStmt {
         PreparedStmt {
             sql: Arc::from(&b"select ?"[..]),
+            digest: 0,
             verdict: Arc::new(Verdict::Bypass(BypassReason::NotPointRead)),
             num_params: n,
             columns: Arc::from(Vec::new()),

@@ -82,8 +82,8 @@ impl Proxy {
         let c = &self.cache;
         let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
         match c.lookup(&key) {
-            Lookup::Hit(b) => return (text(&b), "l1"),
-            Lookup::Confirm(b, g) if self.l2().confirm(&g).await => {
+            Lookup::Hit(b, _) => return (text(&b), "l1"),
+            Lookup::Confirm(b, g, _) if self.l2().confirm(&g).await => {
                 return (text(&b), "l1-confirmed")
             }
             Lookup::Confirm(..) => c.remove(&key),
@@ -135,6 +135,7 @@ fn entry(response: Bytes, guard: crate::cache::Guard, l2: Option<L2Guard>, ttl: 
         l2,
         ttl,
         recipe: None,
+        shape: crate::cache::UNKNOWN_SHAPE,
     }
 }
 
