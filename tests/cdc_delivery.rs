@@ -254,9 +254,26 @@ fn assert_every_value(
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_and_mysql_outages_lose_nothing_and_keep_order() {
     let mut run = Outage::start("cdc_out1", "").await;
+    let health = |run: &Outage| http_get(run.metrics_port, "/health");
+    assert!(health(&run).starts_with("HTTP/1.0 200"), "{}", health(&run));
     run.kafka.set_cut(true);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Changes wait for Kafka longer than `max_unacked_age` (1 s): /health
+    // says so while the broker is away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let h = health(&run);
+    assert!(
+        h.starts_with("HTTP/1.0 503") && h.contains("stalled"),
+        "{h}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     run.kafka.set_cut(false);
+    let d = Deadline::new(
+        Duration::from_secs(20),
+        "/health healthy once Kafka is back",
+    );
+    while !health(&run).starts_with("HTTP/1.0 200") {
+        d.tick().await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before_mysql_cut = run.restarts();
     assert_eq!(before_mysql_cut, 0, "the Kafka outage stalls the session");
@@ -269,8 +286,15 @@ async fn kafka_and_mysql_outages_lose_nothing_and_keep_order() {
         d.tick().await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let h = health(&run);
+    assert!(
+        h.starts_with("HTTP/1.0 503") && h.contains("failing"),
+        "{h}"
+    );
     run.mysql.set_cut(false);
     let (msgs, finals, updates) = run.finish().await;
+    let h = health(&run);
+    assert!(h.starts_with("HTTP/1.0 200"), "{h}");
     let (events, dups) = assert_every_value_in_order(&msgs, &finals);
     eprintln!("outages: {updates} updates, {events} events, {dups} published twice");
     assert!(
@@ -319,6 +343,8 @@ struct Outage {
     mysql: Relay,
     broker: Broker,
     cdc: Cdc,
+    /// `/metrics` and `/health` of the publisher.
+    metrics_port: u16,
     topic: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     writer: tokio::task::JoinHandle<usize>,
@@ -339,12 +365,15 @@ impl Outage {
              USE {schema}; CREATE TABLE k (id INT PRIMARY KEY, v INT NOT NULL); \
              INSERT INTO k SELECT seq, 0 FROM seq_1_to_{rows};"
         ));
+        let metrics_port = free_port();
         let cdc = Cdc::start_to(
             mysql.port,
             &format!("127.0.0.1:{}", kafka.port),
             &tempdir().join("state.json"),
             &format!(
-                "topic_prefix = \"out\"\ninclude = [\"{schema}.*\"]\n[cdc.kafka]\n{kafka_extra}"
+                "topic_prefix = \"out\"\ninclude = [\"{schema}.*\"]\n\
+                 metrics_listen = \"127.0.0.1:{metrics_port}\"\nmax_unacked_age = \"1s\"\n\
+                 [cdc.kafka]\n{kafka_extra}"
             ),
         );
         blocking(|| {
@@ -361,6 +390,7 @@ impl Outage {
             mysql,
             broker,
             cdc,
+            metrics_port,
             topic,
             stop,
             writer,

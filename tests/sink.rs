@@ -18,7 +18,7 @@ use common::broker::Broker;
 use common::cdc::Cdc;
 use common::relay::Relay;
 use common::sink::Sink;
-use common::sqlcache::Deadline;
+use common::sqlcache::{http_get, Deadline};
 use common::types::{type_row, TYPES_DDL};
 use common::*;
 use mysql_async::prelude::*;
@@ -537,17 +537,6 @@ async fn kills_and_outages_leave_the_target_identical_to_the_source() {
         rows(target.port, "sc.b").await.len()
     );
     assert!(cdc.exited().is_none(), "cdc kept running");
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
-    let mut b = String::new();
-    let _ = s.read_to_string(&mut b);
-    b
 }
 
 /// Once converged nothing more flows, and B's topic carries B's own

@@ -1,22 +1,54 @@
 //! The admin HTTP endpoint `sqlcache`, `sqlcache cdc` and `sqlcache sink`
-//! serve: `GET /metrics` (Prometheus text) and `GET /health` (200, or 503
-//! with the reason where the caller can tell it is unhealthy).
+//! serve: `GET /metrics` (Prometheus text), `GET /health` (liveness: 200,
+//! or 503 with the reason where the caller can tell it is unhealthy) and,
+//! for the proxy, `GET /ready` (readiness, `ready.rs`).
 //!
 //! Policy: HTTP/1.0, one GET per connection; a request slower than 5 s or
 //! larger than 8 KiB is dropped; any other path is a 404.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Serves `/metrics` (the text `metrics` gives) and `/health` until the
-/// task is dropped.
-pub async fn serve<F>(listener: TcpListener, metrics: F)
+/// A status line and body.
+pub type Reply = (&'static str, String);
+/// What `/ready` answers, computed when asked.
+pub type ReadyFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// The proxy's endpoint: `/metrics` (the text `metrics` gives), `/health`
+/// (200 while the process serves) and `/ready` (200 or 503 with the
+/// reasons `ready` gives), until the task is dropped.
+pub async fn serve<F, R>(listener: TcpListener, metrics: F, ready: R)
 where
     F: Fn() -> String + Send + Sync + 'static,
+    R: Fn() -> ReadyFuture + Send + Sync + 'static,
 {
-    serve_with_health(listener, metrics, || Ok("ok\n".to_string())).await
+    let metrics = Arc::new(metrics);
+    serve_http(
+        listener,
+        move |path: &str| -> Pin<Box<dyn Future<Output = Option<Reply>> + Send>> {
+            match path {
+                "/metrics" => Box::pin(std::future::ready(Some(("200 OK", metrics())))),
+                "/health" => Box::pin(std::future::ready(Some(("200 OK", "ok\n".to_string())))),
+                "/ready" => {
+                    let r = ready();
+                    Box::pin(async move { Some(status_of(r.await)) })
+                }
+                _ => Box::pin(std::future::ready(None)),
+            }
+        },
+    )
+    .await
+}
+
+fn status_of(r: Result<String, String>) -> Reply {
+    match r {
+        Ok(body) => ("200 OK", body),
+        Err(body) => ("503 Service Unavailable", body),
+    }
 }
 
 /// Binds `addr` and serves `/metrics` and `/health` there on a task of its
@@ -39,23 +71,23 @@ where
     F: Fn() -> String + Send + Sync + 'static,
     H: Fn() -> Result<String, String> + Send + Sync + 'static,
 {
-    serve_http(listener, move |path| match path {
-        "/metrics" => Some(("200 OK", metrics())),
-        "/health" => Some(match health() {
-            Ok(body) => ("200 OK", body),
-            Err(body) => ("503 Service Unavailable", body),
-        }),
-        _ => None,
+    serve_http(listener, move |path: &str| {
+        std::future::ready(match path {
+            "/metrics" => Some(("200 OK", metrics())),
+            "/health" => Some(status_of(health())),
+            _ => None,
+        })
     })
     .await
 }
 
 /// A minimal HTTP/1.0 server: one GET per connection; `route` maps the
-/// request path to a status line and body (`None`: 404). Slow or oversized requests are
-/// dropped.
-async fn serve_http<F>(listener: TcpListener, route: F)
+/// request path to a status line and body (`None`: 404). Slow or oversized
+/// requests are dropped.
+async fn serve_http<F, Fut>(listener: TcpListener, route: F)
 where
-    F: Fn(&str) -> Option<(&'static str, String)> + Send + Sync + 'static,
+    F: Fn(&str) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<Reply>> + Send + 'static,
 {
     let route = Arc::new(route);
     loop {
@@ -79,7 +111,8 @@ where
                 .strip_prefix("GET ")
                 .and_then(|r| r.split_whitespace().next())
                 .unwrap_or("");
-            let (code, body) = route(path).unwrap_or(("404 Not Found", "not found\n".to_string()));
+            let reply = route(path).await;
+            let (code, body) = reply.unwrap_or(("404 Not Found", "not found\n".to_string()));
             let head = format!(
                 "HTTP/1.0 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()

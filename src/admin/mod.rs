@@ -1,5 +1,5 @@
 //! The proxy's and the publisher's own surface: the admin HTTP endpoint
-//! (`http.rs`: `/metrics`, `/health`), one Prometheus writer (`prom.rs`)
+//! (`http.rs`: `/metrics`, `/health`, and the proxy's `/ready`, `ready.rs`), one Prometheus writer (`prom.rs`)
 //! for `sqlcache` (`metrics.rs`) and `sqlcache cdc` (`cdc/metrics.rs`),
 //! and the content of the proxy's own statements (`status.rs`: `SHOW
 //! SQLCACHE STATUS | LAST | QUERIES`; `insight.rs`: the per-shape
@@ -9,4 +9,5 @@ pub mod http;
 pub mod insight;
 pub mod metrics;
 pub mod prom;
+pub mod ready;
 pub mod status;

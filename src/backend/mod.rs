@@ -165,6 +165,22 @@ impl Backend {
         }
     }
 
+    /// Whether the backend answers now: a fresh connection with the proxy's
+    /// own account and a ping, bounded by `connect_timeout` (`/ready`).
+    pub async fn probe(&self) -> Result<(), BackendError> {
+        let opts = self.opts(&self.cfg.user, &self.cfg.password, false);
+        let mut conn = self.connect_raw(opts).await?;
+        let ping = tokio::time::timeout(self.cfg.connect_timeout, conn.ping()).await;
+        let _ = conn.disconnect().await;
+        match ping {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(BackendError::ConnectTimeout(
+                self.cfg.connect_timeout,
+                self.addr(),
+            )),
+        }
+    }
+
     /// The backend's version string, probed once with the proxy's own account.
     pub async fn server_version(&self) -> Result<String, BackendError> {
         if let Some(v) = self.server_version.lock().unwrap().clone() {

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::health::Health;
 use crate::admin::prom::{Prom, Series};
 
 #[derive(Default)]
@@ -97,6 +98,8 @@ pub struct Metrics {
     /// Newest acknowledged event time (s since epoch).
     pub acked_event_ts: AtomicI64,
     latency: Histogram,
+    /// What `/health` decides from (`health.rs`).
+    pub health: Health,
 }
 
 impl Default for Metrics {
@@ -115,6 +118,7 @@ impl Default for Metrics {
             position_pos: Counter::default(),
             acked_event_ts: AtomicI64::default(),
             latency: Histogram::new(&BUCKETS),
+            health: Health::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl Metrics {
     /// One message acknowledged.
     pub fn acked(&self, read_at: Option<Instant>, event_ts: u32, row: bool) {
         self.acked_messages.inc();
+        self.health.progressed();
         if row {
             self.acked_rows.inc();
         }
@@ -226,6 +231,11 @@ impl Metrics {
             "Age of the newest acknowledged binlog event (binlog clock, 1 s resolution).",
             lag,
         );
+        p.gauge(
+            "sqlcache_cdc_oldest_unacked_seconds",
+            "Age of the oldest message still waiting for Kafka's acknowledgement (0: none).",
+            self.health.oldest_unacked_age_s(super::now_ms()),
+        );
     }
 }
 
@@ -246,6 +256,7 @@ mod tests {
             "sqlcache_cdc_ack_latency_seconds_bucket{le=\"+Inf\"} 1",
             "sqlcache_cdc_snapshot_tables_done 0",
             "sqlcache_cdc_lag_seconds",
+            "sqlcache_cdc_oldest_unacked_seconds 0",
         ] {
             assert!(t.contains(f), "{f} missing in\n{t}");
         }

@@ -20,6 +20,7 @@
 pub mod columns;
 pub mod envelope;
 pub mod filter;
+pub mod health;
 pub mod metrics;
 pub mod publish;
 mod rows;
@@ -107,9 +108,11 @@ fn now_ms() -> i64 {
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), CdcError> {
     let c = cfg.cdc.clone().ok_or(CdcError::NoConfig)?;
     let metrics = Arc::new(Metrics::default());
+    metrics.health.set_bound(c.max_unacked_age);
     if let Some(addr) = &c.metrics_listen {
-        let m = metrics.clone();
-        crate::admin::http::spawn_endpoint(addr, move || m.prometheus(), || Ok("ok\n".into()))
+        let (m, h) = (metrics.clone(), metrics.clone());
+        let health = move || h.health.check(now_ms());
+        crate::admin::http::spawn_endpoint(addr, move || m.prometheus(), health)
             .await
             .map_err(|e| CdcError::Metrics(addr.clone(), e))?;
     }
@@ -139,6 +142,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             backoff.progressed();
         }
         metrics.restarts.inc();
+        metrics.health.session_failed(now_ms(), &err.to_string());
         warn!(error = %err, retry_in = ?backoff.delay(), "cdc session ended; resuming from the saved position");
         if !backoff.wait(&mut shutdown).await {
             return Ok(());
@@ -379,6 +383,7 @@ impl Session<'_> {
         )
         .await?;
         info!(start = ?start, "streaming the binlog");
+        self.metrics.health.streaming(now_ms());
         let cursor = Cursor {
             gtids,
             txn_gtid: None,

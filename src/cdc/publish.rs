@@ -47,6 +47,8 @@ enum Pending {
         /// The binlog event's time, seconds since epoch.
         event_ts: u32,
         row: bool,
+        /// When it was queued, wall-clock ms (`/health`).
+        queued_ms: i64,
     },
     Mark(State),
 }
@@ -82,6 +84,8 @@ fn client_config(cfg: &CdcConfig) -> ClientConfig {
 impl Publisher {
     pub fn new(cfg: &CdcConfig, metrics: Arc<Metrics>) -> Result<Publisher, CdcError> {
         let c = client_config(cfg);
+        // A new session: what an earlier one left outstanding is not waited for.
+        metrics.health.oldest_unacked(0);
         Ok(Publisher {
             producer: c.create().map_err(CdcError::Kafka)?,
             admin: c.create().map_err(CdcError::Kafka)?,
@@ -149,12 +153,17 @@ impl Publisher {
         loop {
             match self.producer.send_result(rec) {
                 Ok(fut) => {
+                    let queued_ms = super::now_ms();
                     self.pending.push_back(Pending::Msg {
                         fut,
                         read_at,
                         event_ts,
                         row,
+                        queued_ms,
                     });
+                    if self.unacked_msgs == 0 {
+                        self.metrics.health.oldest_unacked(queued_ms);
+                    }
                     self.unacked_msgs += 1;
                     self.metrics.sent.inc();
                     return Ok(());
@@ -230,6 +239,7 @@ impl Publisher {
                         unreachable!("front was a message");
                     };
                     self.unacked_msgs -= 1;
+                    self.metrics.health.oldest_unacked(self.oldest_queued_ms());
                     let failure = match res {
                         Ok(Ok(_)) => {
                             self.metrics.acked(read_at, event_ts, row);
@@ -242,6 +252,17 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// When the oldest message still outstanding was queued (0: none).
+    fn oldest_queued_ms(&self) -> i64 {
+        self.pending
+            .iter()
+            .find_map(|p| match p {
+                Pending::Msg { queued_ms, .. } => Some(*queued_ms),
+                Pending::Mark(_) => None,
+            })
+            .unwrap_or(0)
     }
 
     /// Records the first failed delivery and stops librdkafka from sending

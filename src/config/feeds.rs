@@ -68,6 +68,11 @@ pub struct CdcConfig {
     /// Idle heartbeat asked of MySQL (a dead link is noticed after twice it).
     #[serde(default = "one_second", with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// `/health` answers 503 once a change read from the binlog has waited
+    /// this long for Kafka's acknowledgement, or sessions have been failing
+    /// for this long (`cdc/health.rs`).
+    #[serde(default = "thirty_seconds", with = "humantime_serde")]
+    pub max_unacked_age: Duration,
     /// Passed verbatim to librdkafka's producer (`security.protocol`,
     /// `sasl.*`, `linger.ms`, …).
     #[serde(default)]
@@ -109,6 +114,10 @@ fn one_i32() -> i32 {
 
 fn one_second() -> Duration {
     Duration::from_secs(1)
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Change feeds that keep the cache fresh from writes the proxy never sees.
@@ -257,6 +266,9 @@ impl CdcConfig {
         }
         if self.topic_replication < 1 {
             p.push("cdc.topic_replication: must be at least 1".into());
+        }
+        if self.max_unacked_age < Duration::from_millis(100) {
+            p.push("cdc.max_unacked_age: must be at least 100ms".into());
         }
         if self.heartbeat < Duration::from_millis(100) {
             p.push("cdc.heartbeat: must be at least 100ms".into());

@@ -86,12 +86,16 @@ async fn worker(
     let _ = exit.wait_for(|e| *e).await;
 }
 
-/// `GET /metrics` (Prometheus text) and `GET /health`.
+/// `GET /metrics` (Prometheus text), `GET /health` and `GET /ready`.
 async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
-    crate::admin::http::serve(listener, move || {
-        crate::admin::metrics::prometheus(&shared.cache, shared.backend.open_connections())
-    })
-    .await
+    let s = shared.clone();
+    let ready = move || -> crate::admin::http::ReadyFuture {
+        let s = s.clone();
+        Box::pin(async move { crate::admin::ready::check(&s.backend, &s.cache).await })
+    };
+    let metrics =
+        move || crate::admin::metrics::prometheus(&shared.cache, shared.backend.open_connections());
+    crate::admin::http::serve(listener, metrics, ready).await
 }
 
 /// Answers a client over `max_connections` with error 1040 and closes.

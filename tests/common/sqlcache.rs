@@ -99,6 +99,19 @@ pub fn scrape(admin: u16) -> String {
     b
 }
 
+/// GET `path` from an admin endpoint: the whole response, status line
+/// first ("" if nothing listens).
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+    let mut b = String::new();
+    let _ = s.read_to_string(&mut b);
+    b
+}
+
 /// Statements timed under each route label, from a scrape.
 pub fn timed(body: &str, route: &str) -> u64 {
     let name = format!("sqlcache_statement_duration_seconds_count{{route=\"{route}\"}} ");
