@@ -32,6 +32,7 @@ pub mod cdc;
 pub mod change;
 pub mod classify;
 pub mod config;
+pub mod credential;
 pub mod frontend;
 pub mod invalidation;
 pub mod kafka;

@@ -162,6 +162,24 @@ mod tests {
     }
 
     #[test]
+    fn password_hashes_are_checked() {
+        let users = |u: &str| {
+            Config::parse(&format!("[[users]]\nname='a'\n{u}\n"), "t").and_then(|c| c.validate("t"))
+        };
+        let ok = users("password_hash = '*0123456789ABCDEF0123456789ABCDEF01234567'").unwrap();
+        assert!(matches!(
+            ok.users[0].secret(),
+            Some(crate::credential::Secret::Hash(_))
+        ));
+        let err = users("password_hash = 'plain'").unwrap_err().to_string();
+        assert!(err.contains("users[0].password_hash"), "{err}");
+        let err = users("password = 'x'\npassword_hash = ''")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
     fn every_bad_value_is_named() {
         let c = Config::parse(
             "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n",

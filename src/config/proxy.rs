@@ -58,11 +58,37 @@ pub struct BackendConfig {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct UserConfig {
     pub name: String,
     #[serde(default)]
     pub password: String,
+    /// MySQL's stored `mysql_native_password` hash (`*` + 40 hex digits,
+    /// `SELECT PASSWORD('…')`), instead of `password`.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+/// Secrets are never printed (a config dumped in a log or a panic).
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &(!self.password.is_empty()).then_some("…"))
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl UserConfig {
+    /// What the proxy checks this account's logins against (`None`: a
+    /// malformed `password_hash`, which validation reports).
+    pub fn secret(&self) -> Option<crate::credential::Secret> {
+        match &self.password_hash {
+            Some(h) => crate::credential::parse_hash(h),
+            None => Some(crate::credential::Secret::Plain(self.password.clone())),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +218,16 @@ pub(super) fn user_problems(users: &[UserConfig], p: &mut Vec<String>) {
         }
         if users[..i].iter().any(|o| o.name == u.name) {
             p.push(format!("users[{i}].name: `{}` listed twice", u.name));
+        }
+        if u.password_hash.is_some() && !u.password.is_empty() {
+            p.push(format!(
+                "users[{i}]: set password or password_hash, not both"
+            ));
+        }
+        if u.secret().is_none() {
+            p.push(format!(
+                "users[{i}].password_hash: expected `*` and 40 hex digits (SELECT PASSWORD('…')), or \"\" for no password"
+            ));
         }
     }
 }

@@ -19,6 +19,7 @@ use super::packet::{PacketConn, ProtoError};
 use super::stream::ClientStream;
 use super::wire;
 use crate::config::Config;
+use crate::credential::Secret;
 
 pub const NATIVE: &[u8] = b"mysql_native_password";
 
@@ -68,37 +69,36 @@ pub struct Login {
 /// Result of checking a client's credentials.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthDecision {
-    Accept,
+    /// With the credential for backend logins as this user
+    /// (`crate::credential`).
+    Accept(String),
     /// The client used another plugin: switch it to mysql_native_password.
     Switch,
     Deny,
 }
 
-/// Pure check of one auth response against the configured password.
+/// Pure check of one auth response against what the proxy holds for the
+/// account (`None`: no such account).
 pub fn check(
     plugin: Option<&[u8]>,
     response: &[u8],
     scramble: &[u8; 20],
-    password: Option<&str>,
+    secret: Option<&Secret>,
 ) -> AuthDecision {
-    let Some(password) = password else {
+    let Some(secret) = secret else {
         return AuthDecision::Deny;
     };
     let native = plugin.is_none_or(|p| p == NATIVE);
-    if password.is_empty() && response.is_empty() {
-        return AuthDecision::Accept;
+    if secret.is_empty() && response.is_empty() {
+        return AuthDecision::Accept(String::new());
     }
     if !native {
         return AuthDecision::Switch;
     }
-    match mysql_common::scramble::scramble_native(scramble, password.as_bytes()) {
-        Some(want) if constant_time_eq(&want, response) => AuthDecision::Accept,
-        _ => AuthDecision::Deny,
+    match secret.verify(scramble, response) {
+        Some(credential) => AuthDecision::Accept(credential),
+        None => AuthDecision::Deny,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn access_denied(buf: &mut Vec<u8>, user: &str, used_password: bool) {
@@ -138,27 +138,30 @@ pub async fn handshake(
         refuse(&mut conn, (3159, "HY000", why)).await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
     }
-    let password = cfg.user(&user).map(|u| u.password.clone());
+    let secret = cfg.user(&user).and_then(|u| u.secret());
     let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec());
     let first = resp.scramble_buf().to_vec();
-    let used = authenticate(
+    let authed = authenticate(
         &mut conn,
         plugin.as_deref(),
         first,
         &scramble,
-        password.as_deref(),
+        secret.as_ref(),
     )
     .await?;
-    if let Some(used_password) = used {
-        let mut b = Vec::new();
-        access_denied(&mut b, &user, used_password);
-        conn.write_packet(&b);
-        conn.flush().await?;
-        return Err(ProtoError::Malformed(format!("access denied for {user}")));
-    }
+    let credential = match authed {
+        Ok(c) => c,
+        Err(used_password) => {
+            let mut b = Vec::new();
+            access_denied(&mut b, &user, used_password);
+            conn.write_packet(&b);
+            conn.flush().await?;
+            return Err(ProtoError::Malformed(format!("access denied for {user}")));
+        }
+    };
     let login = Login {
         user,
-        password: password.unwrap_or_default(),
+        password: credential,
         db: resp
             .db_name()
             .filter(|d| {
@@ -236,16 +239,16 @@ async fn upgrade_tls(
 }
 
 /// Checks the client's proof (switching it to mysql_native_password when
-/// it used another plugin). `None` when accepted, else whether the client
-/// sent a password (for the error text).
+/// it used another plugin). The backend credential when accepted, else
+/// whether the client sent a password (for the error text).
 async fn authenticate(
     conn: &mut PacketConn<ClientStream>,
     plugin: Option<&[u8]>,
     mut response: Vec<u8>,
     scramble: &[u8; 20],
-    password: Option<&str>,
-) -> Result<Option<bool>, ProtoError> {
-    let mut decision = check(plugin, &response, scramble, password);
+    secret: Option<&Secret>,
+) -> Result<Result<String, bool>, ProtoError> {
+    let mut decision = check(plugin, &response, scramble, secret);
     if decision == AuthDecision::Switch {
         let mut data = scramble.to_vec();
         data.push(0);
@@ -258,9 +261,12 @@ async fn authenticate(
             .await?
             .ok_or(ProtoError::Closed)?
             .to_vec();
-        decision = check(None, &response, scramble, password);
+        decision = check(None, &response, scramble, secret);
     }
-    Ok((decision != AuthDecision::Accept).then_some(!response.is_empty()))
+    Ok(match decision {
+        AuthDecision::Accept(credential) => Ok(credential),
+        _ => Err(!response.is_empty()),
+    })
 }
 
 /// An error packet, then the caller ends the connection.
@@ -287,39 +293,45 @@ pub fn cfg_max_packet() -> usize {
 mod tests {
     use super::*;
 
+    fn plain(p: &str) -> Option<Secret> {
+        Some(Secret::Plain(p.into()))
+    }
+
     #[test]
     fn native_password_is_verified() {
         let s = new_scramble();
         let good = mysql_common::scramble::scramble_native(&s, b"pw").unwrap();
+        let pw = plain("pw");
+        let accept = AuthDecision::Accept("pw".into());
+        assert_eq!(check(Some(NATIVE), &good, &s, pw.as_ref()), accept);
+        assert_eq!(check(None, &good, &s, pw.as_ref()), accept);
+        let other = plain("other");
         assert_eq!(
-            check(Some(NATIVE), &good, &s, Some("pw")),
-            AuthDecision::Accept
-        );
-        assert_eq!(check(None, &good, &s, Some("pw")), AuthDecision::Accept);
-        assert_eq!(
-            check(Some(NATIVE), &good, &s, Some("other")),
+            check(Some(NATIVE), &good, &s, other.as_ref()),
             AuthDecision::Deny
         );
-        assert_eq!(check(Some(NATIVE), b"", &s, Some("pw")), AuthDecision::Deny);
+        assert_eq!(
+            check(Some(NATIVE), b"", &s, pw.as_ref()),
+            AuthDecision::Deny
+        );
         assert_eq!(check(Some(NATIVE), &good, &s, None), AuthDecision::Deny);
     }
 
     #[test]
     fn empty_password_and_other_plugins() {
         let s = new_scramble();
+        let sha2 = Some(&b"caching_sha2_password"[..]);
+        let (empty, pw) = (plain(""), plain("pw"));
         assert_eq!(
-            check(Some(b"caching_sha2_password"), b"", &s, Some("")),
-            AuthDecision::Accept
-        );
-        assert_eq!(check(Some(NATIVE), b"x", &s, Some("")), AuthDecision::Deny);
-        assert_eq!(
-            check(Some(b"caching_sha2_password"), &[1; 32], &s, Some("pw")),
-            AuthDecision::Switch
+            check(sha2, b"", &s, empty.as_ref()),
+            AuthDecision::Accept(String::new())
         );
         assert_eq!(
-            check(Some(b"caching_sha2_password"), &[1; 32], &s, None),
+            check(Some(NATIVE), b"x", &s, empty.as_ref()),
             AuthDecision::Deny
         );
+        assert_eq!(check(sha2, &[1; 32], &s, pw.as_ref()), AuthDecision::Switch);
+        assert_eq!(check(sha2, &[1; 32], &s, None), AuthDecision::Deny);
     }
 
     #[test]

@@ -144,15 +144,11 @@ impl Session {
             self.reply_err(1047, "08S01", "Malformed COM_CHANGE_USER");
             return Ok(Flow::Quit);
         };
-        let password = self.shared.cfg.user(&req.user).map(|u| u.password.clone());
+        let secret = self.shared.cfg.user(&req.user).and_then(|u| u.secret());
         let mut scramble = self.scramble;
         let mut response = req.auth;
-        let mut decision = auth::check(
-            req.plugin.as_deref(),
-            &response,
-            &scramble,
-            password.as_deref(),
-        );
+        let mut decision =
+            auth::check(req.plugin.as_deref(), &response, &scramble, secret.as_ref());
         if decision == auth::AuthDecision::Switch {
             scramble = auth::new_scramble();
             let mut data = scramble.to_vec();
@@ -170,17 +166,17 @@ impl Session {
                 .await?
                 .ok_or(ProtoError::Closed)?
                 .to_vec();
-            decision = auth::check(None, &response, &scramble, password.as_deref());
+            decision = auth::check(None, &response, &scramble, secret.as_ref());
         }
-        if decision != auth::AuthDecision::Accept {
+        let auth::AuthDecision::Accept(credential) = decision else {
             let m = self.conn.begin();
             auth::access_denied(self.conn.buf(), &req.user, !response.is_empty());
             self.conn.finish(m);
             return Ok(Flow::Quit);
-        }
+        };
         self.reset_state();
         self.login.user = req.user.clone();
-        self.login.password = password.unwrap_or_default();
+        self.login.password = credential;
         self.login.db = req.db.clone();
         if let Some(cs) = req.collation {
             self.login.collation = cs;

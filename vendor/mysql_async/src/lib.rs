@@ -470,6 +470,10 @@ pub use self::conn::Conn;
 /// sqlcache patch: parameters of a COM_STMT_EXECUTE encoded by the caller.
 pub use self::conn::routines::EncodedParams;
 
+// sqlcache patch: stage-1 hashed credentials (`conn/stage1.rs`).
+#[doc(inline)]
+pub use self::conn::stage1::STAGE1_PREFIX;
+
 #[doc(inline)]
 pub use self::conn::pool::Pool;
 

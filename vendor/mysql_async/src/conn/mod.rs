@@ -55,6 +55,8 @@ use self::routines::Routine;
 pub mod binlog_stream;
 pub mod pool;
 pub mod routines;
+// sqlcache patch: stage-1 hashed credentials
+pub mod stage1;
 pub mod stmt_cache;
 
 const DEFAULT_WAIT_TIMEOUT: usize = 28800;
@@ -599,10 +601,11 @@ impl Conn {
     }
 
     async fn do_handshake_response(&mut self) -> Result<()> {
-        let auth_data = self
-            .inner
-            .auth_plugin
-            .gen_data(self.inner.opts.pass(), &self.inner.nonce);
+        let auth_data = stage1::gen_data(
+            &self.inner.auth_plugin,
+            self.inner.opts.pass(),
+            &self.inner.nonce,
+        ); // sqlcache patch
 
         let handshake_response = HandshakeResponse::new(
             auth_data.as_deref(),
@@ -648,29 +651,29 @@ impl Conn {
 
             let plugin_data = match &self.inner.auth_plugin {
                 x @ AuthPlugin::CachingSha2Password => {
-                    x.gen_data(self.inner.opts.pass(), &self.inner.nonce)
+                    stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */
                 }
                 x @ AuthPlugin::MysqlNativePassword => {
-                    x.gen_data(self.inner.opts.pass(), &self.inner.nonce)
+                    stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */
                 }
                 x @ AuthPlugin::MysqlOldPassword => {
                     if self.inner.opts.secure_auth() {
                         return Err(DriverError::MysqlOldPasswordDisabled.into());
                     } else {
-                        x.gen_data(self.inner.opts.pass(), &self.inner.nonce)
+                        stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */
                     }
                 }
                 x @ AuthPlugin::MysqlClearPassword => {
                     if self.inner.opts.enable_cleartext_plugin() {
-                        x.gen_data(self.inner.opts.pass(), &self.inner.nonce)
+                        stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */
                     } else {
                         return Err(DriverError::CleartextPluginDisabled.into());
                     }
                 }
-                x @ AuthPlugin::Ed25519 => x.gen_data(self.inner.opts.pass(), &self.inner.nonce),
+                x @ AuthPlugin::Ed25519 => stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */,
                 // For parsec at this point we need to send an empty packet first
                 _x @ AuthPlugin::MariadbParsec { .. } => None,
-                x @ AuthPlugin::Other(_) => x.gen_data(self.inner.opts.pass(), &self.inner.nonce),
+                x @ AuthPlugin::Other(_) => stage1::gen_data(x, self.inner.opts.pass(), &self.inner.nonce) /* sqlcache patch */,
             };
 
             if let Some(plugin_data) = plugin_data {
@@ -773,11 +776,12 @@ impl Conn {
                 .read_add_data(payload)
                 .ok_or_else(|| DriverError::InvalidParsecSalt)?;
             // Now generating response.
-            let plugin_data = self
-                .inner
-                .auth_plugin
-                .gen_data(self.inner.opts.pass(), &self.inner.nonce)
-                .unwrap();
+            let plugin_data = stage1::gen_data(
+                &self.inner.auth_plugin,
+                self.inner.opts.pass(),
+                &self.inner.nonce,
+            ) // sqlcache patch
+            .unwrap();
 
             self.write_struct(&plugin_data.into_owned()).await?;
             // After client response, server will send either ok or error.
@@ -806,6 +810,14 @@ impl Conn {
                 }
                 Some(0x04) => {
                     let pass = self.inner.opts.pass().unwrap_or_default();
+                    // sqlcache patch: a stage-1 credential has no password
+                    // to send for full caching_sha2 authentication.
+                    if pass.starts_with(stage1::STAGE1_PREFIX) {
+                        return Err(DriverError::UnknownAuthPlugin {
+                            name: "caching_sha2_password full authentication (the proxy holds only a mysql_native_password hash for this account)".into(),
+                        }
+                        .into());
+                    }
                     let mut pass = crate::buffer_pool().get_with(pass.as_bytes());
                     pass.as_mut().push(0);
 

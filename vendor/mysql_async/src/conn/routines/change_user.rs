@@ -30,10 +30,13 @@ impl Routine<()> for ChangeUser {
             .with_user(conn.opts().user().map(|x| x.as_bytes()))
             .with_database(conn.opts().db_name().map(|x| x.as_bytes()))
             .with_auth_plugin_data(
-                conn.inner
-                    .auth_plugin
-                    .gen_data(conn.opts().pass(), &conn.inner.nonce)
-                    .as_deref(),
+                // sqlcache patch: stage-1 hashed credentials
+                crate::conn::stage1::gen_data(
+                    &conn.inner.auth_plugin,
+                    conn.opts().pass(),
+                    &conn.inner.nonce,
+                )
+                .as_deref(),
             )
             .with_more_data(Some(
                 ComChangeUserMoreData::new(if conn.inner.version >= (5, 5, 3) {

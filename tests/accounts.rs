@@ -1,0 +1,123 @@
+//! Accounts configured by MySQL's stored hash (`[[users]] password_hash`):
+//! clients log in with their password through the proxy, and the proxy
+//! opens MariaDB connections as that very user without ever holding the
+//! password (the credential comes from the client's own proof). Real
+//! clients: mysql_async, the mariadb CLI, PyMySQL-free COM_CHANGE_USER.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use mysql_async::prelude::*;
+use mysql_async::{ChangeUserOpts, Conn, OptsBuilder};
+
+fn login(port: u16, user: &str, pass: &str) -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(Some(pass))
+        .db_name(Some("test"))
+}
+
+#[tokio::test]
+async fn a_hashed_account_logs_in_and_reaches_mariadb_as_itself() {
+    let db = mariadb();
+    db.sql_socket(
+        "CREATE USER IF NOT EXISTS 'hashed'@'%' IDENTIFIED BY 's3cret'; \
+         GRANT SELECT, INSERT ON test.* TO 'hashed'@'%'; \
+         CREATE TABLE IF NOT EXISTS test.acct (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT IGNORE INTO test.acct VALUES (1, 'a');",
+    );
+    // The hash as MariaDB stores it, read from MariaDB (not computed here).
+    let out = db.sql_socket("SELECT authentication_string FROM mysql.user WHERE user = 'hashed'");
+    let hash = out.lines().nth(1).unwrap().trim().to_string();
+    assert!(hash.starts_with('*') && hash.len() == 41, "{out}");
+    let users = format!(
+        "[[users]]\nname = \"root\"\npassword = \"\"\n[[users]]\nname = \"hashed\"\npassword_hash = \"{hash}\"\n"
+    );
+    let proxy = Proxy::start(db, "", &users);
+    assert!(!std::fs::read_to_string(&proxy.config)
+        .unwrap()
+        .contains("s3cret"));
+
+    let mut c = Conn::new(login(proxy.port, "hashed", "s3cret"))
+        .await
+        .unwrap();
+    let who: String = c
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, "hashed@%", "MariaDB saw the client's own account");
+    let v: Option<String> = c
+        .query_first("SELECT v FROM acct WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("a"));
+    c.query_drop("INSERT IGNORE INTO acct VALUES (2, 'b')")
+        .await
+        .unwrap();
+    // Its grants are MariaDB's: no UPDATE.
+    let err = c
+        .query_drop("UPDATE acct SET v = 'x' WHERE id = 1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 1142),
+        "{err:?}"
+    );
+
+    // A wrong password is the proxy's own 1045.
+    let err = Conn::new(login(proxy.port, "hashed", "nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, mysql_async::Error::Server(e) if e.code == 1045 && e.state == "28000"),
+        "{err:?}"
+    );
+
+    // COM_CHANGE_USER from root to the hashed account.
+    let mut r = Conn::new(login(proxy.port, "root", "")).await.unwrap();
+    r.change_user(
+        ChangeUserOpts::default()
+            .with_user(Some("hashed".into()))
+            .with_pass(Some("s3cret".into())),
+    )
+    .await
+    .unwrap();
+    let who: String = r
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(who, "hashed@%");
+
+    // The mariadb CLI.
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            "--protocol=TCP",
+            "-uhashed",
+            "-ps3cret",
+            "--batch",
+            "--skip-column-names",
+        ])
+        .arg(format!("-P{}", proxy.port))
+        .args([
+            "test",
+            "-e",
+            "SELECT CURRENT_USER(), v FROM acct WHERE id = 1",
+        ])
+        .output()
+        .expect("mariadb CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hashed@%\ta\n");
+    assert!(!proxy.log_text().contains("s3cret"));
+}
