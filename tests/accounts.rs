@@ -121,3 +121,47 @@ async fn a_hashed_account_logs_in_and_reaches_mariadb_as_itself() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hashed@%\ta\n");
     assert!(!proxy.log_text().contains("s3cret"));
 }
+
+/// `accounts.source = "backend"`: accounts come from MariaDB's own
+/// `mysql.user` and follow it without a restart.
+#[tokio::test]
+async fn backend_accounts_follow_mariadb_without_a_restart() {
+    let db = mariadb();
+    db.sql_socket(
+        "DROP USER IF EXISTS 'fromdb'@'%', 'later'@'%'; \
+         CREATE USER 'fromdb'@'%' IDENTIFIED BY 'one'; GRANT SELECT ON test.* TO 'fromdb'@'%';",
+    );
+    let proxy = Proxy::start(
+        db,
+        "\n[accounts]\nsource = \"backend\"\nmax_age = \"1s\"\n",
+        "",
+    );
+    let who = |user: &'static str, pass: &'static str| async move {
+        let mut c = Conn::new(login(proxy.port, user, pass)).await?;
+        let w: Option<String> = c.query_first("SELECT CURRENT_USER()").await?;
+        Ok::<_, mysql_async::Error>(w.unwrap_or_default())
+    };
+    let denied = |r: Result<String, mysql_async::Error>| matches!(&r, Err(mysql_async::Error::Server(e)) if e.code == 1045);
+    assert_eq!(who("fromdb", "one").await.unwrap(), "fromdb@%");
+    assert!(denied(who("fromdb", "two").await));
+    assert!(denied(who("nobody", "x").await));
+
+    // A new account: known after the next read (at most one a second).
+    db.sql_socket(
+        "CREATE USER 'later'@'%' IDENTIFIED BY 'x'; GRANT SELECT ON test.* TO 'later'@'%';",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(who("later", "x").await.unwrap(), "later@%");
+    // A changed password and a dropped account: within max_age.
+    db.sql_socket("ALTER USER 'fromdb'@'%' IDENTIFIED BY 'two'; DROP USER 'later'@'%';");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(
+        denied(who("fromdb", "one").await),
+        "the old password is refused"
+    );
+    assert_eq!(who("fromdb", "two").await.unwrap(), "fromdb@%");
+    assert!(
+        denied(who("later", "x").await),
+        "a dropped account is refused"
+    );
+}

@@ -181,6 +181,23 @@ impl Backend {
         }
     }
 
+    /// Every account MySQL stores: user, host, plugin, authentication_string
+    /// (`frontend/accounts.rs`), read with the proxy's own account, which
+    /// needs SELECT on `mysql.user` (MariaDB: on `mysql.global_priv`).
+    pub async fn accounts(&self) -> Result<Vec<(String, String, String, String)>, BackendError> {
+        let opts = self.opts(&self.cfg.user, &self.cfg.password, false);
+        let mut conn = self.connect_raw(opts).await?;
+        let rows = conn
+            .query::<(String, String, String, String), _>(
+                "SELECT CONVERT(User USING utf8mb4), CONVERT(Host USING utf8mb4), \
+                 CONVERT(plugin USING utf8mb4), CONVERT(authentication_string USING utf8mb4) \
+                 FROM mysql.user",
+            )
+            .await;
+        let _ = conn.disconnect().await;
+        Ok(rows?)
+    }
+
     /// The backend's version string, probed once with the proxy's own account.
     pub async fn server_version(&self) -> Result<String, BackendError> {
         if let Some(v) = self.server_version.lock().unwrap().clone() {

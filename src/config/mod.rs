@@ -49,6 +49,8 @@ pub struct Config {
     /// Accounts the proxy authenticates clients with. Backend connections are
     /// opened as the same user, so MySQL's own grants apply.
     pub users: Vec<UserConfig>,
+    /// More accounts, read from MySQL (`accounts.source = "backend"`).
+    pub accounts: AccountsConfig,
     pub cache: CacheConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
@@ -108,7 +110,7 @@ impl Config {
         self.proxy.problems(&mut p);
         self.cache.ignite_problems(&mut p);
         self.backend.problems(&mut p);
-        proxy::user_problems(&self.users, &mut p);
+        proxy::user_problems(&self.users, &self.accounts, &mut p);
         self.cache.problems(&mut p);
         self.admin.problems(&mut p);
         self.invalidation.problems(&mut p);

@@ -1,5 +1,5 @@
-//! `[proxy]`, `[backend]`, `[[users]]`, `[admin]` and `[log]`, and what
-//! makes each invalid.
+//! `[proxy]`, `[backend]`, `[[users]]`, `[accounts]`, `[admin]` and
+//! `[log]`, and what makes each invalid.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,6 +89,34 @@ impl UserConfig {
             None => Some(crate::credential::Secret::Plain(self.password.clone())),
         }
     }
+}
+
+/// Where accounts come from besides `[[users]]` (`frontend/accounts.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AccountsConfig {
+    pub source: AccountSource,
+    /// Backend accounts are read again before a login once this old.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            source: AccountSource::Config,
+            max_age: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountSource {
+    /// `[[users]]` only.
+    Config,
+    /// Also MySQL's own `mysql_native_password` accounts (`mysql.user`).
+    Backend,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,9 +236,15 @@ impl LogConfig {
     }
 }
 
-pub(super) fn user_problems(users: &[UserConfig], p: &mut Vec<String>) {
-    if users.is_empty() {
-        p.push("users: at least one [[users]] entry is needed".into());
+pub(super) fn user_problems(users: &[UserConfig], accounts: &AccountsConfig, p: &mut Vec<String>) {
+    if users.is_empty() && accounts.source == AccountSource::Config {
+        p.push(
+            "users: at least one [[users]] entry is needed (or accounts.source = \"backend\")"
+                .into(),
+        );
+    }
+    if accounts.max_age < Duration::from_millis(100) {
+        p.push("accounts.max_age: must be at least 100ms".into());
     }
     for (i, u) in users.iter().enumerate() {
         if u.name.is_empty() {

@@ -113,6 +113,7 @@ pub fn access_denied(buf: &mut Vec<u8>, user: &str, used_password: bool) {
 pub async fn handshake(
     mut conn: PacketConn<ClientStream>,
     cfg: &Config,
+    accounts: &super::accounts::Accounts,
     tls: Option<&tokio_rustls::TlsAcceptor>,
     server_version: &str,
     conn_id: u32,
@@ -138,7 +139,7 @@ pub async fn handshake(
         refuse(&mut conn, (3159, "HY000", why)).await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
     }
-    let secret = cfg.user(&user).and_then(|u| u.secret());
+    let secret = accounts.secret(&user).await;
     let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec());
     let first = resp.scramble_buf().to_vec();
     let authed = authenticate(

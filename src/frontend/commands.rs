@@ -144,7 +144,7 @@ impl Session {
             self.reply_err(1047, "08S01", "Malformed COM_CHANGE_USER");
             return Ok(Flow::Quit);
         };
-        let secret = self.shared.cfg.user(&req.user).and_then(|u| u.secret());
+        let secret = self.shared.accounts.secret(&req.user).await;
         let mut scramble = self.scramble;
         let mut response = req.auth;
         let mut decision =

@@ -13,6 +13,7 @@
 //! shutdown the acceptor stops, sessions are told to close when idle, and the
 //! proxy waits up to `proxy.shutdown_timeout` for busy ones.
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod caching;
@@ -133,6 +134,7 @@ impl Proxy {
             schema,
             feed,
         } = crate::assembly::build(&cfg)?;
+        let accounts = accounts::Accounts::new(&cfg, backend.clone());
         let shared = Arc::new(Shared {
             cfg,
             backend,
@@ -142,6 +144,7 @@ impl Proxy {
             next_id: AtomicU32::new(1),
             sessions: Mutex::new(HashMap::new()),
             insight: Default::default(),
+            accounts,
         });
         Ok(Proxy {
             listener,

@@ -44,6 +44,8 @@ pub struct Shared {
     pub sessions: Mutex<HashMap<u32, Arc<SessionHandle>>>,
     /// Per-shape statistics for `SHOW SQLCACHE QUERIES`.
     pub insight: crate::admin::insight::Insight,
+    /// Who may log in (`accounts.rs`).
+    pub accounts: super::accounts::Accounts,
 }
 
 /// What other sessions may see of a session (for KILL).
@@ -160,7 +162,15 @@ pub async fn serve(
                 shared.cfg.proxy.fallback_server_version.clone()
             }
         };
-        let hs = auth::handshake(conn, &shared.cfg, shared.tls.as_ref(), &version, id).await;
+        let hs = auth::handshake(
+            conn,
+            &shared.cfg,
+            &shared.accounts,
+            shared.tls.as_ref(),
+            &version,
+            id,
+        )
+        .await;
         let (conn, login, scramble) = match hs {
             Ok(x) => x,
             Err(e) => return debug!(error = %e, "handshake failed"),
