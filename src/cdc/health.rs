@@ -179,7 +179,7 @@ mod tests {
         // Streaming for the bound ends a run: the next failure starts anew.
         h.session_failed(3_000, "again");
         h.streaming(3_100);
-        assert!(h.check(3_500).is_err(), "not streaming long enough yet");
+        assert!(h.check(4_050).is_err(), "not streaming long enough yet");
         assert_eq!(h.check(4_100), Ok("ok\n".into()));
         h.session_failed(5_000, "later");
         assert_eq!(h.check(5_900), Ok("ok\n".into()), "a new run, young");
