@@ -4,16 +4,20 @@
 //!
 //! Policy: every text and prepared statement the proxy decides a route for
 //! is recorded before its reply is flushed (so a client that has its
-//! answer sees it counted). Bounded: at most `SHAPES` shapes in `SHARDS`
-//! shards chosen by digest; a new shape in a full shard replaces the
-//! shard's least-run shape, so the shapes that run most stay. A shape's
+//! answer sees it counted). Each worker thread counts into a table of its
+//! own (`TABLES` of them, handed out round-robin), so workers running the
+//! same hot statement never share a lock or a cache line; SHOW merges the
+//! tables by digest. Bounded: at most `SHAPES` shapes per table; a new
+//! shape in a full table replaces its least-run shape, so the shapes that
+//! run most stay; SHOW lists the `SHAPES` most run. A shape's
 //! text is built only when the shape is first recorded. Latency is kept
 //! in the buckets of `cache::stats::BUCKETS_US`; p50/p99 are the upper
 //! bound of the bucket the quantile falls in.
 //!
-//! Invariants: a record takes one shard's lock for a few counter updates,
-//! never across an await; memory is bounded by `SHAPES` × (counters + at
-//! most `MAX_TEXT` bytes of text).
+//! Invariants: a record takes its own table's lock (uncontended but for a
+//! SHOW) for a few counter updates, never across an await; memory is
+//! bounded by `TABLES` × `SHAPES` × (counters + at most `MAX_TEXT` bytes of
+//! text).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,9 +26,26 @@ use std::time::Duration;
 use crate::cache::stats::BUCKETS_US;
 use crate::classify::BypassReason;
 
-/// Shapes kept at most.
+/// Shapes kept per table, and listed by SHOW, at most.
 pub const SHAPES: usize = 512;
-const SHARDS: usize = 16;
+/// Tables (one per worker thread up to this many, then shared).
+const TABLES: usize = 8;
+
+thread_local! {
+    /// This thread's table, once it has one.
+    static TABLE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+static NEXT_TABLE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn my_table() -> usize {
+    TABLE.with(|t| {
+        *t.get().get_or_insert_with(|| {
+            let i = NEXT_TABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % TABLES;
+            t.set(Some(i));
+            i
+        })
+    })
+}
 /// Bytes of a shape's text kept for display.
 pub const MAX_TEXT: usize = 512;
 
@@ -129,6 +150,23 @@ impl Shape {
         self.latency[b] += 1;
     }
 
+    fn merge(&mut self, o: &Shape) {
+        self.count += o.count;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.writes += o.writes;
+        self.other += o.other;
+        self.not_stored += o.not_stored;
+        self.reasons
+            .iter_mut()
+            .zip(o.reasons)
+            .for_each(|(a, b)| *a += b);
+        self.latency
+            .iter_mut()
+            .zip(o.latency)
+            .for_each(|(a, b)| *a += b);
+    }
+
     /// Bypasses plus misses that could not be stored.
     pub fn uncached(&self) -> u64 {
         self.reasons.iter().sum()
@@ -189,19 +227,19 @@ impl Default for Insight {
 impl Insight {
     pub fn new() -> Self {
         Insight {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..TABLES).map(|_| Mutex::default()).collect(),
         }
     }
 
     /// Counts one statement of shape `digest`; `text` is called only when
     /// the shape is new.
     pub fn record(&self, digest: u64, text: impl FnOnce() -> String, o: Outcome, took: Duration) {
-        let shard = &self.shards[(digest % SHARDS as u64) as usize];
+        let shard = &self.shards[my_table()];
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = map.get_mut(&digest) {
             return s.add(o, took);
         }
-        if map.len() >= SHAPES / SHARDS {
+        if map.len() >= SHAPES {
             if let Some(least) = map.iter().min_by_key(|(_, s)| s.count).map(|(d, _)| *d) {
                 map.remove(&least);
             }
@@ -211,14 +249,23 @@ impl Insight {
             .add(o, took);
     }
 
-    /// Every shape kept, most run first.
+    /// The `SHAPES` most run shapes over every table, most run first.
     pub fn snapshot(&self) -> Vec<Shape> {
-        let mut all: Vec<Shape> = Vec::new();
+        let mut merged: HashMap<u64, Shape> = HashMap::new();
         for shard in &self.shards {
             let map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            all.extend(map.values().cloned());
+            for (d, s) in map.iter() {
+                match merged.get_mut(d) {
+                    Some(m) => m.merge(s),
+                    None => {
+                        merged.insert(*d, s.clone());
+                    }
+                }
+            }
         }
+        let mut all: Vec<Shape> = merged.into_values().collect();
         all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
+        all.truncate(SHAPES);
         all
     }
 
@@ -312,13 +359,35 @@ mod tests {
             i.snapshot()[0].cacheable(),
             Cacheable::Partly(BypassReason::NotPointRead)
         );
-        i.record(2, t, Outcome::NotStored(BypassReason::TooLarge), US);
+        let of = |d: &str| i.snapshot().into_iter().find(|s| &*s.text == d).unwrap();
+        i.record(
+            2,
+            || "large".into(),
+            Outcome::NotStored(BypassReason::TooLarge),
+            US,
+        );
         assert_eq!(
-            i.snapshot()[1].cacheable(),
+            of("large").cacheable(),
             Cacheable::No(BypassReason::TooLarge)
         );
-        i.record(3, t, Outcome::Write, US);
-        assert_eq!(i.snapshot()[2].cacheable(), Cacheable::Write);
+        i.record(3, || "write".into(), Outcome::Write, US);
+        assert_eq!(of("write").cacheable(), Cacheable::Write);
+    }
+
+    #[test]
+    fn tables_of_other_threads_are_merged() {
+        let i = std::sync::Arc::new(Insight::new());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let i = i.clone();
+                std::thread::spawn(move || i.record(5, || "q".into(), Outcome::Hit, US))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        i.record(5, || "q".into(), Outcome::Filled, US);
+        let s = i.snapshot();
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].count, s[0].hits, s[0].misses), (4, 3, 1));
     }
 
     #[test]
@@ -332,12 +401,11 @@ mod tests {
         }
         let s = i.snapshot();
         assert!(s.len() <= SHAPES, "{} shapes kept", s.len());
-        // Every even shape ran three times; a full shard only ever gives
-        // up its least-run shape, so the last even shape of each shard
-        // is still there and still counted in full.
-        let last_even = SHAPES as u64 * 4 - 2;
-        let kept = s.iter().find(|x| *x.text == *format!("shape {last_even}"));
-        assert_eq!(kept.map(|x| x.count), Some(3));
+        assert_eq!(s.len(), SHAPES, "a full table");
+        // A full table gives up its least-run shape, never the newest.
+        let last = SHAPES as u64 * 4 - 1;
+        let kept = s.iter().find(|x| *x.text == *format!("shape {last}"));
+        assert_eq!(kept.map(|x| x.count), Some(1));
         // A shape that replaced another starts from its own count.
         for x in &s {
             let d: u64 = x.text["shape ".len()..].parse().unwrap();
