@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::{ChangeUserOpts, Conn, OptsBuilder};
@@ -95,24 +93,13 @@ async fn a_hashed_account_logs_in_and_reaches_mariadb_as_itself() {
     assert_eq!(who, "hashed@%");
 
     // The mariadb CLI.
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "-h127.0.0.1",
-            "--protocol=TCP",
-            "-uhashed",
-            "-ps3cret",
-            "--batch",
-            "--skip-column-names",
-        ])
-        .arg(format!("-P{}", proxy.port))
-        .args([
-            "test",
-            "-e",
-            "SELECT CURRENT_USER(), v FROM acct WHERE id = 1",
-        ])
-        .output()
-        .expect("mariadb CLI");
+    // (`cli` logs in as root; a later -u/-p wins.)
+    let out = cli(
+        proxy.port,
+        "test",
+        "SELECT CURRENT_USER(), v FROM acct WHERE id = 1",
+        &["-uhashed", "-ps3cret", "--skip-column-names"],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -213,9 +213,9 @@ fn reason_index(r: BypassReason) -> usize {
         .unwrap_or_default()
 }
 
-/// The shapes, sharded by digest.
+/// The shapes, in one table per worker thread (`TABLES`).
 pub struct Insight {
-    shards: Vec<Mutex<HashMap<u64, Shape, foldhash::fast::RandomState>>>,
+    tables: Vec<Mutex<HashMap<u64, Shape, foldhash::fast::RandomState>>>,
 }
 
 impl Default for Insight {
@@ -227,15 +227,16 @@ impl Default for Insight {
 impl Insight {
     pub fn new() -> Self {
         Insight {
-            shards: (0..TABLES).map(|_| Mutex::default()).collect(),
+            tables: (0..TABLES).map(|_| Mutex::default()).collect(),
         }
     }
 
     /// Counts one statement of shape `digest`; `text` is called only when
     /// the shape is new.
     pub fn record(&self, digest: u64, text: impl FnOnce() -> String, o: Outcome, took: Duration) {
-        let shard = &self.shards[my_table()];
-        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.tables[my_table()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(s) = map.get_mut(&digest) {
             return s.add(o, took);
         }
@@ -252,8 +253,8 @@ impl Insight {
     /// The `SHAPES` most run shapes over every table, most run first.
     pub fn snapshot(&self) -> Vec<Shape> {
         let mut merged: HashMap<u64, Shape> = HashMap::new();
-        for shard in &self.shards {
-            let map = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for table in &self.tables {
+            let map = table.lock().unwrap_or_else(|p| p.into_inner());
             for (d, s) in map.iter() {
                 match merged.get_mut(d) {
                     Some(m) => m.merge(s),
@@ -271,8 +272,8 @@ impl Insight {
 
     /// Forgets every shape (`SQLCACHE FLUSH QUERIES`).
     pub fn clear(&self) {
-        for shard in &self.shards {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for table in &self.tables {
+            table.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 }
