@@ -93,7 +93,37 @@ pub fn mariadb() -> &'static MariaDb {
     DB.get_or_init(|| MariaDb::start(&[]))
 }
 
+/// Where the error log of the server on `port` is kept if it crashes.
+fn crash_log(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sqlcache-mariadb-crashed-{}-{port}.log",
+        std::process::id()
+    ))
+}
+
 impl MariaDb {
+    /// If this server crashed: the end of its error log (which names the
+    /// statement it died in), for a failing test's message; else "".
+    pub fn crash_report(&self) -> String {
+        let kept = crash_log(self.port);
+        let start = Instant::now();
+        // The watchdog copies the log within its 0.5 s poll of the server.
+        while !kept.exists() && self.dir.exists() && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        match std::fs::read_to_string(&kept) {
+            Ok(log) => {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                format!(
+                    "\n--- private mariadbd CRASHED; its error log ({}):\n{tail}",
+                    kept.display()
+                )
+            }
+            Err(_) => String::new(),
+        }
+    }
+
     /// Installs and starts a private server; `extra` are mariadbd options.
     pub fn start(extra: &[&str]) -> MariaDb {
         Self::start_on(free_port(), extra)
@@ -146,6 +176,11 @@ impl MariaDb {
         );
         let socket = dir.join("mysqld.sock");
         let log = dir.join("error.log");
+        // A temp dir of its own: internal temporary tables are files named
+        // by the server's pid, and pids are reused here (pid_max 32768), so
+        // a file left behind by a killed server must never meet a new one.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut args: Vec<String> = vec![
             "--no-defaults".into(),
             format!("--datadir={}", data.display()),
@@ -160,6 +195,7 @@ impl MariaDb {
             "--server-id=1".into(),
             format!("--pid-file={}", dir.join("mariadbd.pid").display()),
             format!("--log-error={}", log.display()),
+            format!("--tmpdir={}", tmp.display()),
             "--innodb-buffer-pool-size=64M".into(),
             "--innodb-log-file-size=16M".into(),
             "--innodb-flush-log-at-trx-commit=2".into(),
@@ -171,11 +207,18 @@ impl MariaDb {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-        // Watchdog: stop the server and remove its files when this process ends.
+        // Watchdog: stop the server and remove its files when this process
+        // ends; the error log of a server that crashed is kept first.
+        let kept = crash_log(port);
         spawn_watched(
             &format!("PATH=$PATH:/usr/sbin:/sbin; mariadbd {}", quoted.join(" ")),
             "",
-            &format!("wait $pid; rm -rf '{}'", dir.display()),
+            &format!(
+                "wait $pid; grep -q 'got signal' '{log}' && cp '{log}' '{kept}'; rm -rf '{dir}'",
+                log = log.display(),
+                kept = kept.display(),
+                dir = dir.display()
+            ),
             "mariadbd",
         );
         wait_port(
@@ -210,8 +253,9 @@ impl MariaDb {
             .expect("mariadb CLI");
         assert!(
             out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "{sql}: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.crash_report()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
