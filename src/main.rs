@@ -86,7 +86,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(anyhow::Error::from);
         }
-        let proxy = Proxy::bind(cfg).await?;
+        let proxy = Proxy::bind(cfg, Some(cli.config.clone())).await?;
         proxy.run(shutdown_signal()).await
     });
     match result {

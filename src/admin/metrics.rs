@@ -17,7 +17,10 @@ fn g(a: &AtomicU64) -> u64 {
 }
 
 /// Prometheus text of the cache and routing metrics.
-pub fn prometheus(cache: &Cache, backend_open: usize) -> String {
+/// Counts of configuration reloads: (applied, refused).
+pub type Reloads = (u64, u64);
+
+pub fn prometheus(cache: &Cache, backend_open: usize, reloads: Reloads) -> String {
     let mut p = Prom::new();
     cache_families(&mut p, cache);
     feed_families(&mut p, cache);
@@ -75,6 +78,16 @@ pub fn prometheus(cache: &Cache, backend_open: usize) -> String {
         "sqlcache_backend_connections",
         "Open backend connections.",
         backend_open,
+    );
+    p.counter(
+        "sqlcache_config_reloads_total",
+        "Configuration reloads applied (SIGHUP, SQLCACHE RELOAD).",
+        reloads.0,
+    );
+    p.counter(
+        "sqlcache_config_reload_failures_total",
+        "Configuration reloads refused (the file was invalid; the running configuration stayed).",
+        reloads.1,
     );
     latency(&mut p, &cache.stats);
     p.finish()
@@ -188,7 +201,7 @@ mod tests {
         let c = Cache::new(crate::config::CacheConfig::default());
         c.stats
             .observe(Route::Hit, std::time::Duration::from_micros(30));
-        let t = prometheus(&c, 3);
+        let t = prometheus(&c, 3, (0, 0));
         for f in [
             "sqlcache_hits_total 0",
             "reason=\"in_transaction\"",

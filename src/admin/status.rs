@@ -32,6 +32,8 @@ pub enum Own {
     Last,
     Queries,
     Flush(Flush),
+    /// `SQLCACHE RELOAD`: read the configuration file again.
+    Reload,
 }
 
 /// What `SQLCACHE FLUSH` empties.
@@ -54,6 +56,9 @@ impl Own {
             toks.pop();
         }
         if is_kw(toks.first(), "SQLCACHE") {
+            if is_kw(toks.get(1), "RELOAD") && toks.len() == 2 {
+                return Some(Own::Reload);
+            }
             return is_kw(toks.get(1), "FLUSH")
                 .then(|| parse_flush(&toks[2..]).map(Own::Flush))
                 .flatten();
@@ -183,6 +188,8 @@ mod tests {
         assert_eq!(Own::parse(b"SHOW SQLCACHE LAST"), Some(Own::Last));
         assert_eq!(Own::parse(b"show sqlcache queries"), Some(Own::Queries));
         assert_eq!(Own::parse(b"SHOW SQLCACHE PLEASE"), None);
+        assert_eq!(Own::parse(b"sqlcache reload;"), Some(Own::Reload));
+        assert_eq!(Own::parse(b"SQLCACHE RELOAD now"), None);
         assert!(is_sqlcache_statement(b"sqlcache flush"));
         assert!(is_sqlcache_statement(b"SQLCACHE FLUSH test.t;"));
         assert!(!is_sqlcache_statement(b"sqlcachex flush"));

@@ -37,6 +37,7 @@ pub mod refresh;
 pub mod stats;
 pub mod store;
 pub mod tokens;
+pub mod tuning;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,13 +48,14 @@ use mysql_common::value::Value;
 use tokio::sync::Notify;
 
 use crate::classify::{KeyValue, Lit};
-use crate::config::{CacheConfig, OnChange};
+use crate::config::CacheConfig;
 pub use gate::FeedGate;
 pub use l2::{L2Guard, L2Lookup, L2};
 pub use refresh::{Recipe, Refresh};
 pub use stats::{FeedStats, Route, Source, Stats};
 pub use store::{MokaStore, Store};
 pub use tokens::{Guard, Tag, TagTokens};
+pub use tuning::Tuning;
 
 /// A cached response.
 pub struct Entry {
@@ -109,6 +111,7 @@ pub enum Lookup {
 }
 
 pub struct Cache {
+    /// As started; what live reload changes is in `tuning` instead.
     pub cfg: CacheConfig,
     store: Box<dyn Store>,
     /// Shared with the tier, which bumps them for other proxies' writes.
@@ -117,7 +120,7 @@ pub struct Cache {
     /// Closed while a configured change feed cannot prove it is fresh.
     pub gate: FeedGate,
     inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
-    rules: HashMap<(String, String), (bool, Option<Duration>, OnChange)>,
+    tuning: arc_swap::ArcSwap<Tuning>,
     /// Entries of `on_change = "refresh"` tables, by row slot.
     pub refresh: Refresh,
     /// The shared tier, when `[cache.ignite]` is enabled.
@@ -147,17 +150,7 @@ impl Cache {
     /// A cache whose misses also consult a shared tier.
     pub fn with_l2(cfg: CacheConfig, l2: Option<Arc<L2>>) -> Arc<Cache> {
         let store = Box::new(MokaStore::new(cfg.max_memory));
-        let rules = cfg
-            .tables
-            .iter()
-            .filter_map(|r| {
-                let (db, t) = r.name.split_once('.')?;
-                Some((
-                    (db.to_ascii_lowercase(), t.to_ascii_lowercase()),
-                    (r.enabled, r.ttl, r.on_change),
-                ))
-            })
-            .collect();
+        let tuning = arc_swap::ArcSwap::from_pointee(Tuning::from_config(&cfg));
         let tokens = Arc::new(TagTokens::new());
         if let Some(l2) = &l2 {
             l2.attach(tokens.clone());
@@ -169,7 +162,7 @@ impl Cache {
             stats: Stats::default(),
             gate: FeedGate::open(),
             inflight: Mutex::new(HashMap::new()),
-            rules,
+            tuning,
             refresh: Refresh::default(),
             l2,
         })
@@ -242,7 +235,7 @@ impl Cache {
 
     /// `insert` for an entry that may also carry its shared-tier guard.
     pub fn insert_entry(&self, key: Vec<u8>, e: Entry) -> bool {
-        if e.response.len() as u64 > self.cfg.max_result_bytes || !self.tokens.is_fresh(&e.guard) {
+        if e.response.len() as u64 > self.max_result_bytes() || !self.tokens.is_fresh(&e.guard) {
             return false;
         }
         if let Some(r) = &e.recipe {
@@ -257,20 +250,64 @@ impl Cache {
 
     /// Whether `db.table` may be cached, and its TTL.
     pub fn rule(&self, db: &str, table: &str) -> (bool, Duration) {
-        match self
-            .rules
-            .get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase()))
-        {
-            Some((enabled, ttl, _)) => (*enabled, ttl.unwrap_or(self.cfg.ttl)),
-            None => (true, self.cfg.ttl),
-        }
+        self.tuning.load().rule(db, table)
     }
 
     /// Whether a feed's change to a row of `db.table` re-fills its entries.
     pub fn refreshes(&self, db: &str, table: &str) -> bool {
-        self.rules
-            .get(&(db.to_ascii_lowercase(), table.to_ascii_lowercase()))
-            .is_some_and(|(_, _, c)| *c == OnChange::Refresh)
+        self.tuning.load().refreshes(db, table)
+    }
+
+    /// Responses larger than this are not cached (`cache.max_result_bytes`).
+    pub fn max_result_bytes(&self) -> u64 {
+        self.tuning.load().max_result_bytes
+    }
+
+    /// The settings in force now.
+    pub fn tuning(&self) -> Arc<Tuning> {
+        self.tuning.load_full()
+    }
+
+    /// `Tuning::generation` in force now.
+    pub fn generation(&self) -> u64 {
+        self.tuning.load().generation
+    }
+
+    /// Puts `new` in force (live reload), then invalidates what it no
+    /// longer allows (`tuning::stale_after`), as `SQLCACHE FLUSH` would:
+    /// through the shared tier too (the order `tuning.rs` relies on).
+    /// Returns what it did, for the log.
+    pub async fn retune(&self, mut new: Tuning) -> Vec<String> {
+        let old = self.tuning.load_full();
+        new.generation = old.generation + 1;
+        let stale = tuning::stale_after(&old, &new);
+        let resized = new.max_memory != old.max_memory;
+        if resized {
+            self.store.resize(new.max_memory);
+        }
+        self.tuning.store(Arc::new(new.clone()));
+        let mut done = Vec::new();
+        match stale {
+            tuning::Stale::Nothing => {}
+            tuning::Stale::Everything => {
+                self.invalidate_writes(&[], true).await;
+                done.push("every entry invalidated (cache.ttl shorter)".to_string());
+            }
+            tuning::Stale::Tables(tables) => {
+                for ((db, t), why) in tables {
+                    let tags = [Tag::any_write(&db, &t), Tag::table(&db, &t)];
+                    self.invalidate_writes(&tags, false).await;
+                    done.push(format!("{db}.{t} invalidated ({})", why.as_str()));
+                }
+            }
+        }
+        if resized {
+            done.push(format!(
+                "cache.max_memory {} -> {} bytes: the in-process cache starts empty",
+                old.max_memory, new.max_memory
+            ));
+        }
+        done
     }
 
     /// Becomes the leader for `key` (Some), or waits for the current leader
@@ -362,7 +399,7 @@ impl Cache {
     /// Stores an L2 fill for a response just stored in (or offered to) L1.
     pub fn fill_l2(&self, key: &[u8], response: &[u8], guard: L2Guard, ttl: Duration) {
         if let Some(l2) = &self.l2 {
-            if response.len() as u64 <= self.cfg.max_result_bytes {
+            if response.len() as u64 <= self.max_result_bytes() {
                 l2.fill(key, response, guard, ttl);
             }
         }

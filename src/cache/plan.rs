@@ -66,6 +66,8 @@ pub struct ReadPlan {
     pub ttl: Duration,
     /// The row tag's slot, for a `refresh` table's entry.
     pub refresh: Option<u32>,
+    /// The `Tuning::generation` the rule was read under.
+    pub generation: u64,
 }
 
 /// Tags and TTL under which a point read may be filled, or why not.
@@ -82,7 +84,9 @@ pub async fn read_plan(
     if is_system_schema_name(&db) {
         return Err(BypassReason::SystemSchema);
     }
-    let (enabled, ttl) = cache.rule(&db, name);
+    let tuning = cache.tuning();
+    let (enabled, ttl) = tuning.rule(&db, name);
+    let generation = tuning.generation;
     if !enabled {
         return Err(BypassReason::TableDisabled);
     }
@@ -97,6 +101,7 @@ pub async fn read_plan(
             tags,
             ttl,
             refresh: None,
+            generation,
         })
     };
     let value_of = |col: &str| {
@@ -125,11 +130,12 @@ pub async fn read_plan(
     }
     let key = canonical_key(&values).ok_or(BypassReason::NotKey)?;
     let row = Tag::row_of(&db, name, &key);
-    let refresh = cache.refreshes(&db, name).then(|| row.slot());
+    let refresh = tuning.refreshes(&db, name).then(|| row.slot());
     Ok(ReadPlan {
         tags: vec![row, Tag::table(&db, name)],
         ttl,
         refresh,
+        generation,
     })
 }
 
@@ -191,8 +197,13 @@ pub async fn start_fill(
     plan: &ReadPlan,
     recipe: Option<Arc<Recipe>>,
 ) -> Started {
+    let mut guard = cache.tokens.guard(&plan.tags);
+    if cache.generation() != plan.generation {
+        // Reloaded since the rule was read: it may no longer allow this.
+        guard.expire();
+    }
     let mut fill = Fill {
-        guard: cache.tokens.guard(&plan.tags),
+        guard,
         ttl: plan.ttl,
         recipe,
         l2: None,
@@ -360,5 +371,46 @@ mod tests {
         };
         let r = read_plan(&cache, &schema, f, &pr, &[], Some("mysql")).await;
         assert_eq!(tags(r), Err(BypassReason::SystemSchema));
+    }
+
+    /// A reload between a plan's rule and its fill's tokens: the fill is
+    /// never stored (`cache::tuning`'s invariant), even when the reload
+    /// invalidated nothing this fill's tokens would notice.
+    #[tokio::test]
+    async fn a_fill_planned_before_a_reload_is_not_stored() {
+        use crate::cache::{Tuning, UNKNOWN_SHAPE};
+        let cfg = crate::config::CacheConfig::default();
+        let cache = Cache::new(cfg.clone());
+        let plan = ReadPlan {
+            tags: vec![Tag::table("d", "t")],
+            ttl: Duration::from_secs(5),
+            refresh: None,
+            generation: cache.generation(),
+        };
+        let store = |fill: Fill| {
+            cache.insert_entry(
+                b"k".to_vec(),
+                crate::cache::Entry {
+                    response: Bytes::from_static(b"r"),
+                    guard: fill.guard,
+                    l2: None,
+                    ttl: fill.ttl,
+                    recipe: None,
+                    shape: UNKNOWN_SHAPE,
+                },
+            )
+        };
+        let Started::Fill(before) = start_fill(&cache, b"k", &plan, None).await else {
+            panic!("no shared tier here")
+        };
+        assert!(cache.retune(Tuning::from_config(&cfg)).await.is_empty());
+        let Started::Fill(after) = start_fill(&cache, b"k", &plan, None).await else {
+            panic!("no shared tier here")
+        };
+        assert!(!store(after), "planned under the old generation");
+        assert!(
+            store(before),
+            "tokens read before the reload, nothing invalidated"
+        );
     }
 }

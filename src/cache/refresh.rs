@@ -52,6 +52,9 @@ pub struct Recipe {
     pub ttl: Duration,
     /// The row tag's slot (what the feed's echo names).
     pub slot: u32,
+    /// The `Tuning::generation` its rule was read under: a refresh after a
+    /// reload is not stored (the next miss plans it again).
+    pub generation: u64,
     filled: AtomicU64,
     hit: AtomicU64,
 }
@@ -92,6 +95,7 @@ impl Recipe {
             tags,
             ttl,
             slot,
+            generation: 0,
             filled: AtomicU64::new(now_us()),
             hit: AtomicU64::new(0),
         }

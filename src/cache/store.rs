@@ -17,6 +17,9 @@ pub trait Store: Send + Sync {
     fn entries(&self) -> u64;
     /// Bytes counted against the memory bound.
     fn bytes(&self) -> u64;
+    /// A new memory bound; a store that cannot change its bound in place
+    /// starts empty (every entry refills from a miss).
+    fn resize(&self, max_bytes: u64);
 }
 
 /// Bytes an entry costs beyond its key and response, counted against
@@ -26,10 +29,13 @@ pub trait Store: Send + Sync {
 /// allocation rounding about 250.
 pub const ENTRY_OVERHEAD: usize = 592;
 
+type Moka = moka::sync::Cache<Vec<u8>, Arc<Entry>, foldhash::fast::RandomState>;
+
 /// moka, bounded by bytes (key + response + `ENTRY_OVERHEAD`) and
-/// per-entry TTL.
+/// per-entry TTL. moka's capacity is fixed when it is built, so `resize`
+/// swaps in a new, empty one (`ArcSwap`: a lookup is one atomic load more).
 pub struct MokaStore {
-    inner: moka::sync::Cache<Vec<u8>, Arc<Entry>, foldhash::fast::RandomState>,
+    inner: arc_swap::ArcSwap<Moka>,
 }
 
 struct EntryExpiry;
@@ -42,7 +48,13 @@ impl moka::Expiry<Vec<u8>, Arc<Entry>> for EntryExpiry {
 
 impl MokaStore {
     pub fn new(max_bytes: u64) -> Self {
-        let inner = moka::sync::Cache::builder()
+        Self {
+            inner: arc_swap::ArcSwap::from_pointee(Self::build(max_bytes)),
+        }
+    }
+
+    fn build(max_bytes: u64) -> Moka {
+        moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
                 (k.len() + v.response.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
@@ -51,31 +63,36 @@ impl MokaStore {
             // The table's hash only spreads keys (moka compares them whole):
             // foldhash, randomly seeded per process, costs a fraction of
             // the default SipHash on keys of a statement's length.
-            .build_with_hasher(foldhash::fast::RandomState::default());
-        Self { inner }
+            .build_with_hasher(foldhash::fast::RandomState::default())
     }
 }
 
 impl Store for MokaStore {
     fn get(&self, key: &[u8]) -> Option<Arc<Entry>> {
-        self.inner.get(key)
+        self.inner.load().get(key)
     }
 
     fn insert(&self, key: Vec<u8>, entry: Arc<Entry>) {
-        self.inner.insert(key, entry);
+        self.inner.load().insert(key, entry);
     }
 
     fn remove(&self, key: &[u8]) {
-        self.inner.invalidate(key);
+        self.inner.load().invalidate(key);
     }
 
     fn entries(&self) -> u64 {
-        self.inner.run_pending_tasks();
-        self.inner.entry_count()
+        let inner = self.inner.load();
+        inner.run_pending_tasks();
+        inner.entry_count()
     }
 
     fn bytes(&self) -> u64 {
-        self.inner.run_pending_tasks();
-        self.inner.weighted_size()
+        let inner = self.inner.load();
+        inner.run_pending_tasks();
+        inner.weighted_size()
+    }
+
+    fn resize(&self, max_bytes: u64) {
+        self.inner.store(Arc::new(Self::build(max_bytes)));
     }
 }

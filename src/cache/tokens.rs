@@ -118,6 +118,14 @@ pub struct Guard {
     global: u64,
 }
 
+impl Guard {
+    /// Makes the guard never fresh (as if an invalidate-all came after
+    /// it: the global token only grows), so nothing is stored under it.
+    pub fn expire(&mut self) {
+        self.global = self.global.wrapping_sub(1);
+    }
+}
+
 pub struct TagTokens {
     slots: Box<[AtomicU64]>,
     global: AtomicU64,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::yes;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct CacheConfig {
     pub enabled: bool,
@@ -37,7 +37,7 @@ pub struct CacheConfig {
 }
 
 /// `[cache.ignite]`: the shared tier's cluster and budgets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct IgniteConfig {
     pub enabled: bool,
@@ -163,7 +163,7 @@ impl IgniteConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TableRule {
     /// `db.table`.
     pub name: String,

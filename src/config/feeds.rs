@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::yes;
 
 /// `[cdc]`: publish the binlog to Kafka as Debezium change events.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CdcConfig {
     /// `host:port[,host:port…]` (librdkafka's `bootstrap.servers`).
     pub brokers: String,
@@ -121,7 +121,7 @@ fn thirty_seconds() -> Duration {
 }
 
 /// Change feeds that keep the cache fresh from writes the proxy never sees.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct InvalidationConfig {
     pub kafka: Option<KafkaConfig>,
@@ -129,7 +129,7 @@ pub struct InvalidationConfig {
 }
 
 /// `[invalidation.binlog]`: the proxy tails MySQL's binlog itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BinlogConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -149,7 +149,7 @@ pub struct BinlogConfig {
 }
 
 /// `[invalidation.kafka]`: a Debezium / Canal / Maxwell feed on Kafka.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KafkaConfig {
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -41,7 +41,7 @@ pub enum ConfigError {
     Invalid { path: String, problems: Vec<String> },
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct Config {
     pub proxy: ProxyConfig,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ProxyConfig {
     pub listen: String,
@@ -24,7 +24,7 @@ pub struct ProxyConfig {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -33,7 +33,7 @@ pub struct TlsConfig {
     pub required: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct BackendConfig {
     pub host: String,
@@ -58,7 +58,7 @@ pub struct BackendConfig {
     pub idle_timeout: Duration,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct UserConfig {
     pub name: String,
     #[serde(default)]
@@ -92,7 +92,7 @@ impl UserConfig {
 }
 
 /// Where accounts come from besides `[[users]]` (`frontend/accounts.rs`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct AccountsConfig {
     pub source: AccountSource,
@@ -119,7 +119,7 @@ pub enum AccountSource {
     Backend,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -173,7 +173,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct AdminConfig {
     /// Prometheus `/metrics` address; unset = no admin listener.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::yes;
 
 /// `[sink]`: apply Debezium change events from Kafka to `[backend]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SinkConfig {
     /// `host:port[,host:port…]` (librdkafka's `bootstrap.servers`).
     pub brokers: String,

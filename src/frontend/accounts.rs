@@ -15,8 +15,12 @@
 //! within `max_age`, and a new account at once. A failed read keeps the
 //! table it had and is retried on the next login after `REREAD_GAP`.
 //!
-//! Invariants: the table's lock is never held across an await; one read
-//! at a time (later logins wait for it rather than read again).
+//! The file's users are replaced by a live reload (`set_users`); a
+//! session already logged in keeps running, as MySQL's own do after
+//! `DROP USER` or a password change.
+//!
+//! Invariants: no lock is held across an await; one read at a time
+//! (later logins wait for it rather than read again).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::backend::Backend;
-use crate::config::{AccountSource, Config};
+use crate::config::{AccountSource, Config, UserConfig};
 use crate::credential::{parse_hash, Secret};
 
 /// Least time between two reads of the backend's accounts.
@@ -50,6 +54,13 @@ pub fn from_rows(rows: &[(String, String, String, String)]) -> HashMap<String, S
         .collect()
 }
 
+fn file_secrets(users: &[UserConfig]) -> HashMap<String, Secret> {
+    users
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.secret()?)))
+        .collect()
+}
+
 struct Table {
     secrets: HashMap<String, Secret>,
     read_at: Option<Instant>,
@@ -57,7 +68,7 @@ struct Table {
 }
 
 pub struct Accounts {
-    file: HashMap<String, Secret>,
+    file: RwLock<HashMap<String, Secret>>,
     backend: Option<(Arc<Backend>, Duration)>,
     table: RwLock<Table>,
     reading: tokio::sync::Mutex<()>,
@@ -65,11 +76,7 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(cfg: &Config, backend: Arc<Backend>) -> Accounts {
-        let file = cfg
-            .users
-            .iter()
-            .filter_map(|u| Some((u.name.clone(), u.secret()?)))
-            .collect();
+        let file = RwLock::new(file_secrets(&cfg.users));
         let backend = (cfg.accounts.source == AccountSource::Backend)
             .then_some((backend, cfg.accounts.max_age));
         Accounts {
@@ -84,10 +91,18 @@ impl Accounts {
         }
     }
 
+    /// Replaces the file's users (live reload), for logins from now on.
+    pub fn set_users(&self, users: &[UserConfig]) {
+        *self.file.write().unwrap_or_else(|p| p.into_inner()) = file_secrets(users);
+    }
+
     /// The secret `user` logs in with, if the account exists.
     pub async fn secret(&self, user: &str) -> Option<Secret> {
-        if let Some(s) = self.file.get(user) {
-            return Some(s.clone());
+        let listed = (self.file.read().unwrap_or_else(|p| p.into_inner()))
+            .get(user)
+            .cloned();
+        if listed.is_some() {
+            return listed;
         }
         let (backend, max_age) = self.backend.as_ref()?;
         let (known, stale) = self.lookup(user, *max_age);

@@ -1,7 +1,9 @@
 //! The wire side of the statements the proxy answers itself (`SHOW
 //! SQLCACHE STATUS | LAST | QUERIES`, content in `admin/status.rs` and
 //! `admin/insight.rs`: ordinary text result sets any client can display;
-//! `SQLCACHE FLUSH [QUERIES | [db.]table]`: an OK), and the recording of
+//! `SQLCACHE FLUSH [QUERIES | [db.]table]`: an OK; `SQLCACHE RELOAD`: an
+//! OK saying what changed, or the file's problems as error 1105,
+//! `reload.rs`), and the recording of
 //! each statement's shape for QUERIES.
 //!
 //! Policy: every COM_QUERY and COM_STMT_EXECUTE is recorded under its
@@ -30,7 +32,11 @@ impl Session {
         };
         match Own::parse(sql) {
             Some(Own::Status) => {
-                let rows = pairs(status_rows(&self.shared.cache));
+                let mut rows = status_rows(&self.shared.cache);
+                let (applied, refused) = self.shared.reloader.counts();
+                rows.push(("config_reloads".into(), applied.to_string()));
+                rows.push(("config_reload_failures".into(), refused.to_string()));
+                let rows = pairs(rows);
                 self.write_rows(&["Variable_name", "Value"], &rows)
             }
             Some(Own::Last) => {
@@ -42,10 +48,14 @@ impl Session {
                 self.write_rows(&insight::COLUMNS, &rows)
             }
             Some(Own::Flush(f)) => self.flush(f).await,
+            Some(Own::Reload) => match super::reload::reload(&self.shared).await {
+                Ok(report) => self.reply_ok(0, 0, report.summary().as_bytes()),
+                Err(e) => self.reply_err(1105, "HY000", &format!("sqlcache: reload: {e}")),
+            },
             None => self.reply_err(
                 1064,
                 "42000",
-                "sqlcache: expected SHOW SQLCACHE STATUS | LAST | QUERIES or SQLCACHE FLUSH [QUERIES | [db.]table]",
+                "sqlcache: expected SHOW SQLCACHE STATUS | LAST | QUERIES or SQLCACHE FLUSH [QUERIES | [db.]table] | RELOAD",
             ),
         }
     }

@@ -185,7 +185,7 @@ impl Session {
         slot: u32,
         stmt: (&[u8], Option<&EncodedParams>),
     ) -> Arc<Recipe> {
-        Arc::new(Recipe::new(
+        let mut recipe = Recipe::new(
             self.keybuf.clone(),
             self.key.user.clone(),
             self.login.password.clone(),
@@ -198,7 +198,9 @@ impl Session {
             p.tags.clone(),
             p.ttl,
             slot,
-        ))
+        );
+        recipe.generation = p.generation;
+        Arc::new(recipe)
     }
 
     /// After `Planned::Served`: the backend connection goes back unused.
@@ -241,7 +243,7 @@ impl Session {
         let cache = self.shared.cache.clone();
         let flushed = self.conn.flushes() != flushes;
         let bytes = &self.conn.buf()[mark..];
-        let too_large = flushed || bytes.len() as u64 > cache.cfg.max_result_bytes;
+        let too_large = flushed || bytes.len() as u64 > cache.max_result_bytes();
         if !cacheable || too_large {
             let r = if too_large {
                 BypassReason::TooLarge

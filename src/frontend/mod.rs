@@ -22,6 +22,7 @@ pub mod packet;
 pub mod pipeline;
 pub mod refresh;
 pub mod relay;
+pub mod reload;
 pub mod route;
 pub mod session;
 pub mod stmt;
@@ -94,8 +95,13 @@ async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
         let s = s.clone();
         Box::pin(async move { crate::admin::ready::check(&s.backend, &s.cache).await })
     };
-    let metrics =
-        move || crate::admin::metrics::prometheus(&shared.cache, shared.backend.open_connections());
+    let metrics = move || {
+        crate::admin::metrics::prometheus(
+            &shared.cache,
+            shared.backend.open_connections(),
+            shared.reloader.counts(),
+        )
+    };
     crate::admin::http::serve(listener, metrics, ready).await
 }
 
@@ -122,7 +128,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn bind(cfg: Config) -> anyhow::Result<Proxy> {
+    /// Binds the listener and builds the parts; `path` is the file `cfg`
+    /// came from, read again by live reload (SIGHUP, `SQLCACHE RELOAD`).
+    pub async fn bind(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<Proxy> {
         let tls = match &cfg.proxy.tls {
             Some(t) => Some(stream::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?),
             None => None,
@@ -135,6 +143,7 @@ impl Proxy {
             feed,
         } = crate::assembly::build(&cfg)?;
         let accounts = accounts::Accounts::new(&cfg, backend.clone());
+        let reloader = reload::Reloader::new(path, &cfg);
         let shared = Arc::new(Shared {
             cfg,
             backend,
@@ -145,6 +154,7 @@ impl Proxy {
             sessions: Mutex::new(HashMap::new()),
             insight: Default::default(),
             accounts,
+            reloader,
         });
         Ok(Proxy {
             listener,
@@ -248,18 +258,19 @@ fn start_workers(
     Ok((senders, threads))
 }
 
-/// Refreshes of `refresh` tables, and the admin endpoint if configured.
+/// The refresher (always: a reload may make a table `refresh`), reload on
+/// SIGHUP, and the admin endpoint if configured.
 async fn start_side_tasks(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    if shared
-        .cfg
-        .cache
-        .tables
-        .iter()
-        .any(|t| t.on_change == crate::config::OnChange::Refresh)
-    {
-        let rx = shared.cache.refresh.channel();
-        tokio::spawn(refresh::run(shared.clone(), rx));
-    }
+    let rx = shared.cache.refresh.channel();
+    tokio::spawn(refresh::run(shared.clone(), rx));
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let s = shared.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // The outcome is logged by `reload` itself.
+            let _ = reload::reload(&s).await;
+        }
+    });
     if let Some(addr) = &shared.cfg.admin.listen {
         let admin = TcpListener::bind(addr).await?;
         info!(listen = %addr, "admin endpoint (/metrics, /health)");

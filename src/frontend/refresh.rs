@@ -68,6 +68,10 @@ async fn refresh(shared: &Shared, r: &Arc<Recipe>) -> Result<bool, String> {
             .map_err(|_| format!("no answer within {timeout:?}"))??
     };
     let (bytes, guard) = response;
+    if cache.generation() != r.generation {
+        // Reloaded since this entry's rule was read (`cache::tuning`).
+        return Ok(false);
+    }
     if cache.insert(r.key.clone(), bytes, guard, r.ttl, Some(r.clone())) {
         Ok(true)
     } else {

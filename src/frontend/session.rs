@@ -46,6 +46,8 @@ pub struct Shared {
     pub insight: crate::admin::insight::Insight,
     /// Who may log in (`accounts.rs`).
     pub accounts: super::accounts::Accounts,
+    /// Live reload of the configuration file (`reload.rs`).
+    pub reloader: super::reload::Reloader,
 }
 
 /// What other sessions may see of a session (for KILL).
