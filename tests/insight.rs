@@ -19,7 +19,12 @@ fn get<'a>(row: &'a [(String, String)], col: &str) -> &'a str {
 }
 
 async fn queries(c: &mut Conn) -> Vec<Vec<(String, String)>> {
-    let rows: Vec<Row> = c.query("SHOW SQLCACHE QUERIES").await.unwrap();
+    named_rows(c, "SHOW SQLCACHE QUERIES").await
+}
+
+/// The rows of `stmt`, each as column name → value.
+async fn named_rows(c: &mut Conn, stmt: &str) -> Vec<Vec<(String, String)>> {
+    let rows: Vec<Row> = c.query(stmt).await.unwrap();
     rows.into_iter()
         .map(|r| {
             let names: Vec<String> = r
@@ -170,4 +175,75 @@ async fn flush_empties_a_table_everything_or_the_statistics() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(route_of(&mut c, "qg").await, "miss(filled)");
+}
+
+/// `SHOW SQLCACHE TABLES`: per table, what it holds now (walking the
+/// cache) and its hits, fills and invalidations by source — a write
+/// through the proxy and one made directly in MariaDB (the binlog feed).
+#[tokio::test]
+async fn tables_show_what_each_table_holds_and_what_happened_to_it() {
+    let db = mariadb();
+    db.sql_socket("CREATE TABLE test.tt_a (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO test.tt_a VALUES (1, 'a'), (2, 'b'); CREATE TABLE test.tt_b (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO test.tt_b VALUES (1, 'c');");
+    let proxy = Proxy::start(db, "\n[invalidation.binlog]\nmax_staleness = \"5s\"\n", "");
+    let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
+    common::sqlcache::wait_fresh(&mut c).await;
+    let table = |rows: &[Vec<(String, String)>], name: &str| -> Vec<(String, String)> {
+        rows.iter()
+            .find(|r| r[0].1 == name)
+            .unwrap_or_else(|| panic!("no {name} in {rows:#?}"))
+            .clone()
+    };
+    for q in [
+        "SELECT v FROM tt_a WHERE id = 1",
+        "SELECT v FROM tt_a WHERE id = 2",
+        "SELECT v FROM tt_b WHERE id = 1",
+    ] {
+        common::sqlcache::warm_as::<String>(&mut c, q).await;
+    }
+    // Three more hits on tt_a.
+    for _ in 0..3 {
+        let _: Option<String> = c
+            .query_first("SELECT v FROM tt_a WHERE id = 1")
+            .await
+            .unwrap();
+    }
+    let rows = named_rows(&mut c, "SHOW SQLCACHE TABLES").await;
+    let a = table(&rows, "test.tt_a");
+    assert_eq!(get(&a, "Entries"), "2", "{a:?}");
+    assert!(get(&a, "Bytes").parse::<u64>().unwrap() > 2 * 592, "{a:?}");
+    assert!(get(&a, "Hits").parse::<u64>().unwrap() >= 5, "{a:?}");
+    assert!(get(&a, "Fills").parse::<u64>().unwrap() >= 2, "{a:?}");
+    assert_eq!(get(&table(&rows, "test.tt_b"), "Entries"), "1");
+
+    // A write through the proxy (row tags), then one made directly.
+    c.query_drop("UPDATE tt_a SET v = 'x' WHERE id = 1")
+        .await
+        .unwrap();
+    db.sql_socket("UPDATE test.tt_b SET v = 'y' WHERE id = 1");
+    let d = common::sqlcache::Deadline::new(
+        std::time::Duration::from_secs(10),
+        "feed invalidation counted",
+    );
+    loop {
+        let rows = named_rows(&mut c, "SHOW SQLCACHE TABLES").await;
+        let (a, b) = (table(&rows, "test.tt_a"), table(&rows, "test.tt_b"));
+        if get(&b, "Invalidations_feed_row") != "0" {
+            assert!(
+                get(&a, "Invalidations_proxy_row").parse::<u64>().unwrap() >= 1,
+                "{a:?}"
+            );
+            // (the proxy's own write reaches the feed too: its echo)
+            assert_eq!(get(&b, "Invalidations_proxy_row"), "0", "{b:?}");
+            assert_eq!(get(&b, "Entries"), "0", "{b:?}");
+            assert_eq!(get(&b, "Stale_entries"), "1", "{b:?}");
+            break;
+        }
+        d.tick().await;
+    }
+    // The mariadb CLI shows it too.
+    let out = cli(proxy.port, "test", "SHOW SQLCACHE TABLES", &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("test.tt_a"),
+        "{out:?}"
+    );
 }

@@ -2,8 +2,8 @@
 //! (`http.rs`: `/metrics`, `/health`, and the proxy's `/ready`, `ready.rs`), one Prometheus writer (`prom.rs`)
 //! for `sqlcache` (`metrics.rs`) and `sqlcache cdc` (`cdc/metrics.rs`),
 //! and the content of the proxy's own statements (`status.rs`: `SHOW
-//! SQLCACHE STATUS | LAST | QUERIES`; `insight.rs`: the per-shape
-//! statistics QUERIES shows).
+//! SQLCACHE STATUS | LAST | QUERIES | TABLES`; `insight.rs`: the per-shape
+//! statistics QUERIES shows; `tables.rs`: TABLES' rows).
 
 pub mod http;
 pub mod insight;
@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod prom;
 pub mod ready;
 pub mod status;
+pub mod tables;

@@ -1,6 +1,6 @@
-//! `SHOW SQLCACHE STATUS | LAST | QUERIES`: the statements the proxy
-//! answers itself, and the counters STATUS shows (QUERIES' rows are
-//! `insight.rs`'s).
+//! `SHOW SQLCACHE STATUS | LAST | QUERIES | TABLES`: the statements the
+//! proxy answers itself, and the counters STATUS shows (QUERIES' rows are
+//! `insight.rs`'s, TABLES' `tables.rs`'s).
 //!
 //! Policy: recognised from the raw bytes before anything else (never
 //! forwarded, never cached); anything else after `SHOW SQLCACHE` is an
@@ -31,6 +31,7 @@ pub enum Own {
     Status,
     Last,
     Queries,
+    Tables,
     Flush(Flush),
     /// `SQLCACHE RELOAD`: read the configuration file again.
     Reload,
@@ -67,6 +68,7 @@ impl Own {
             t if is_kw(t, "STATUS") => Some(Own::Status),
             t if is_kw(t, "LAST") => Some(Own::Last),
             t if is_kw(t, "QUERIES") => Some(Own::Queries),
+            t if is_kw(t, "TABLES") => Some(Own::Tables),
             _ => None,
         }
     }
@@ -187,6 +189,7 @@ mod tests {
         assert_eq!(Own::parse(b"show sqlcache status"), Some(Own::Status));
         assert_eq!(Own::parse(b"SHOW SQLCACHE LAST"), Some(Own::Last));
         assert_eq!(Own::parse(b"show sqlcache queries"), Some(Own::Queries));
+        assert_eq!(Own::parse(b"SHOW SQLCACHE TABLES"), Some(Own::Tables));
         assert_eq!(Own::parse(b"SHOW SQLCACHE PLEASE"), None);
         assert_eq!(Own::parse(b"sqlcache reload;"), Some(Own::Reload));
         assert_eq!(Own::parse(b"SQLCACHE RELOAD now"), None);

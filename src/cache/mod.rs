@@ -36,6 +36,7 @@ pub mod plan;
 pub mod refresh;
 pub mod stats;
 pub mod store;
+pub mod tables;
 pub mod tokens;
 pub mod tuning;
 
@@ -54,6 +55,7 @@ pub use l2::{L2Guard, L2Lookup, L2};
 pub use refresh::{Recipe, Refresh};
 pub use stats::{FeedStats, Route, Source, Stats};
 pub use store::{MokaStore, Store};
+pub use tables::{TableStats, Tables};
 pub use tokens::{Guard, Tag, TagTokens};
 pub use tuning::Tuning;
 
@@ -72,6 +74,18 @@ pub struct Entry {
     /// (`classify::digest`), so a hit need not compute it; `UNKNOWN_SHAPE`
     /// when the filler did not know it.
     pub shape: u64,
+    /// Its table's counters (`SHOW SQLCACHE TABLES`).
+    pub table: Option<Arc<TableStats>>,
+}
+
+/// What the store holds of one table: entries it would serve, entries
+/// invalidated but not yet dropped (a lookup or eviction drops them), and
+/// the bytes of both as `max_memory` counts them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Held {
+    pub fresh: u64,
+    pub stale: u64,
+    pub bytes: u64,
 }
 
 /// `Entry::shape` of an entry filled without its statement's shape.
@@ -103,8 +117,9 @@ pub enum Lookup {
     /// The response and its statement's shape (`Entry::shape`).
     Hit(Bytes, u64),
     /// Fresh here, but another proxy may have invalidated it: serve it
-    /// only once the tier confirms these tokens (`L2::confirm`).
-    Confirm(Bytes, L2Guard, u64),
+    /// only once the tier confirms these tokens (`L2::confirm`); the
+    /// table's counters to count the hit on then.
+    Confirm(Bytes, L2Guard, u64, Option<Arc<TableStats>>),
     /// An entry existed but something it depends on changed.
     Stale,
     Miss,
@@ -117,6 +132,8 @@ pub struct Cache {
     /// Shared with the tier, which bumps them for other proxies' writes.
     pub tokens: Arc<TagTokens>,
     pub stats: Stats,
+    /// Per-table counters.
+    pub tables: Tables,
     /// Closed while a configured change feed cannot prove it is fresh.
     pub gate: FeedGate,
     inflight: Mutex<HashMap<Vec<u8>, Arc<Notify>>>,
@@ -160,6 +177,7 @@ impl Cache {
             store,
             tokens,
             stats: Stats::default(),
+            tables: Tables::default(),
             gate: FeedGate::open(),
             inflight: Mutex::new(HashMap::new()),
             tuning,
@@ -175,10 +193,15 @@ impl Cache {
                     r.touch();
                 }
                 if self.l1_trusted() {
+                    if let Some(t) = &e.table {
+                        t.hit();
+                    }
                     return Lookup::Hit(e.response.clone(), e.shape);
                 }
                 match &e.l2 {
-                    Some(g) => Lookup::Confirm(e.response.clone(), g.clone(), e.shape),
+                    Some(g) => {
+                        Lookup::Confirm(e.response.clone(), g.clone(), e.shape, e.table.clone())
+                    }
                     None => Lookup::Miss,
                 }
             }
@@ -229,6 +252,7 @@ impl Cache {
                 ttl,
                 recipe,
                 shape: UNKNOWN_SHAPE,
+                table: None,
             },
         )
     }
@@ -240,6 +264,9 @@ impl Cache {
         }
         if let Some(r) = &e.recipe {
             self.refresh.register(r.clone());
+        }
+        if let Some(t) = &e.table {
+            t.fills.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.store.insert(key, Arc::new(e));
         self.stats
@@ -384,6 +411,7 @@ impl Cache {
         for tag in tags {
             self.tokens.invalidate(tag);
             self.stats.invalidated(origin.source(Some(tag)));
+            self.tables.invalidated(tag, matches!(origin, Origin::Feed));
         }
         if everything {
             self.tokens.invalidate_all();
@@ -407,6 +435,22 @@ impl Cache {
 
     pub fn entries(&self) -> u64 {
         self.store.entries()
+    }
+
+    /// What the store holds per table (walks it: O(entries)).
+    pub fn held_per_table(&self) -> HashMap<*const TableStats, Held> {
+        let mut held: HashMap<*const TableStats, Held> = HashMap::new();
+        self.store.for_each(&mut |key, e| {
+            if let Some(t) = &e.table {
+                let h = held.entry(Arc::as_ptr(t)).or_default();
+                match self.tokens.is_fresh(&e.guard) {
+                    true => h.fresh += 1,
+                    false => h.stale += 1,
+                }
+                h.bytes += store::weight(key, e) as u64;
+            }
+        });
+        held
     }
 
     pub fn bytes(&self) -> u64 {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use mysql_common::constants::StatusFlags;
 use mysql_common::value::Value;
 
-use super::{canonical_int, resolve, Cache, Guard, L2Guard, L2Lookup, Recipe, Tag};
+use super::{canonical_int, resolve, Cache, Guard, L2Guard, L2Lookup, Recipe, TableStats, Tag};
 use crate::backend::schema::{FactsSource, SchemaCache};
 use crate::classify::{
     is_system_schema_name, BypassReason, Invalidation, PinReason, PointRead, TableName,
@@ -68,6 +68,8 @@ pub struct ReadPlan {
     pub refresh: Option<u32>,
     /// The `Tuning::generation` the rule was read under.
     pub generation: u64,
+    /// The table read (lower-cased), for its counters.
+    pub table: (String, String),
 }
 
 /// Tags and TTL under which a point read may be filled, or why not.
@@ -102,6 +104,7 @@ pub async fn read_plan(
             ttl,
             refresh: None,
             generation,
+            table: (db.clone(), name.to_string()),
         })
     };
     let value_of = |col: &str| {
@@ -136,6 +139,7 @@ pub async fn read_plan(
         ttl,
         refresh,
         generation,
+        table: (db.clone(), name.to_string()),
     })
 }
 
@@ -171,6 +175,8 @@ pub struct Fill {
     pub recipe: Option<Arc<Recipe>>,
     /// Shared-tier tokens read before the backend query, if L2 is in use.
     pub l2: Option<L2Guard>,
+    /// The table's counters.
+    pub table: Option<Arc<TableStats>>,
 }
 
 /// A shared-tier hit: the response, its entry's remaining life and the
@@ -207,6 +213,7 @@ pub async fn start_fill(
         ttl: plan.ttl,
         recipe,
         l2: None,
+        table: Some(cache.tables.get(&plan.table.0, &plan.table.1)),
     };
     if let Some(l2) = &cache.l2 {
         let slots: Vec<u32> = plan.tags.iter().map(Tag::slot).collect();
@@ -386,6 +393,7 @@ mod tests {
             ttl: Duration::from_secs(5),
             refresh: None,
             generation: cache.generation(),
+            table: ("d".into(), "t".into()),
         };
         let store = |fill: Fill| {
             cache.insert_entry(
@@ -397,6 +405,7 @@ mod tests {
                     ttl: fill.ttl,
                     recipe: None,
                     shape: UNKNOWN_SHAPE,
+                    table: fill.table,
                 },
             )
         };

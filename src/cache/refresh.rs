@@ -55,6 +55,8 @@ pub struct Recipe {
     /// The `Tuning::generation` its rule was read under: a refresh after a
     /// reload is not stored (the next miss plans it again).
     pub generation: u64,
+    /// Its table's counters.
+    pub table: Option<Arc<super::TableStats>>,
     filled: AtomicU64,
     hit: AtomicU64,
 }
@@ -96,6 +98,7 @@ impl Recipe {
             ttl,
             slot,
             generation: 0,
+            table: None,
             filled: AtomicU64::new(now_us()),
             hit: AtomicU64::new(0),
         }

@@ -17,6 +17,8 @@ pub trait Store: Send + Sync {
     fn entries(&self) -> u64;
     /// Bytes counted against the memory bound.
     fn bytes(&self) -> u64;
+    /// Calls `f` for every entry held now.
+    fn for_each(&self, f: &mut dyn FnMut(&[u8], &Entry));
     /// A new memory bound; a store that cannot change its bound in place
     /// starts empty (every entry refills from a miss).
     fn resize(&self, max_bytes: u64);
@@ -28,6 +30,11 @@ pub trait Store: Send + Sync {
 /// responses): moka's bookkeeping about 340, the `Entry`, its guard and
 /// allocation rounding about 250.
 pub const ENTRY_OVERHEAD: usize = 592;
+
+/// What an entry counts against `max_memory`.
+pub fn weight(key: &[u8], e: &Entry) -> u32 {
+    (key.len() + e.response.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+}
 
 type Moka = moka::sync::Cache<Vec<u8>, Arc<Entry>, foldhash::fast::RandomState>;
 
@@ -56,9 +63,7 @@ impl MokaStore {
     fn build(max_bytes: u64) -> Moka {
         moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Vec<u8>, v: &Arc<Entry>| {
-                (k.len() + v.response.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
-            })
+            .weigher(|k: &Vec<u8>, v: &Arc<Entry>| weight(k, v))
             .expire_after(EntryExpiry)
             // The table's hash only spreads keys (moka compares them whole):
             // foldhash, randomly seeded per process, costs a fraction of
@@ -90,6 +95,12 @@ impl Store for MokaStore {
         let inner = self.inner.load();
         inner.run_pending_tasks();
         inner.weighted_size()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&[u8], &Entry)) {
+        for (k, e) in self.inner.load().iter() {
+            f(&k, &e);
+        }
     }
 
     fn resize(&self, max_bytes: u64) {

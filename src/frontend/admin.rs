@@ -1,6 +1,6 @@
 //! The wire side of the statements the proxy answers itself (`SHOW
-//! SQLCACHE STATUS | LAST | QUERIES`, content in `admin/status.rs` and
-//! `admin/insight.rs`: ordinary text result sets any client can display;
+//! SQLCACHE STATUS | LAST | QUERIES | TABLES`, content in
+//! `admin/status.rs`, `admin/insight.rs` and `admin/tables.rs`: ordinary text result sets any client can display;
 //! `SQLCACHE FLUSH [QUERIES | [db.]table]`: an OK; `SQLCACHE RELOAD`: an
 //! OK saying what changed, or the file's problems as error 1105,
 //! `reload.rs`), and the recording of
@@ -47,6 +47,10 @@ impl Session {
                 let rows = insight::query_rows(&self.shared.insight);
                 self.write_rows(&insight::COLUMNS, &rows)
             }
+            Some(Own::Tables) => {
+                let rows = crate::admin::tables::table_rows(&self.shared.cache);
+                self.write_rows(&crate::admin::tables::COLUMNS, &rows)
+            }
             Some(Own::Flush(f)) => self.flush(f).await,
             Some(Own::Reload) => match super::reload::reload(&self.shared).await {
                 Ok(report) => self.reply_ok(0, 0, report.summary().as_bytes()),
@@ -55,7 +59,7 @@ impl Session {
             None => self.reply_err(
                 1064,
                 "42000",
-                "sqlcache: expected SHOW SQLCACHE STATUS | LAST | QUERIES or SQLCACHE FLUSH [QUERIES | [db.]table] | RELOAD",
+                "sqlcache: expected SHOW SQLCACHE STATUS | LAST | QUERIES | TABLES or SQLCACHE FLUSH [QUERIES | [db.]table] | RELOAD",
             ),
         }
     }

@@ -91,7 +91,7 @@ impl Session {
                 self.routed = Routed::Hit(Tier::L1);
                 true
             }
-            Lookup::Confirm(bytes, guard, shape) => {
+            Lookup::Confirm(bytes, guard, shape, table) => {
                 let Some(l2) = &cache.l2 else { return false };
                 if !l2.confirm(&guard).await {
                     cache.remove(&self.keybuf);
@@ -100,6 +100,9 @@ impl Session {
                 self.conn.write_framed(&bytes);
                 self.shape = shape;
                 cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = table {
+                    t.hit();
+                }
                 self.routed = Routed::Hit(Tier::L1Confirmed);
                 true
             }
@@ -200,6 +203,7 @@ impl Session {
             slot,
         );
         recipe.generation = p.generation;
+        recipe.table = Some(self.shared.cache.tables.get(&p.table.0, &p.table.1));
         Arc::new(recipe)
     }
 
@@ -221,6 +225,9 @@ impl Session {
         cache.stats.hits.fetch_add(1, Ordering::Relaxed);
         cache.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
         self.routed = Routed::Hit(Tier::L2);
+        if let Some(t) = &fill.table {
+            t.hit();
+        }
         let entry = Entry {
             response: hit.response,
             guard: fill.guard,
@@ -228,6 +235,7 @@ impl Session {
             ttl: fill.ttl.min(hit.ttl_left),
             recipe: fill.recipe,
             shape: self.shape,
+            table: fill.table,
         };
         cache.insert_entry(self.keybuf.clone(), entry);
     }
@@ -269,6 +277,7 @@ impl Session {
             ttl: fill.ttl,
             recipe: fill.recipe,
             shape: self.shape,
+            table: fill.table,
         };
         cache.insert_entry(self.keybuf.clone(), entry);
         self.routed = Routed::Miss(Stored::Filled);

@@ -72,7 +72,16 @@ async fn refresh(shared: &Shared, r: &Arc<Recipe>) -> Result<bool, String> {
         // Reloaded since this entry's rule was read (`cache::tuning`).
         return Ok(false);
     }
-    if cache.insert(r.key.clone(), bytes, guard, r.ttl, Some(r.clone())) {
+    let entry = crate::cache::Entry {
+        response: bytes,
+        guard,
+        l2: None,
+        ttl: r.ttl,
+        recipe: Some(r.clone()),
+        shape: crate::cache::UNKNOWN_SHAPE,
+        table: r.table.clone(),
+    };
+    if cache.insert_entry(r.key.clone(), entry) {
         Ok(true)
     } else {
         Err("raced a newer change (or too large)".into())

@@ -83,7 +83,7 @@ impl Proxy {
         let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
         match c.lookup(&key) {
             Lookup::Hit(b, _) => return (text(&b), "l1"),
-            Lookup::Confirm(b, g, _) if self.l2().confirm(&g).await => {
+            Lookup::Confirm(b, g, _, _) if self.l2().confirm(&g).await => {
                 return (text(&b), "l1-confirmed")
             }
             Lookup::Confirm(..) => c.remove(&key),
@@ -136,6 +136,7 @@ fn entry(response: Bytes, guard: crate::cache::Guard, l2: Option<L2Guard>, ttl: 
         ttl,
         recipe: None,
         shape: crate::cache::UNKNOWN_SHAPE,
+        table: None,
     }
 }
 
