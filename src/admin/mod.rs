@@ -5,6 +5,8 @@
 //! SQLCACHE STATUS | LAST | QUERIES | TABLES`; `insight.rs`: the per-shape
 //! statistics QUERIES shows; `tables.rs`: TABLES' rows).
 
+#[cfg(test)]
+mod deploy_tests;
 pub mod http;
 pub mod insight;
 pub mod metrics;

@@ -110,7 +110,8 @@ impl Config {
         self.proxy.problems(&mut p);
         self.cache.ignite_problems(&mut p);
         self.backend.problems(&mut p);
-        proxy::user_problems(&self.users, &self.accounts, &mut p);
+        let proxy_file = self.cdc.is_none() && self.sink.is_none();
+        proxy::user_problems(&self.users, &self.accounts, proxy_file, &mut p);
         self.cache.problems(&mut p);
         self.admin.problems(&mut p);
         self.invalidation.problems(&mut p);

@@ -236,12 +236,23 @@ impl LogConfig {
     }
 }
 
-pub(super) fn user_problems(users: &[UserConfig], accounts: &AccountsConfig, p: &mut Vec<String>) {
-    if users.is_empty() && accounts.source == AccountSource::Config {
-        p.push(
-            "users: at least one [[users]] entry is needed (or accounts.source = \"backend\")"
-                .into(),
-        );
+/// The proxy's "nobody could log in" problem, if it has one.
+pub fn no_accounts(users: &[UserConfig], accounts: &AccountsConfig) -> Option<String> {
+    (users.is_empty() && accounts.source == AccountSource::Config).then(|| {
+        "users: at least one [[users]] entry is needed (or accounts.source = \"backend\")".into()
+    })
+}
+
+/// `proxy_file`: the file is for the proxy (it has neither `[cdc]` nor
+/// `[sink]`), so it must let someone log in.
+pub(super) fn user_problems(
+    users: &[UserConfig],
+    accounts: &AccountsConfig,
+    proxy_file: bool,
+    p: &mut Vec<String>,
+) {
+    if proxy_file {
+        p.extend(no_accounts(users, accounts));
     }
     if accounts.max_age < Duration::from_millis(100) {
         p.push("accounts.max_age: must be at least 100ms".into());

@@ -131,6 +131,10 @@ impl Proxy {
     /// Binds the listener and builds the parts; `path` is the file `cfg`
     /// came from, read again by live reload (SIGHUP, `SQLCACHE RELOAD`).
     pub async fn bind(cfg: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<Proxy> {
+        // A file with [cdc] or [sink] may leave out [[users]]; the proxy may not.
+        if let Some(problem) = crate::config::no_accounts(&cfg.users, &cfg.accounts) {
+            anyhow::bail!("{problem}");
+        }
         let tls = match &cfg.proxy.tls {
             Some(t) => Some(stream::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?),
             None => None,

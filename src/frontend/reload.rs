@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use super::session::Shared;
 use crate::cache::Tuning;
-use crate::config::{Config, ConfigError};
+use crate::config::{no_accounts, Config, ConfigError};
 
 /// What a reload needs beyond the proxy's parts.
 pub struct Reloader {
@@ -127,7 +127,14 @@ pub async fn reload(shared: &Shared) -> Result<Report, ReloadError> {
     let r = &shared.reloader;
     let path = r.path.as_ref().ok_or(ReloadError::NoFile)?;
     let mut applied = r.applied.lock().await;
-    let new = match Config::load(path) {
+    let loaded = Config::load(path).and_then(|c| match no_accounts(&c.users, &c.accounts) {
+        Some(problem) => Err(ConfigError::Invalid {
+            path: path.display().to_string(),
+            problems: vec![problem],
+        }),
+        None => Ok(c),
+    });
+    let new = match loaded {
         Ok(c) => c,
         Err(e) => {
             r.failures.fetch_add(1, Ordering::Relaxed);

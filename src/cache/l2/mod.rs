@@ -31,7 +31,7 @@
 //!   its tokens (`confirm`).
 
 #[cfg(test)]
-mod mem;
+pub(crate) mod mem;
 pub mod peers;
 
 use std::collections::HashSet;
