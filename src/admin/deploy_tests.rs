@@ -40,12 +40,12 @@ async fn exported() -> String {
 /// Every `sqlcache_*` name in the dashboard's queries.
 fn dashboard_metrics() -> BTreeSet<String> {
     let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard is JSON");
+    let re = regex::Regex::new(r"sqlcache_[a-z0-9_]+").unwrap();
     let mut names = BTreeSet::new();
     let panels = d["panels"].as_array().expect("panels");
     for p in panels {
         for t in p["targets"].as_array().into_iter().flatten() {
             let expr = t["expr"].as_str().expect("a target has an expr");
-            let re = regex::Regex::new(r"sqlcache_[a-z0-9_]+").unwrap();
             names.extend(re.find_iter(expr).map(|m| m.as_str().to_string()));
         }
     }
