@@ -151,4 +151,17 @@ async fn backend_accounts_follow_mariadb_without_a_restart() {
         denied(who("later", "x").await),
         "a dropped account is refused"
     );
+
+    // The default is "backend"; "config" takes the file's users only.
+    for (accounts, lets_in) in [("", true), ("\n[accounts]\nsource = \"config\"\n", false)] {
+        let p = Proxy::start(db, accounts, "");
+        let r = Conn::new(login(p.port, "fromdb", "two")).await;
+        assert_eq!(r.is_ok(), lets_in, "{accounts:?}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                matches!(&e, mysql_async::Error::Server(e) if e.code == 1045),
+                "{e:?}"
+            );
+        }
+    }
 }

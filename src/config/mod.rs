@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn every_bad_value_is_named() {
         let c = Config::parse(
-            "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n",
+            "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n[accounts]\nsource='config'\n",
             "t",
         )
         .unwrap();

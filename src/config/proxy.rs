@@ -104,7 +104,7 @@ pub struct AccountsConfig {
 impl Default for AccountsConfig {
     fn default() -> Self {
         AccountsConfig {
-            source: AccountSource::Config,
+            source: AccountSource::Backend,
             max_age: Duration::from_secs(5),
         }
     }
