@@ -55,6 +55,16 @@ async fn second_read(c: &mut Conn, q: &str) -> String {
 const USERS: &str = "[[users]]\nname = \"root\"\npassword = \"\"\n\
                      [[users]]\nname = \"rl_app\"\npassword = \"old\"\n";
 
+const A1: &str = "SELECT v FROM rl_a WHERE id = 1";
+const A2: &str = "SELECT v FROM rl_a WHERE id = 2";
+const B1: &str = "SELECT v FROM rl_b WHERE id = 1";
+
+/// A client that connects and leaves: a debug line of the frontend
+/// ("handshake failed"), not logged at the starting level.
+fn probe(proxy: &Proxy) {
+    drop(std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
+}
+
 #[tokio::test]
 async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
     let db = mariadb();
@@ -71,49 +81,54 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
     let proxy = Proxy::start(db, cache, USERS);
     let mut c = Conn::new(opts(proxy.port, "test")).await.unwrap();
     let id = c.id();
-    let (a1, a2, b1) = (
-        "SELECT v FROM rl_a WHERE id = 1",
-        "SELECT v FROM rl_a WHERE id = 2",
-        "SELECT v FROM rl_b WHERE id = 1",
-    );
-    assert_eq!(second_read(&mut c, a1).await, "hit");
-    assert_eq!(second_read(&mut c, b1).await, "hit");
+    assert_eq!(second_read(&mut c, A1).await, "hit");
+    assert_eq!(second_read(&mut c, B1).await, "hit");
     Conn::new(login(proxy.port, "rl_app", "old"))
         .await
         .unwrap()
         .disconnect()
         .await
         .unwrap();
-    // A client that connects and leaves: a debug line of the frontend,
-    // not logged at the starting level.
-    let probe = || drop(std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
-    probe();
+    probe(&proxy); // not logged at the starting level
 
-    // (1) SIGHUP: rl_a disabled, rl_app's password changed, a user added,
-    // the frontend's debug lines on, and a key that needs a restart.
+    sighup_applies_users_rules_and_the_log_level(db, &proxy, &mut c, id).await;
+    let good = an_invalid_file_changes_nothing(&proxy, &mut c).await;
+    by_statement_ttl_and_result_limit(&proxy, &mut c, &good).await;
+    max_memory_starts_the_cache_empty(&proxy, &mut c).await;
+    assert_eq!(c.id(), id, "one connection across every reload");
+}
+
+/// (1) SIGHUP: rl_a disabled, rl_app's password changed, a user added, the
+/// frontend's debug lines on, and a key that needs a restart.
+async fn sighup_applies_users_rules_and_the_log_level(
+    db: &MariaDb,
+    proxy: &Proxy,
+    c: &mut Conn,
+    id: u32,
+) {
     db.sql_socket("ALTER USER 'rl_app'@'%' IDENTIFIED BY 'new'");
     edit(
-        &proxy,
+        proxy,
         "name = \"test.rl_a\"\n",
         "name = \"test.rl_a\"\nenabled = false\n",
     );
     edit(
-        &proxy,
+        proxy,
         "password = \"old\"",
         "password = \"new\"\n[[users]]\nname = \"rl_new\"\npassword = \"n3w\"",
     );
     edit(
-        &proxy,
+        proxy,
         "level = \"info,",
         "level = \"info,sqlcache::frontend=debug,",
     );
     edit(
-        &proxy,
+        proxy,
         "shutdown_timeout = \"3s\"",
         "shutdown_timeout = \"4s\"",
     );
-    sighup(&proxy);
-    wait_reloads(&mut c, 1).await;
+    sighup(proxy);
+    wait_reloads(c, 1).await;
     let log = proxy.log_text();
     assert!(
         log.contains("test.rl_a invalidated (disabled)")
@@ -121,10 +136,10 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
         "{log}"
     );
     assert_eq!(c.id(), id, "the client stayed connected");
-    assert_eq!(second_read(&mut c, a1).await, "bypass(table_disabled)");
-    assert_eq!(last(&mut c).await, "bypass(table_disabled)");
+    assert_eq!(second_read(c, A1).await, "bypass(table_disabled)");
+    assert_eq!(last(c).await, "bypass(table_disabled)");
     assert_eq!(
-        second_read(&mut c, b1).await,
+        second_read(c, B1).await,
         "hit",
         "other tables keep their entries"
     );
@@ -136,7 +151,7 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
         "{err:?}"
     );
     let mut app = Conn::new(login(proxy.port, "rl_app", "new")).await.unwrap();
-    let v: Option<String> = app.query_first(b1).await.unwrap();
+    let v: Option<String> = app.query_first(B1).await.unwrap();
     assert_eq!(v.as_deref(), Some("b"));
     let out = cli(
         proxy.port,
@@ -150,17 +165,19 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("rl_new@%"));
-    probe();
+    probe(proxy);
     let d = Deadline::new(Duration::from_secs(5), "debug line logged");
     while !proxy.log_text().contains("handshake failed") {
         d.tick().await;
     }
+}
 
-    // (2) An invalid file: refused with every problem named; the running
-    // configuration (rl_a disabled, the new password) stays.
+/// (2) Refused with every problem named; the running configuration stays.
+/// Returns the last good file.
+async fn an_invalid_file_changes_nothing(proxy: &Proxy, c: &mut Conn) -> String {
     let good = std::fs::read_to_string(&proxy.config).unwrap();
     edit(
-        &proxy,
+        proxy,
         "ttl = \"60s\"",
         "ttl = \"60s\"\nmax_memroy = 1\ntll = \"5s\"",
     );
@@ -182,20 +199,24 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
     );
     // A file that does not parse at all.
     std::fs::write(&proxy.config, format!("{good}\n[cache\n")).unwrap();
-    sighup(&proxy);
+    sighup(proxy);
     let d = Deadline::new(Duration::from_secs(10), "second refusal");
-    while status(&mut c, "config_reload_failures").await != "2" {
+    while status(c, "config_reload_failures").await != "2" {
         d.tick().await;
     }
-    assert_eq!(second_read(&mut c, a1).await, "bypass(table_disabled)");
+    assert_eq!(second_read(c, A1).await, "bypass(table_disabled)");
     Conn::new(login(proxy.port, "rl_app", "new")).await.unwrap();
 
-    // (3) By statement: rl_a enabled again with a 1 s TTL, and a result
-    // limit that one of its rows exceeds.
-    std::fs::write(&proxy.config, &good).unwrap();
-    edit(&proxy, "enabled = false\n", "ttl = \"1s\"\n");
+    good
+}
+
+/// (3) By statement: rl_a enabled again with a 1 s TTL, and a result limit
+/// that one of its rows exceeds.
+async fn by_statement_ttl_and_result_limit(proxy: &Proxy, c: &mut Conn, good: &str) {
+    std::fs::write(&proxy.config, good).unwrap();
+    edit(proxy, "enabled = false\n", "ttl = \"1s\"\n");
     edit(
-        &proxy,
+        proxy,
         "ttl = \"60s\"",
         "ttl = \"60s\"\nmax_result_bytes = 80",
     );
@@ -203,29 +224,27 @@ async fn a_changed_file_applies_live_and_an_invalid_one_changes_nothing() {
     let info = c.info().into_owned();
     assert!(info.starts_with("applied: cache settings"), "{info}");
     assert!(
-        !info.contains("needs a restart: proxy"),
+        !info.contains("needs a restart"),
         "already reported: {info}"
     );
-    assert_eq!(second_read(&mut c, a1).await, "hit");
-    let _: Option<String> = c.query_first(a2).await.unwrap();
-    assert_eq!(last(&mut c).await, "miss(not stored: too_large)");
+    assert_eq!(second_read(c, A1).await, "hit");
+    let _: Option<String> = c.query_first(A2).await.unwrap();
+    assert_eq!(last(c).await, "miss(not stored: too_large)");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _: Option<String> = c.query_first(a1).await.unwrap();
-    assert!(
-        last(&mut c).await.starts_with("miss"),
-        "the 1 s TTL expired it"
-    );
+    let _: Option<String> = c.query_first(A1).await.unwrap();
+    assert!(last(c).await.starts_with("miss"), "the 1 s TTL expired it");
+}
 
-    // (4) max_memory: the in-process cache starts empty, then fills.
-    assert_eq!(second_read(&mut c, b1).await, "hit");
+/// (4) max_memory: the in-process cache starts empty, then fills.
+async fn max_memory_starts_the_cache_empty(proxy: &Proxy, c: &mut Conn) {
+    assert_eq!(second_read(c, B1).await, "hit");
     edit(
-        &proxy,
+        proxy,
         "ttl = \"60s\"",
         "ttl = \"60s\"\nmax_memory = \"8MiB\"",
     );
     c.query_drop("SQLCACHE RELOAD").await.unwrap();
-    assert_eq!(status(&mut c, "entries").await, "0");
-    assert_eq!(second_read(&mut c, b1).await, "hit");
-    assert_eq!(status(&mut c, "config_reloads").await, "3");
-    assert_eq!(c.id(), id, "one connection across every reload");
+    assert_eq!(status(c, "entries").await, "0");
+    assert_eq!(second_read(c, B1).await, "hit");
+    assert_eq!(status(c, "config_reloads").await, "3");
 }

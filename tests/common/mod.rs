@@ -93,6 +93,43 @@ pub fn mariadb() -> &'static MariaDb {
     DB.get_or_init(|| MariaDb::start(&[]))
 }
 
+/// mariadbd's options for a private server in `dir` (the binlog the feeds
+/// need, Debian's packaged defaults that --no-defaults drops) plus `extra`.
+fn server_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+    let (data, socket, log, tmp) = (
+        dir.join("data"),
+        dir.join("mysqld.sock"),
+        dir.join("error.log"),
+        dir.join("tmp"),
+    );
+    let mut args: Vec<String> = vec![
+        "--no-defaults".into(),
+        format!("--datadir={}", data.display()),
+        format!("--socket={}", socket.display()),
+        format!("--port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--skip-name-resolve".into(),
+        format!("--log-bin={}", dir.join("binlog").display()),
+        "--binlog-format=ROW".into(),
+        "--binlog-row-image=FULL".into(),
+        "--binlog-row-metadata=FULL".into(),
+        "--server-id=1".into(),
+        format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+        format!("--log-error={}", log.display()),
+        format!("--tmpdir={}", tmp.display()),
+        "--innodb-buffer-pool-size=64M".into(),
+        "--innodb-log-file-size=16M".into(),
+        "--innodb-flush-log-at-trx-commit=2".into(),
+        "--user=root".into(),
+        // Debian's packaged defaults, which --no-defaults drops.
+        "--character-set-server=utf8mb4".into(),
+        "--collation-server=utf8mb4_general_ci".into(),
+        "--max-allowed-packet=64M".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// Where the error log of the server on `port` is kept if it crashes.
 fn crash_log(port: u16) -> PathBuf {
     std::env::temp_dir().join(format!(
@@ -181,31 +218,7 @@ impl MariaDb {
         // a file left behind by a killed server must never meet a new one.
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        let mut args: Vec<String> = vec![
-            "--no-defaults".into(),
-            format!("--datadir={}", data.display()),
-            format!("--socket={}", socket.display()),
-            format!("--port={port}"),
-            "--bind-address=127.0.0.1".into(),
-            "--skip-name-resolve".into(),
-            format!("--log-bin={}", dir.join("binlog").display()),
-            "--binlog-format=ROW".into(),
-            "--binlog-row-image=FULL".into(),
-            "--binlog-row-metadata=FULL".into(),
-            "--server-id=1".into(),
-            format!("--pid-file={}", dir.join("mariadbd.pid").display()),
-            format!("--log-error={}", log.display()),
-            format!("--tmpdir={}", tmp.display()),
-            "--innodb-buffer-pool-size=64M".into(),
-            "--innodb-log-file-size=16M".into(),
-            "--innodb-flush-log-at-trx-commit=2".into(),
-            "--user=root".into(),
-            // Debian's packaged defaults, which --no-defaults drops.
-            "--character-set-server=utf8mb4".into(),
-            "--collation-server=utf8mb4_general_ci".into(),
-            "--max-allowed-packet=64M".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = server_args(&dir, port, extra);
         let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
         // Watchdog: stop the server and remove its files when this process
         // ends; the error log of a server that crashed is kept first.
