@@ -68,7 +68,18 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())?.validate(&path.display().to_string())
+        let origin = path.display().to_string();
+        let mut config = Self::parse(&text, &origin)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Err(problem) = config.backend.read_password_file(dir) {
+            let mut problems = config.problems();
+            problems.insert(0, problem);
+            return Err(ConfigError::Invalid {
+                path: origin,
+                problems,
+            });
+        }
+        config.validate(&origin)
     }
 
     /// Parses TOML text; unknown keys are reported all at once.
@@ -180,6 +191,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn the_backend_password_can_live_in_a_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let load = |name: &str| Config::load(&dir.path().join(name));
+        write("secret", "s3cret\nignored\n");
+        write(
+            "a.toml",
+            "[backend]\npassword_file = \"secret\"\n[[users]]\nname = \"u\"\n",
+        );
+        assert_eq!(load("a.toml").unwrap().backend.password, "s3cret");
+        write(
+            "b.toml",
+            "[backend]\npassword = \"x\"\npassword_file = \"secret\"\npool_max = 0\n",
+        );
+        let err = load("b.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("not both") && err.contains("backend.pool_max"),
+            "{err}"
+        );
+        write(
+            "c.toml",
+            "[backend]\npassword_file = \"missing\"\n[[users]]\nname = \"u\"\n",
+        );
+        let err = load("c.toml").unwrap_err().to_string();
+        assert!(err.contains("backend.password_file: cannot read"), "{err}");
     }
 
     #[test]

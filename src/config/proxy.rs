@@ -40,9 +40,13 @@ pub struct BackendConfig {
     pub port: u16,
     /// Unix socket path; when set it is used instead of host/port.
     pub socket: Option<PathBuf>,
-    /// The proxy's own account (server version probe, health checks).
+    /// The proxy's own account (server version probe, health checks,
+    /// reading `mysql.user`, KILL).
     pub user: String,
     pub password: String,
+    /// A file holding `password` (its first line), so the configuration
+    /// file holds none; relative to the configuration file's directory.
+    pub password_file: Option<PathBuf>,
     /// Most backend connections open at once, over all users.
     pub pool_max: usize,
     #[serde(with = "humantime_serde")]
@@ -155,6 +159,7 @@ impl Default for BackendConfig {
             socket: None,
             user: "root".into(),
             password: String::new(),
+            password_file: None,
             pool_max: 64,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
@@ -205,6 +210,21 @@ impl ProxyConfig {
 }
 
 impl BackendConfig {
+    /// Reads `password_file` (relative to `dir`) into `password`.
+    pub(super) fn read_password_file(&mut self, dir: &std::path::Path) -> Result<(), String> {
+        let Some(f) = &self.password_file else {
+            return Ok(());
+        };
+        if !self.password.is_empty() {
+            return Err("backend.password_file: set password or password_file, not both".into());
+        }
+        let path = dir.join(f);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("backend.password_file: cannot read {}: {e}", path.display()))?;
+        self.password = text.lines().next().unwrap_or("").to_string();
+        Ok(())
+    }
+
     pub(super) fn problems(&self, p: &mut Vec<String>) {
         if self.socket.is_none() && self.host.is_empty() {
             p.push("backend.host: empty (set host or socket)".into());
