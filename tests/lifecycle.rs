@@ -44,7 +44,11 @@ fn check_config_accepts_the_shipped_file_and_names_every_bad_key() {
         err.contains("proxy.listn") && err.contains("backend.prot"),
         "{err}"
     );
-    std::fs::write(&bad, "[proxy]\nlisten = \"x\"\n[backend]\npool_max = 0\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[proxy]\nlisten = \"x\"\n[backend]\npool_max = 0\n[accounts]\nsource = \"config\"\n",
+    )
+    .unwrap();
     let out = bin()
         .args(["--check-config", "--config"])
         .arg(&bad)

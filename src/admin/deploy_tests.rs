@@ -33,7 +33,7 @@ async fn exported() -> String {
         },
     );
     let cache = Cache::with_l2(CacheConfig::default(), Some(l2));
-    crate::admin::metrics::prometheus(&cache, 0, (0, 0))
+    crate::admin::metrics::prometheus(&cache, Default::default())
         + &crate::cdc::metrics::Metrics::default().prometheus()
 }
 

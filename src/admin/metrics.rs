@@ -20,7 +20,17 @@ fn g(a: &AtomicU64) -> u64 {
 /// Counts of configuration reloads: (applied, refused).
 pub type Reloads = (u64, u64);
 
-pub fn prometheus(cache: &Cache, backend_open: usize, reloads: Reloads) -> String {
+/// The proxy's figures outside the cache.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Proxy {
+    pub backend_open: usize,
+    pub reloads: Reloads,
+    /// Pooled connections reset because the globals changed.
+    pub globals_resets: u64,
+}
+
+pub fn prometheus(cache: &Cache, proxy: Proxy) -> String {
+    let (backend_open, reloads) = (proxy.backend_open, proxy.reloads);
     let mut p = Prom::new();
     cache_families(&mut p, cache);
     feed_families(&mut p, cache);
@@ -78,6 +88,11 @@ pub fn prometheus(cache: &Cache, backend_open: usize, reloads: Reloads) -> Strin
         "sqlcache_backend_connections",
         "Open backend connections.",
         backend_open,
+    );
+    p.counter(
+        "sqlcache_backend_globals_resets_total",
+        "Pooled connections reset before use because a SET GLOBAL went through the proxy since they were opened.",
+        proxy.globals_resets,
     );
     p.counter(
         "sqlcache_config_reloads_total",
@@ -201,7 +216,13 @@ mod tests {
         let c = Cache::new(crate::config::CacheConfig::default());
         c.stats
             .observe(Route::Hit, std::time::Duration::from_micros(30));
-        let t = prometheus(&c, 3, (0, 0));
+        let t = prometheus(
+            &c,
+            Proxy {
+                backend_open: 3,
+                ..Proxy::default()
+            },
+        );
         for f in [
             "sqlcache_hits_total 0",
             "reason=\"in_transaction\"",

@@ -13,6 +13,15 @@
 //! database. A connection whose pinned state may linger is reset
 //! (COM_RESET_CONNECTION) before it returns to the pool.
 //!
+//! A new MySQL session copies the server's global variables; a pooled
+//! connection keeps the copy it took when it was opened. So that a client
+//! session starting after a `SET GLOBAL` (through the proxy) sees the new
+//! values, `globals_changed` starts a new epoch and a connection from an
+//! older one is reset (COM_RESET_CONNECTION, which copies the globals
+//! again) before it is handed out. A global changed by another client of
+//! MySQL directly is not seen: connections opened before it keep the old
+//! value until they are reset or closed (`idle_timeout`).
+//!
 //! The proxy runs one single-threaded runtime per core (see `frontend`); a
 //! connection's socket belongs to the runtime that opened it. The pool is
 //! shared so `pool_max` stays one global bound, but a worker prefers its own
@@ -78,6 +87,8 @@ pub struct BackendConn {
     pub applied: Applied,
     /// Set when session state may linger (pinned state): reset before reuse.
     pub dirty: bool,
+    /// The globals epoch its session variables were copied in.
+    epoch: u64,
     key: PoolKey,
     /// Server-side statements by database ("" = none) then SQL text; two
     /// levels so a lookup borrows instead of building a key.
@@ -99,6 +110,10 @@ pub struct Backend {
     /// One version probe at a time (a burst of new clients must not open a
     /// burst of backend connections).
     probe: tokio::sync::Mutex<()>,
+    /// Bumped by `globals_changed`.
+    globals_epoch: std::sync::atomic::AtomicU64,
+    /// Connections reset because their globals were older (a metric).
+    pub globals_resets: std::sync::atomic::AtomicU64,
 }
 
 /// Options for a connection to the configured server as `user` (every
@@ -137,7 +152,21 @@ impl Backend {
             returned: Notify::new(),
             server_version: Mutex::new(None),
             probe: tokio::sync::Mutex::new(()),
+            globals_epoch: Default::default(),
+            globals_resets: Default::default(),
         })
+    }
+
+    /// A global variable changed (`SET GLOBAL` through the proxy): every
+    /// connection open now is reset before its next use.
+    pub fn globals_changed(&self) {
+        self.globals_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn epoch(&self) -> u64 {
+        self.globals_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn addr(&self) -> String {
@@ -237,12 +266,14 @@ impl Backend {
             }
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
                 let opts = self.opts(&key.user, password, key.found_rows);
+                let epoch = self.epoch();
                 let conn = self.connect_raw(opts).await?;
                 return Ok(BackendConn {
                     worker: current_worker(),
                     conn,
                     applied: Applied::fresh(),
                     dirty: false,
+                    epoch,
                     key: key.clone(),
                     stmts: HashMap::new(),
                     idle_since: Instant::now(),
@@ -264,7 +295,8 @@ impl Backend {
         }
     }
 
-    /// An idle connection that still answers (pinged if idle for long).
+    /// An idle connection that still answers (pinged if idle for long),
+    /// with the current globals (reset if it copied older ones).
     async fn take_healthy(
         &self,
         key: &PoolKey,
@@ -272,6 +304,16 @@ impl Backend {
         local_only: bool,
     ) -> Option<BackendConn> {
         while let Some(mut c) = self.take_idle(key, db, local_only) {
+            let epoch = self.epoch();
+            if c.epoch != epoch {
+                if c.reset().await.is_err() {
+                    continue;
+                }
+                c.epoch = epoch;
+                self.globals_resets
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(c);
+            }
             if c.idle_since.elapsed() < PING_AFTER || c.conn.ping().await.is_ok() {
                 return Some(c);
             }
@@ -323,7 +365,9 @@ impl Backend {
         if c.dirty {
             let this = self.clone();
             tokio::spawn(async move {
+                let epoch = this.epoch();
                 if c.reset().await.is_ok() {
+                    c.epoch = epoch;
                     this.put_idle(c);
                 } else {
                     this.returned.notify_one();

@@ -71,11 +71,16 @@ pub struct Effects {
     pub pin: Option<PinReason>,
     /// The statement reads the previous statement's LAST_INSERT_ID().
     pub reads_last_insert_id: bool,
+    /// It names CONNECTION_ID (`rewrite::own_connection_id` then runs).
+    pub reads_connection_id: bool,
     /// `SELECT @@socket …`: answered without the backend's socket path, so
     /// clients (mysql_async's prefer_socket) do not reconnect around the proxy.
     pub probes_socket: bool,
     /// Non-empty statements in the text (more than one: multi-statement).
     pub statements: usize,
+    /// `SET GLOBAL …` (or `@@global.…`, PERSIST): sessions that start
+    /// later must see the new values (`Backend::globals_changed`).
+    pub sets_global: bool,
 }
 
 /// `KILL [QUERY | CONNECTION] <id>`.
@@ -139,6 +144,9 @@ pub fn analyze_lexed(lexed: &Lexed<'_>) -> Effects {
             }
             Token::Word(w) if w.eq_ignore_ascii_case("LAST_INSERT_ID") => {
                 fx.reads_last_insert_id = true
+            }
+            Token::Word(w) if w.eq_ignore_ascii_case("CONNECTION_ID") => {
+                fx.reads_connection_id = true
             }
             Token::SysVar(v) => {
                 let name = v.rsplit('.').next().unwrap_or(v);
@@ -211,6 +219,12 @@ fn set_statement(t: &[Token<'_>], fx: &mut Effects) {
         pin(fx, PinReason::TxCharacteristics);
         return;
     }
+    if ["GLOBAL", "PERSIST", "PERSIST_ONLY"]
+        .iter()
+        .any(|k| kw(0, k))
+    {
+        fx.sets_global = true;
+    }
     let account_or_global = ["GLOBAL", "PERSIST", "PERSIST_ONLY", "PASSWORD"]
         .iter()
         .any(|k| kw(0, k))
@@ -268,9 +282,15 @@ fn set_item(item: &[Token<'_>], fx: &mut Effects) {
         {
             (*n, rest)
         }
-        [Token::Word(scope), ..] if scope.eq_ignore_ascii_case("GLOBAL") => return,
+        [Token::Word(scope), ..] if scope.eq_ignore_ascii_case("GLOBAL") => {
+            fx.sets_global = true;
+            return;
+        }
         [Token::SysVar(v), rest @ ..] => match v.split_once('.') {
-            Some((scope, _)) if scope.eq_ignore_ascii_case("global") => return,
+            Some((scope, _)) if scope.eq_ignore_ascii_case("global") => {
+                fx.sets_global = true;
+                return;
+            }
             Some((_, n)) => (n, rest),
             None => (*v, rest),
         },
@@ -403,6 +423,27 @@ mod tests {
         ];
         for (sql, want) in cases {
             assert_eq!(analyze(sql).pin, *want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn global_changes_are_noticed() {
+        for sql in [
+            "SET GLOBAL net_buffer_length = 1024",
+            "set global a = 1, b = 2",
+            "SET @@global.max_allowed_packet = 2048",
+            "SET PERSIST max_connections = 10",
+            "SET SESSION a = 1, GLOBAL b = 2",
+        ] {
+            assert!(analyze(sql).sets_global, "{sql}");
+        }
+        for sql in [
+            "SET a = 1",
+            "SET @@session.a = 1",
+            "SELECT @@global.a",
+            "SET PASSWORD = 'x'",
+        ] {
+            assert!(!analyze(sql).sets_global, "{sql}");
         }
     }
 

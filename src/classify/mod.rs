@@ -13,6 +13,7 @@ pub mod digest;
 pub mod effects;
 pub mod lexer;
 pub mod memo;
+pub mod rewrite;
 pub mod sql;
 pub mod verdict;
 pub mod words;

@@ -36,6 +36,8 @@ impl Session {
                 let (applied, refused) = self.shared.reloader.counts();
                 rows.push(("config_reloads".into(), applied.to_string()));
                 rows.push(("config_reload_failures".into(), refused.to_string()));
+                let resets = self.shared.backend.globals_resets.load(std::sync::atomic::Ordering::Relaxed);
+                rows.push(("backend_globals_resets".into(), resets.to_string()));
                 let rows = pairs(rows);
                 self.write_rows(&["Variable_name", "Value"], &rows)
             }

@@ -96,11 +96,15 @@ async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
         Box::pin(async move { crate::admin::ready::check(&s.backend, &s.cache).await })
     };
     let metrics = move || {
-        crate::admin::metrics::prometheus(
-            &shared.cache,
-            shared.backend.open_connections(),
-            shared.reloader.counts(),
-        )
+        let proxy = crate::admin::metrics::Proxy {
+            backend_open: shared.backend.open_connections(),
+            reloads: shared.reloader.counts(),
+            globals_resets: shared
+                .backend
+                .globals_resets
+                .load(std::sync::atomic::Ordering::Relaxed),
+        };
+        crate::admin::metrics::prometheus(&shared.cache, proxy)
     };
     crate::admin::http::serve(listener, metrics, ready).await
 }

@@ -114,6 +114,9 @@ pub enum Flow {
 }
 
 pub struct Session {
+    /// The proxy's connection id (the handshake's; what KILL and
+    /// `CONNECTION_ID()` speak).
+    pub(super) id: u32,
     pub(super) conn: PacketConn<ClientStream>,
     pub(super) shared: Arc<Shared>,
     pub(super) handle: Arc<SessionHandle>,
@@ -180,6 +183,7 @@ pub async fn serve(
         let handle = Arc::new(SessionHandle::default());
         shared.sessions.lock().unwrap().insert(id, handle.clone());
         let mut s = Session {
+            id,
             key: PoolKey {
                 user: login.user.clone(),
                 found_rows: login.caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
@@ -444,11 +448,18 @@ impl Session {
         } else {
             Verdict::Bypass(BypassReason::CacheDisabled)
         };
-        let sent: Cow<'_, [u8]> = if fx.probes_socket {
+        let mut sent: Cow<'_, [u8]> = if fx.probes_socket {
             Cow::Owned(hide_socket(&text).into_bytes())
         } else {
             Cow::Borrowed(sql)
         };
+        if fx.reads_connection_id {
+            let own =
+                classify::rewrite::own_connection_id(&String::from_utf8_lossy(&sent), self.id);
+            if let Some(own) = own {
+                sent = Cow::Owned(own.into_bytes());
+            }
+        }
         let st = Stmt {
             proto: TEXT,
             sql,
@@ -506,6 +517,9 @@ impl Session {
         }
         if let Some(l) = fx.lock_tables {
             self.lock_tables = l;
+        }
+        if fx.sets_global {
+            self.shared.backend.globals_changed();
         }
     }
 

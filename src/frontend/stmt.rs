@@ -196,6 +196,10 @@ pub fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> Option<ChangeUse
 
 impl Session {
     pub(super) async fn com_stmt_prepare(&mut self, sql: &[u8]) -> Result<(), SessionError> {
+        // `CONNECTION_ID()` is this session's proxy id (`classify::rewrite`).
+        let own =
+            crate::classify::rewrite::own_connection_id(&String::from_utf8_lossy(sql), self.id);
+        let sql = own.as_ref().map_or(sql, |s| s.as_bytes());
         let Some(mut c) = self.acquire_or_reply(false).await else {
             return Ok(());
         };
