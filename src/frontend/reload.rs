@@ -9,8 +9,10 @@
 //! `[[cache.tables]]` (the cache first invalidates what the new rules no
 //! longer allow: `cache::tuning`), `log.level`. Any other key that changed
 //! needs a restart: it is named in the log and the answer, and its running
-//! value stays (`restart_keys`). Reloads run one at a time; the
-//! configuration they diff against is the last one applied.
+//! value stays (`restart_keys`, compared with the configuration the proxy
+//! started with, so a pending one is named by every reload until the
+//! restart). Reloads run one at a time; live keys are compared with the
+//! last configuration applied.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,7 +145,8 @@ pub async fn reload(shared: &Shared) -> Result<Report, ReloadError> {
         }
     };
     let mut report = Report {
-        restart: restart_keys(&applied, &new),
+        // Against the configuration started with: still pending until then.
+        restart: restart_keys(&shared.cfg, &new),
         ..Report::default()
     };
     if new.users != applied.users {
