@@ -142,6 +142,7 @@ struct Log {
 /// Runs writers (one per proxy, each owning its rows) and readers on every
 /// proxy until `stop`; then counts reads that broke their bound.
 struct Checker {
+    started: Instant,
     log: Arc<Mutex<Log>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -151,6 +152,7 @@ const ROWS: u32 = 20;
 
 impl Checker {
     fn start(table: &'static str, ports: &[u16]) -> Checker {
+        let started = Instant::now();
         let log = Arc::new(Mutex::new(Log {
             writes: vec![Vec::new(); ROWS as usize + 1],
             ..Default::default()
@@ -202,7 +204,12 @@ impl Checker {
                 }));
             }
         }
-        Checker { log, stop, tasks }
+        Checker {
+            started,
+            log,
+            stop,
+            tasks,
+        }
     }
 
     /// Stops the clients and reports (reads, violations, client errors).
@@ -226,14 +233,21 @@ impl Checker {
                     };
                     *at + bound < r.start
                 })
-                .map(|(v, _, _)| *v)
-                .max()
-                .unwrap_or(0);
+                .max_by_key(|(v, _, _)| *v);
             // One writer per row, so a row's values only grow.
-            if r.value < due {
+            if let Some((due, by, at)) = due.filter(|(v, _, _)| r.value < *v) {
+                // Times from the checker's start, to place the read against
+                // the faults the test injected.
+                let ms = |t: &Instant| t.duration_since(self.started).as_millis();
                 bad.push(format!(
-                    "proxy {} row {} read {} but {} was due",
-                    r.proxy, r.row, r.value, due
+                    "proxy {} row {} read {} at +{} ms but {} was due (OK via proxy {} at +{} ms)",
+                    r.proxy,
+                    r.row,
+                    r.value,
+                    ms(&r.start),
+                    due,
+                    by,
+                    ms(at)
                 ));
             }
         }
@@ -307,10 +321,14 @@ async fn a_cluster_loses_a_node_under_load_and_restarts_without_a_stale_read() {
     wait_trusted(&mut cb, false).await;
 
     let checker = Checker::start("fl3", &[a.port, b.port]);
+    let at = |c: &Checker| c.started.elapsed().as_millis();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!("node 1 killed at +{} ms", at(&checker));
     tokio::task::block_in_place(|| ignite.kill(1));
     tokio::time::sleep(Duration::from_secs(4)).await;
+    eprintln!("node 1 restarting at +{} ms", at(&checker));
     tokio::task::block_in_place(|| ignite.restart(1));
+    eprintln!("node 1 back at +{} ms", at(&checker));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_clean("node lost and back", checker.finish().await);
     wait_trusted(&mut ca, false).await;
