@@ -30,12 +30,28 @@ command -v mariadb-test >/dev/null && [[ -d $SUITE/main ]] \
 
 bench_workdir
 DB_PORT=$(free_port)
-start_mariadb "$WORK/db" "$DB_PORT"
+mkdir -p "$WORK/var/tmp"
+# The options mysql-test-run gives its servers (include/default_mysqld.cnf)
+# that the tests' results depend on; no binlog, as there.
+start_mariadb "$WORK/db" "$DB_PORT" --skip-log-bin --character-set-server=latin1 \
+    --collation-server=latin1_swedish_ci --log-bin-trust-function-creators=1 --local-infile \
+    --key-buffer-size=1M --sort-buffer-size=256K --max-heap-table-size=1M \
+    --secure-file-priv="$WORK/var" --open-files-limit=1024 --default-storage-engine=MyISAM \
+    --default-tmp-storage-engine=MyISAM
 pids+=("$MARIADB_PID")
+# mtr's own schema, as far as tests call it (mtr.add_suppression).
+mariadb --no-defaults -uroot --socket="$WORK/db/sock" <<'SQL'
+CREATE DATABASE mtr;
+CREATE TABLE mtr.test_suppressions (pattern VARCHAR(255)) ENGINE=MyISAM;
+DELIMITER //
+CREATE PROCEDURE mtr.add_suppression(pattern VARCHAR(255))
+BEGIN INSERT INTO mtr.test_suppressions VALUES (pattern); END//
+DELIMITER ;
+SQL
 start_proxy "$WORK" "$DB_PORT"
 pids+=("$PROXY_PID")
 OUT=${MTR_OUT:-$WORK/out}
-mkdir -p "$OUT" "$WORK/t" "$WORK/var/tmp"
+mkdir -p "$OUT" "$WORK/t"
 
 # The test and its result with `connect (…, localhost, …)` on TCP.
 prepare() {
@@ -91,11 +107,11 @@ while read -r t _; do
         fi
     fi
     printf '%-36s %-8s %-8s %s\n' "$t" "$d" "$p" "$note"
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        echo "sqlcache exited during $t:" >&2
+        tail -n 30 "$WORK/proxy.log" >&2
+        exit 1
+    fi
 done <"$LIST"
 echo "summary: $total tests; pass directly $direct_ok; pass through sqlcache $proxy_ok; differ without a known reason $unexplained"
-if ! kill -0 "$PROXY_PID" 2>/dev/null; then
-    echo "sqlcache exited during the run:" >&2
-    tail -n 20 "$WORK/proxy.log" >&2
-    exit 1
-fi
 ((unexplained == 0))

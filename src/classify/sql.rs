@@ -7,7 +7,10 @@
 //! Whether the equalities cover a primary key is decided later against the
 //! schema. Statements sqlparser cannot parse are judged by their first
 //! keyword: known read-only verbs forward without invalidation, anything else
-//! invalidates everything.
+//! invalidates everything. So are statements with more than `MAX_JOINS` JOIN
+//! keywords: sqlparser 0.63 recurses once per JOIN with no depth guard
+//! (`parse_joins`), and MariaDB's own `join_optimizer.test` sends 8192 of them,
+//! which overflowed a worker's stack. No point read has a JOIN at all.
 
 use std::ops::ControlFlow;
 
@@ -40,6 +43,9 @@ pub fn classify_lexed(lexed: &Lexed<'_>) -> Verdict {
     {
         return read_or_unknown(toks, BypassReason::SqlNoCache);
     }
+    if too_many_joins(toks) {
+        return read_or_unknown(toks, BypassReason::Unparsable);
+    }
     let stmts = match Parser::parse_sql(&MySqlDialect {}, sql) {
         Ok(s) => s,
         Err(_) => return read_or_unknown(toks, BypassReason::Unparsable),
@@ -48,6 +54,20 @@ pub fn classify_lexed(lexed: &Lexed<'_>) -> Verdict {
         [one] => statement(one),
         many => merge(many.iter().map(statement)),
     }
+}
+
+/// More JOIN keywords than sqlparser can be trusted to recurse through on a
+/// worker's stack (a level took ~60 KiB in a debug build: 34 levels filled
+/// 2 MiB). MariaDB allows 61 tables per join; the few statements past this
+/// are never point reads and lose only table-precise invalidation.
+const MAX_JOINS: usize = 64;
+
+/// Whether `toks` holds more than `MAX_JOINS` JOIN keywords.
+fn too_many_joins(toks: &[Token<'_>]) -> bool {
+    toks.iter()
+        .filter(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("JOIN")))
+        .nth(MAX_JOINS)
+        .is_some()
 }
 
 /// Several statements in one text: reads bypass, writes union their tables.

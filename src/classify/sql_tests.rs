@@ -214,3 +214,40 @@ fn unknown_writes_and_transaction_ends() {
     );
     assert_eq!(classify("BEGIN"), Verdict::Bypass(NotPointRead));
 }
+
+/// MariaDB's MDEV-38168 statement (8192 joins, `join_optimizer.test`): once
+/// overflowed a worker's stack in sqlparser. Classified on a thread with a
+/// worker's stack, it must come back as a verdict, not an abort; so must a
+/// statement at the bound, which sqlparser still parses.
+#[test]
+fn thousands_of_joins_classify_on_a_small_stack() {
+    let joins = |n: usize| {
+        let mut sql = String::from("SELECT * FROM t1");
+        for i in (1..=n).rev() {
+            sql.push_str(&format!(" JOIN t1 x{i}"));
+        }
+        sql
+    };
+    // At the bound sqlparser still runs (and fits the stack); past it, not.
+    let (sql, at_bound) = (joins(8192), joins(MAX_JOINS));
+    let nested = format!("SELECT 1 + {}1{}", "(".repeat(20_000), ")".repeat(20_000));
+    let v = std::thread::Builder::new()
+        .stack_size(crate::frontend::WORKER_STACK_BYTES)
+        .spawn(move || {
+            let lexed = Lexed::new(&sql);
+            let nested = Lexed::new(&nested);
+            (
+                classify_lexed(&lexed),
+                crate::classify::effects::analyze_lexed(&lexed),
+                classify_lexed(&nested),
+                classify_lexed(&Lexed::new(&at_bound)),
+            )
+        })
+        .expect("spawn")
+        .join()
+        .expect("classified without overflowing the stack");
+    assert!(matches!(v.0, Verdict::Bypass(_)), "{:?}", v.0);
+    assert!(matches!(v.2, Verdict::Bypass(_)), "{:?}", v.2);
+    assert_eq!(v.0, Verdict::Bypass(Unparsable));
+    assert_eq!(v.3, Verdict::Bypass(NotPointRead));
+}

@@ -11,7 +11,9 @@
 //! on two threads, 34 µs on one — the difference was thread wake-ups). Up to
 //! `proxy.max_connections` clients are served (one more gets error 1040). On
 //! shutdown the acceptor stops, sessions are told to close when idle, and the
-//! proxy waits up to `proxy.shutdown_timeout` for busy ones.
+//! proxy waits up to `proxy.shutdown_timeout` for busy ones. Worker threads
+//! get `WORKER_STACK_BYTES`, the main thread's usual 8 MiB (worker 0 runs on
+//! it), not Rust's 2 MiB default: classification recurses (see `classify`).
 
 pub mod accounts;
 pub mod admin;
@@ -232,6 +234,9 @@ type Workers = (
     Vec<std::thread::JoinHandle<()>>,
 );
 
+/// Stack of each worker thread (as Linux gives the main thread by default).
+pub const WORKER_STACK_BYTES: usize = 8 << 20;
+
 /// Worker 0 on this runtime, the others on threads of their own.
 fn start_workers(
     shared: &Arc<Shared>,
@@ -251,6 +256,7 @@ fn start_workers(
         }
         let t = std::thread::Builder::new()
             .name(format!("sqlcache-w{i}"))
+            .stack_size(WORKER_STACK_BYTES)
             .spawn(move || {
                 crate::backend::set_worker(i);
                 match tokio::runtime::Builder::new_current_thread()
