@@ -71,7 +71,9 @@ pub struct Effects {
     pub pin: Option<PinReason>,
     /// The statement reads the previous statement's LAST_INSERT_ID().
     pub reads_last_insert_id: bool,
-    /// It names CONNECTION_ID (`rewrite::own_connection_id` then runs).
+    /// It names CONNECTION_ID (`rewrite::own_connection_id` then runs), and
+    /// not PROCESSLIST: there `id = CONNECTION_ID()` must find the row of the
+    /// backend connection running it, so MariaDB's own id is left.
     pub reads_connection_id: bool,
     /// `SELECT @@socket …`: answered without the backend's socket path, so
     /// clients (mysql_async's prefer_socket) do not reconnect around the proxy.
@@ -166,6 +168,9 @@ pub fn analyze_lexed(lexed: &Lexed<'_>) -> Effects {
         {
             into = false;
         }
+    }
+    if fx.reads_connection_id && toks.iter().any(|t| is_kw(Some(t), "PROCESSLIST")) {
+        fx.reads_connection_id = false;
     }
     fx.statements = stmts.len();
     for s in &stmts {
@@ -373,6 +378,16 @@ mod tests {
         kill_of(&Lexed::new(sql))
     }
     use PinReason::*;
+
+    #[test]
+    fn connection_id_is_rewritten_except_beside_processlist() {
+        assert!(analyze("SELECT CONNECTION_ID()").reads_connection_id);
+        assert!(analyze("select 1 from t where id = connection_id()").reads_connection_id);
+        let own_row = "SELECT memory_used FROM information_schema.processlist \
+                       WHERE id = connection_id()";
+        assert!(!analyze(own_row).reads_connection_id);
+        assert!(!analyze("SELECT 'CONNECTION_ID()'").reads_connection_id);
+    }
 
     #[test]
     fn pins() {

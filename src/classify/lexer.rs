@@ -49,6 +49,11 @@ impl<'a> Lexer<'a> {
         Self { src, pos: 0 }
     }
 
+    /// Byte offset just past the last token returned.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     fn peek(&self, off: usize) -> u8 {
         *self.src.as_bytes().get(self.pos + off).unwrap_or(&0)
     }
