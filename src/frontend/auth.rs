@@ -123,11 +123,8 @@ pub async fn handshake(
     greet(&mut conn, caps, &scramble, server_version, conn_id).await?;
     let pkt = conn.read_packet().await?.ok_or(ProtoError::Closed)?;
     let (mut conn, pkt) = upgrade_tls(conn, pkt, tls).await?;
-    let resp = ParseBuf(&pkt)
-        .parse::<HandshakeResponse>(())
-        .map_err(|e| ProtoError::Malformed(format!("handshake response: {e}")))?;
-    let user = String::from_utf8_lossy(resp.user()).into_owned();
-    let client_caps = resp.capabilities();
+    let hello = parse_hello(&pkt)?;
+    let client_caps = hello.caps;
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         let why = "Client does not support the 4.1 protocol; upgrade the client";
         refuse(&mut conn, (1251, "08004", why)).await?;
@@ -139,13 +136,11 @@ pub async fn handshake(
         refuse(&mut conn, (3159, "HY000", why)).await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
     }
-    let secret = accounts.secret(&user).await;
-    let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec());
-    let first = resp.scramble_buf().to_vec();
+    let secret = accounts.secret(&hello.user).await;
     let authed = authenticate(
         &mut conn,
-        plugin.as_deref(),
-        first,
+        hello.plugin.as_deref(),
+        hello.auth,
         &scramble,
         secret.as_ref(),
     )
@@ -154,25 +149,66 @@ pub async fn handshake(
         Ok(c) => c,
         Err(used_password) => {
             let mut b = Vec::new();
-            access_denied(&mut b, &user, used_password);
+            access_denied(&mut b, &hello.user, used_password);
             conn.write_packet(&b);
             conn.flush().await?;
-            return Err(ProtoError::Malformed(format!("access denied for {user}")));
+            let why = format!("access denied for {}", hello.user);
+            return Err(ProtoError::Malformed(why));
         }
     };
     let login = Login {
-        user,
+        user: hello.user,
         password: credential,
-        db: resp
-            .db_name()
-            .filter(|d| {
-                !d.is_empty() && client_caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB)
-            })
-            .map(|d| String::from_utf8_lossy(d).into_owned()),
-        collation: resp.collation(),
+        db: hello.db,
+        collation: hello.collation,
         caps: client_caps & caps,
     };
     Ok((conn, login, scramble))
+}
+
+/// What a client's handshake response says.
+#[derive(Debug)]
+pub struct Hello {
+    pub user: String,
+    pub caps: CapabilityFlags,
+    /// The auth plugin the client used, when it named one.
+    pub plugin: Option<Vec<u8>>,
+    /// Its auth response (the proof, for mysql_native_password).
+    pub auth: Vec<u8>,
+    /// The database to start in (CLIENT_CONNECT_WITH_DB, non-empty).
+    pub db: Option<String>,
+    pub collation: u8,
+}
+
+/// Decodes a handshake response (pure: the connection phase's one decoder
+/// of client bytes before authentication, fuzzed in `fuzz/`).
+pub fn parse_hello(pkt: &[u8]) -> Result<Hello, ProtoError> {
+    let resp = ParseBuf(pkt)
+        .parse::<HandshakeResponse>(())
+        .map_err(|e| ProtoError::Malformed(format!("handshake response: {e}")))?;
+    let caps = resp.capabilities();
+    let db = resp
+        .db_name()
+        .filter(|d| !d.is_empty() && caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB))
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    Ok(Hello {
+        user: String::from_utf8_lossy(resp.user()).into_owned(),
+        caps,
+        plugin: resp.auth_plugin().map(|p| p.as_bytes().to_vec()),
+        auth: resp.scramble_buf().to_vec(),
+        db,
+        collation: resp.collation(),
+    })
+}
+
+/// Whether a client's first packet is an SSL request (the TLS handshake
+/// comes next) rather than its handshake response.
+pub fn asks_for_tls(pkt: &[u8]) -> Result<bool, ProtoError> {
+    let caps = pkt
+        .get(..4)
+        .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
+    Ok(caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32)
 }
 
 /// The server greeting (protocol 10) with the scramble.
@@ -212,11 +248,7 @@ async fn upgrade_tls(
     pkt: BytesMut,
     tls: Option<&tokio_rustls::TlsAcceptor>,
 ) -> Result<(PacketConn<ClientStream>, BytesMut), ProtoError> {
-    let first_caps = pkt
-        .get(..4)
-        .map(|b| CapabilityFlags::from_bits_truncate(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-        .ok_or_else(|| ProtoError::Malformed("short handshake response".into()))?;
-    if !(first_caps.contains(CapabilityFlags::CLIENT_SSL) && pkt.len() == 32) {
+    if !asks_for_tls(&pkt)? {
         return Ok((conn, pkt));
     }
     let acceptor =

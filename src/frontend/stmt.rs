@@ -386,6 +386,26 @@ mod tests {
     }
 
     #[test]
+    fn server_internal_parameter_types_are_refused_not_a_panic() {
+        // fuzz/stmt_execute: TIME2 (0x13) made mysql_common's decoder
+        // panic ("Unsupported column type"); so would DATETIME2,
+        // TIMESTAMP2 and TYPED_ARRAY.
+        for ty in [0x11, 0x12, 0x13, 0x14] {
+            let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, ty, 0, 3, 0, 0, 0];
+            assert_eq!(
+                parse_execute(&b, &stmt(1)).unwrap_err(),
+                "unknown parameter type"
+            );
+            let remembered = PreparedStmt {
+                param_types: Some(Arc::from(&[ty, 0][..])),
+                ..stmt(1)
+            };
+            let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 3, 0, 0, 0];
+            assert!(parse_execute(&b, &remembered).is_err());
+        }
+    }
+
+    #[test]
     fn execute_without_types_is_an_error_not_a_panic() {
         let b = vec![1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0];
         assert!(parse_execute(&b, &stmt(1)).is_err());

@@ -150,15 +150,59 @@ pub fn binary_value(buf: &mut Vec<u8>, ty: ColumnType, v: &Value) {
     }
 }
 
-/// Binary-protocol parameter types sent by a client (`type`, `flags` bytes).
+/// Binary-protocol parameter types sent by a client (`type`, `flags` bytes):
+/// the types a parameter can have on the wire. The server-internal ones
+/// (TIMESTAMP2, DATETIME2, TIME2, TYPED_ARRAY) are refused, as MySQL does:
+/// no client sends them, and `mysql_common` panics decoding them (found
+/// by `fuzz/`, `stmt_execute`).
 pub fn param_type(type_byte: u8, flag_byte: u8) -> Option<(ColumnType, ColumnFlags)> {
-    let ty = ColumnType::try_from(type_byte).ok()?;
+    let ty = ColumnType::try_from(type_byte)
+        .ok()
+        .filter(|&t| decodable(t))?;
     let flags = if flag_byte & 0x80 != 0 {
         ColumnFlags::UNSIGNED_FLAG
     } else {
         ColumnFlags::empty()
     };
     Some((ty, flags))
+}
+
+/// The types `mysql_common`'s binary value decoder handles (its
+/// `deserialize_bin`; any other panics).
+fn decodable(ty: ColumnType) -> bool {
+    use ColumnType::*;
+    matches!(
+        ty,
+        MYSQL_TYPE_DECIMAL
+            | MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_FLOAT
+            | MYSQL_TYPE_DOUBLE
+            | MYSQL_TYPE_NULL
+            | MYSQL_TYPE_TIMESTAMP
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_DATE
+            | MYSQL_TYPE_TIME
+            | MYSQL_TYPE_DATETIME
+            | MYSQL_TYPE_YEAR
+            | MYSQL_TYPE_NEWDATE
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_BIT
+            | MYSQL_TYPE_JSON
+            | MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_ENUM
+            | MYSQL_TYPE_SET
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+            | MYSQL_TYPE_BLOB
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_STRING
+            | MYSQL_TYPE_GEOMETRY
+            | MYSQL_TYPE_VECTOR
+    )
 }
 
 /// A cursor over a client payload; every read is bounds-checked.

@@ -12,6 +12,7 @@
 pub mod binary;
 pub mod broker;
 pub mod cdc;
+pub mod crash;
 pub mod debezium;
 pub mod ignite;
 pub mod jvm;
@@ -95,6 +96,32 @@ pub fn mariadb() -> &'static MariaDb {
 
 /// mariadbd's options for a private server in `dir` (the binlog the feeds
 /// need, Debian's packaged defaults that --no-defaults drops) plus `extra`.
+/// A fresh data directory (`mariadb-install-db`).
+fn install(data: &Path) {
+    // One install at a time per test process: concurrent bootstraps
+    // were seen to fail ("Installation of system tables failed!").
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let install = Command::new("mariadb-install-db")
+        .args([
+            "--no-defaults",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ])
+        .arg(format!("--datadir={}", data.display()))
+        .arg("--user=root")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run mariadb-install-db (apt-get install mariadb-server): {e}")
+        });
+    assert!(
+        install.status.success(),
+        "mariadb-install-db failed: {}{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+}
+
 fn server_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
     let (data, socket, log, tmp) = (
         dir.join("data"),
@@ -188,29 +215,7 @@ impl MariaDb {
             free_port()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let data = dir.join("data");
-        // One install at a time per test process: concurrent bootstraps
-        // were seen to fail ("Installation of system tables failed!").
-        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-        let install = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .arg(format!("--datadir={}", data.display()))
-            .arg("--user=root")
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run mariadb-install-db (apt-get install mariadb-server): {e}")
-            });
-        assert!(
-            install.status.success(),
-            "mariadb-install-db failed: {}{}",
-            String::from_utf8_lossy(&install.stdout),
-            String::from_utf8_lossy(&install.stderr)
-        );
+        install(&dir.join("data"));
         let socket = dir.join("mysqld.sock");
         let log = dir.join("error.log");
         // A temp dir of its own: internal temporary tables are files named
@@ -317,14 +322,7 @@ impl Proxy {
         )
         .unwrap();
         let log = dir.join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sqlcache"))
-            .arg("--config")
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .stdout(std::fs::File::create(dir.join("proxy.out")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start sqlcache");
+        let child = spawn_proxy(&config, &log);
         wait_port(port, Duration::from_secs(20), "sqlcache", Some(&log));
         Proxy {
             port,
@@ -350,6 +348,25 @@ impl Proxy {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// The proxy binary on `config`, its log appended to `log`.
+fn spawn_proxy(config: &Path, log: &Path) -> Child {
+    let append = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap()
+    };
+    Command::new(env!("CARGO_BIN_EXE_sqlcache"))
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdout(append())
+        .stderr(append())
+        .spawn()
+        .expect("start sqlcache")
 }
 
 impl Drop for Proxy {

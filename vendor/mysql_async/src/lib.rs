@@ -464,6 +464,10 @@ fn buffer_pool() -> &'static Arc<crate::buffer_pool::BufferPool> {
 #[doc(inline)]
 pub use self::conn::binlog_stream::{request::BinlogStreamRequest, BinlogStream};
 
+// sqlcache patch: the size check every binlog packet passes.
+#[doc(inline)]
+pub use self::conn::binlog_stream::check_event_packet;
+
 #[doc(inline)]
 pub use self::conn::Conn;
 

@@ -114,6 +114,27 @@ impl BinlogStream {
     }
 }
 
+/// sqlcache patch: a binlog packet carries exactly one event, whose header
+/// (bytes 9..13) states its size. `mysql_common`'s `Event::read` allocates
+/// the stated size (up to 4 GiB) and panics on a short read, so a packet
+/// that disagrees with its header is refused here as invalid data.
+pub fn check_event_packet(event_data: &[u8]) -> std::io::Result<()> {
+    let stated = event_data
+        .get(9..13)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    match stated {
+        Some(n) if n == event_data.len() => Ok(()),
+        _ => Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "binlog event packet of {} bytes whose header states {:?}",
+                event_data.len(),
+                stated
+            ),
+        )),
+    }
+}
+
 impl futures_core::stream::Stream for BinlogStream {
     type Item = Result<Event>;
 
@@ -162,6 +183,10 @@ impl futures_core::stream::Stream for BinlogStream {
 
         if first_byte == Some(0) {
             let event_data = &packet[1..];
+            // sqlcache patch: see `check_event_packet`.
+            if let Err(err) = check_event_packet(event_data) {
+                return Poll::Ready(Some(Err(err.into())));
+            }
             match self.esr.read(event_data) {
                 Ok(Some(event)) => {
                     if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8
