@@ -267,6 +267,9 @@ impl Rig {
              INSERT INTO test.chaos SELECT seq, '0' FROM test.seq_1_to_{ROWS};"
         ));
         let broker = Broker::start();
+        // cdc makes its table topics; the schema-change topic the proxies
+        // also read is made on the first DDL, so it is made here.
+        broker.create_topic("chaos", 1);
         let ignite = Ignite::start();
         let state = tempdir().join("cdc-state.json");
         let cdc = Cdc::start(
