@@ -11,6 +11,12 @@
 # out-of-memory (over 2 GiB) is a finding: the input is kept in
 # fuzz/artifacts/T/ and the script exits 1. Needs the nightly toolchain
 # (installed with rustup) and cargo-fuzz (installed here if missing).
+#
+# FUZZ_SEED=N fixes libFuzzer's random seed, so a run from the same seeds
+# mutates the same inputs in the same order: CI sets it, so its brief run
+# is a repeatable regression check over the first executions of a sequence
+# the long runs have already covered, never a lottery on what 20 s of new
+# mutations happen to hit. The long runs leave it unset (a new seed each).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
@@ -30,8 +36,9 @@ logs=$(mktemp -d)
 run_one() {
     local t=$1
     mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
-    local rc=0
-    cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
+    local rc=0 seed=()
+    [ -n "${FUZZ_SEED:-}" ] && seed=(-seed="$FUZZ_SEED")
+    cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- "${seed[@]}" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" >"$logs/$t.log" 2>&1 || rc=$?
     echo "$rc" >"$logs/$t.rc"

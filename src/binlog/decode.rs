@@ -251,22 +251,82 @@ mod tests {
         assert_eq!((last.pos.file.as_str(), last.pos.pos), ("binlog.000002", 4));
     }
 
+    /// What a fuzz finding must now come to.
+    enum Outcome {
+        /// An item `Unreadable` whose reason says this.
+        Unreadable(&'static str),
+        /// The file ends at the refused event: this many events before it.
+        EndsAfter(usize),
+        /// It decodes, with at least one rows item.
+        Rows,
+    }
+
     #[test]
     fn fuzz_findings_end_as_unreadable_or_refused_not_a_hang_or_a_panic() {
-        // A rows event claiming no columns: mysql_common yielded empty rows
-        // forever (a hang, then 2 GB of memory).
-        let events = read_file(include_bytes!(
-            "../../fuzz/regressions/binlog_events/rows-of-no-columns.bin"
-        ));
-        assert!(events.iter().any(|e| matches!(
-            &e.item,
-            Item::Unreadable { why, .. } if why.contains("more rows than bytes")
-        )));
-        // An event header stating 3 GB: mysql_common allocated it and
-        // panicked on the short read; the stream now refuses the packet.
-        let events = read_file(include_bytes!(
-            "../../fuzz/regressions/binlog_events/event-states-3gb.bin"
-        ));
-        assert_eq!(events.len(), 1);
+        use Outcome::*;
+        macro_rules! finding {
+            ($file:literal) => {
+                include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
+            };
+        }
+        let cases: [(&str, &[u8], Outcome); 6] = [
+            // mysql_common's row iterator yielded empty rows forever for an
+            // event claiming no columns (a hang, then 2 GB of memory).
+            (
+                "rows of no columns",
+                finding!("rows-of-no-columns.bin"),
+                Unreadable("more rows than bytes"),
+            ),
+            // A header stating 3 GB: mysql_common allocated it and panicked
+            // on the short read; the stream refuses the packet.
+            (
+                "event states 3 GB",
+                finding!("event-states-3gb.bin"),
+                EndsAfter(1),
+            ),
+            // Shorter than the CRC32 its format description promises:
+            // `len - 4` underflowed and the slice panicked, release too
+            // (its 44th event, a USER_VAR of 22 bytes).
+            (
+                "shorter than its checksum",
+                finding!("event-shorter-than-checksum.bin"),
+                EndsAfter(43),
+            ),
+            // A DATETIME2 of zero bytes packs to i64::MIN, whose negation
+            // overflowed; it decodes (to a nonsense date) as release did.
+            (
+                "DATETIME2 of zero bytes",
+                finding!("datetime2-of-zero-bytes.bin"),
+                Rows,
+            ),
+            // A table map's DECIMAL scale above its precision underflowed.
+            (
+                "decimal scale above precision",
+                finding!("decimal-scale-above-precision.bin"),
+                Unreadable("scale above its precision"),
+            ),
+            // A table map's metadata shorter than its column type needs
+            // was indexed past its end.
+            (
+                "column metadata too short",
+                finding!("column-metadata-too-short.bin"),
+                Unreadable("metadata shorter"),
+            ),
+        ];
+        for (name, bytes, outcome) in cases {
+            let events = read_file(bytes);
+            match outcome {
+                Unreadable(why) => assert!(
+                    events.iter().any(|e| matches!(
+                        &e.item, Item::Unreadable { why: w, .. } if w.contains(why))),
+                    "{name}: no unreadable item saying {why:?}"
+                ),
+                EndsAfter(n) => assert_eq!(events.len(), n, "{name}"),
+                Rows => assert!(
+                    events.iter().any(|e| matches!(e.item, Item::Rows { .. })),
+                    "{name}: no rows"
+                ),
+            }
+        }
     }
 }
