@@ -32,7 +32,10 @@ pub fn my_time_packed_from_binary<T: io::Read>(mut input: T, dec: u32) -> io::Re
     match dec {
         1 | 2 => {
             let mut intpart = input.read_u24::<BE>()? as i64 - TIMEF_INT_OFS;
-            let mut frac = input.read_u8()? as u32;
+            // sqlcache patch: signed, as MySQL's `int frac` (my_time.cc):
+            // as u32, `frac -= 0x100` below wrapped for every negative
+            // TIME(1)/TIME(2) with a fraction, giving a wrong value.
+            let mut frac = input.read_u8()? as i32;
             if intpart < 0 && frac > 0 {
                 intpart += 1;
                 frac -= 0x100;
