@@ -269,7 +269,7 @@ mod tests {
                 include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
             };
         }
-        let cases: [(&str, &[u8], Outcome); 7] = [
+        let cases: [(&str, &[u8], Outcome); 8] = [
             // mysql_common's row iterator yielded empty rows forever for an
             // event claiming no columns (a hang, then 2 GB of memory).
             (
@@ -306,6 +306,13 @@ mod tests {
                 "negative TIME(2) with a fraction",
                 finding!("time2-negative-with-fraction.bin"),
                 Rows,
+            ),
+            // A PREVIOUS_GTIDS event counting 2^56 sources: mysql_common
+            // allocated room for them all up front and the process aborted.
+            (
+                "previous GTIDs counting 2^56",
+                finding!("previous-gtids-count-2-to-the-56.bin"),
+                Unreadable("unexpected EOF"),
             ),
             // A table map's DECIMAL scale above its precision underflowed.
             (

@@ -736,7 +736,7 @@ impl<'a> Value<'a> {
                 Ok(JsonDom::Scalar(JsonScalar::String(s.into_owned())))
             }
             Value::SmallArray(complex_value) => {
-                let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
+                let mut elements = Vec::with_capacity(crate::binlog::capacity_hint(complex_value.element_count() as u64));
                 for i in 0.. {
                     if let Some(value) = complex_value.elem_at(i)? {
                         let y = value.parse()?;
@@ -748,7 +748,7 @@ impl<'a> Value<'a> {
                 Ok(JsonDom::Container(JsonContainer::Array(elements)))
             }
             Value::LargeArray(complex_value) => {
-                let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
+                let mut elements = Vec::with_capacity(crate::binlog::capacity_hint(complex_value.element_count() as u64));
                 for value in complex_value.iter() {
                     elements.push(value?.parse()?);
                 }

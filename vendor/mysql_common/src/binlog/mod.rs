@@ -38,6 +38,13 @@ use self::{
     events::{Event, FormatDescriptionEvent, RotateEvent, TableMapEvent},
 };
 
+/// sqlcache patch: a capacity taken from a count in the event's bytes,
+/// bounded, so a corrupt count (up to 2^64) cannot make one allocation
+/// abort the process; the vector still grows to what the bytes hold.
+pub(crate) fn capacity_hint(count: u64) -> usize {
+    count.min(1024) as usize
+}
+
 pub mod consts;
 pub mod decimal;
 pub mod events;

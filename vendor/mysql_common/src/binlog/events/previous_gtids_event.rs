@@ -140,7 +140,7 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             header & ((1u64 << 56) - 1)
         };
 
-        let mut sids = Vec::with_capacity(n_sids as usize);
+        let mut sids = Vec::with_capacity(crate::binlog::capacity_hint(n_sids as u64));
 
         for _ in 0..n_sids {
             // UUID (16 bytes)
@@ -198,7 +198,7 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             let n_intervals = u64::from_le_bytes(n_intervals_bytes);
 
             // Intervals (16 bytes each)
-            let mut intervals = Vec::with_capacity(n_intervals as usize);
+            let mut intervals = Vec::with_capacity(crate::binlog::capacity_hint(n_intervals as u64));
             for _ in 0..n_intervals {
                 let interval: GnoInterval = buf.parse(())?;
                 intervals.push(interval);

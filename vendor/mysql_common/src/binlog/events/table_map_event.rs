@@ -736,7 +736,7 @@ impl<'de> MyDeserialize<'de> for SetStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
-        let mut values = Vec::with_capacity(num_variants.0 as usize);
+        let mut values = Vec::with_capacity(crate::binlog::capacity_hint(num_variants.0 as u64));
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);
         }
@@ -877,7 +877,7 @@ impl<'de> MyDeserialize<'de> for EnumStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
-        let mut values = Vec::with_capacity(num_variants.0 as usize);
+        let mut values = Vec::with_capacity(crate::binlog::capacity_hint(num_variants.0 as u64));
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);
         }
