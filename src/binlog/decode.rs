@@ -269,7 +269,7 @@ mod tests {
                 include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
             };
         }
-        let cases: [(&str, &[u8], Outcome); 8] = [
+        let cases: [(&str, &[u8], Outcome); 9] = [
             // mysql_common's row iterator yielded empty rows forever for an
             // event claiming no columns (a hang, then 2 GB of memory).
             (
@@ -297,6 +297,13 @@ mod tests {
             (
                 "DATETIME2 of zero bytes",
                 finding!("datetime2-of-zero-bytes.bin"),
+                Rows,
+            ),
+            // A DATETIME2 whose integer part shifted to the edge of i64:
+            // adding its fraction overflowed.
+            (
+                "DATETIME2 at the edge of i64",
+                finding!("datetime2-packed-at-the-edge.bin"),
                 Rows,
             ),
             // A negative TIME(1)/TIME(2) with a fraction: mysql_common

@@ -25,7 +25,9 @@ pub fn my_packed_time_make_int(i: i64) -> i64 {
 }
 
 pub fn my_packed_time_make(i: i64, f: i64) -> i64 {
-    ((i as u64) << 24) as i64 + f
+    // sqlcache patch: wraps (as the shift does, and as release builds
+    // always did) instead of overflowing on out-of-range bytes.
+    (((i as u64) << 24) as i64).wrapping_add(f)
 }
 
 pub fn my_time_packed_from_binary<T: io::Read>(mut input: T, dec: u32) -> io::Result<i64> {
