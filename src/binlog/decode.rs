@@ -269,7 +269,7 @@ mod tests {
                 include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
             };
         }
-        let cases: [(&str, &[u8], Outcome); 9] = [
+        let cases: [(&str, &[u8], Outcome); 10] = [
             // mysql_common's row iterator yielded empty rows forever for an
             // event claiming no columns (a hang, then 2 GB of memory).
             (
@@ -326,6 +326,13 @@ mod tests {
                 "decimal scale above precision",
                 finding!("decimal-scale-above-precision.bin"),
                 Unreadable("scale above its precision"),
+            ),
+            // A DECIMAL whose last digit group holds more digits than it
+            // can: scaling it overflowed (MySQL refuses it too).
+            (
+                "decimal digits out of range",
+                finding!("decimal-digits-out-of-range.bin"),
+                Unreadable("decimal digits out of range"),
             ),
             // A table map's metadata shorter than its column type needs
             // was indexed past its end.

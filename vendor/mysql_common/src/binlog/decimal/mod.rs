@@ -238,6 +238,7 @@ impl Decimal {
                 4 => input.read_i32::<BE>()?,
                 _ => unreachable!(),
             } ^ mask;
+            check_digits(x, prefix_len)?;
             if x == 0 && !trimmed {
                 out.intg -= prefix_len;
             } else {
@@ -247,6 +248,7 @@ impl Decimal {
         }
         for _ in 0..intg_full {
             let x = input.read_i32::<BE>()? ^ mask;
+            check_digits(x, DIG_PER_DEC)?;
             if x == 0 && !trimmed {
                 out.intg -= DIG_PER_DEC;
             } else {
@@ -255,7 +257,9 @@ impl Decimal {
             }
         }
         for _ in 0..frac_full {
-            out.buf.push(input.read_i32::<BE>()? ^ mask);
+            let x = input.read_i32::<BE>()? ^ mask;
+            check_digits(x, DIG_PER_DEC)?;
+            out.buf.push(x);
         }
         if suffix_len > 0 {
             let len = DIG_TO_BYTES[suffix_len];
@@ -266,6 +270,7 @@ impl Decimal {
                 4 => input.read_i32::<BE>()?,
                 _ => unreachable!(),
             } ^ mask;
+            check_digits(x, suffix_len)?;
             x *= POWERS_10[DIG_PER_DEC - suffix_len];
             out.buf.push(x);
         }
@@ -423,6 +428,20 @@ impl FromStr for Decimal {
         }
 
         Ok(out)
+    }
+}
+
+/// sqlcache patch: a group of `digits` decimal digits read from the binary
+/// form must be below 10^digits, as MySQL's `bin2decimal` checks; corrupt
+/// bytes otherwise overflowed scaling the last group.
+fn check_digits(x: i32, digits: usize) -> io::Result<()> {
+    if (x as u32) < POWERS_10[digits] as u32 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "decimal digits out of range",
+        ))
     }
 }
 
