@@ -269,7 +269,7 @@ mod tests {
                 include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
             };
         }
-        let cases: [(&str, &[u8], Outcome); 10] = [
+        let cases: [(&str, &[u8], Outcome); 11] = [
             // mysql_common's row iterator yielded empty rows forever for an
             // event claiming no columns (a hang, then 2 GB of memory).
             (
@@ -333,6 +333,13 @@ mod tests {
                 "decimal digits out of range",
                 finding!("decimal-digits-out-of-range.bin"),
                 Unreadable("decimal digits out of range"),
+            ),
+            // A TRANSACTION_PAYLOAD header field longer than the event:
+            // mysql_common skipped past its end and panicked slicing.
+            (
+                "payload header field longer than the event",
+                finding!("payload-field-longer-than-event.bin"),
+                Unreadable("longer than the event"),
             ),
             // A table map's metadata shorter than its column type needs
             // was indexed past its end.

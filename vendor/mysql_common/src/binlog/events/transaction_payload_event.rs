@@ -305,7 +305,11 @@ impl<'de> MyDeserialize<'de> for TransactionPayloadEvent<'de> {
                 Ok(TransactionPayloadFields::OTW_PAYLOAD_COMPRESSION_TYPE_FIELD) => {
                     let _length = buf.read_lenenc_int()?;
                     let val = buf.read_lenenc_int()?;
-                    ob.algorithm = TransactionPayloadCompressionType::try_from(val).unwrap();
+                    // sqlcache patch: an unknown algorithm is invalid
+                    // data, not an `unwrap` panic.
+                    ob.algorithm = TransactionPayloadCompressionType::try_from(val).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, "unknown payload compression")
+                    })?;
                     have_compression_type = true;
                     continue;
                 }
@@ -316,8 +320,15 @@ impl<'de> MyDeserialize<'de> for TransactionPayloadEvent<'de> {
                     continue;
                 }
                 Err(_) => {
-                    let length = buf.eat_lenenc_int();
-                    buf.skip(length as usize);
+                    // sqlcache patch: an unknown field longer than what is
+                    // left is invalid data, not a slice panic.
+                    let length = buf.read_lenenc_int()?;
+                    if !buf.checked_skip(length as usize) {
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "payload header field longer than the event",
+                        ))?;
+                    }
                     continue;
                 }
             };
