@@ -269,7 +269,7 @@ mod tests {
                 include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
             };
         }
-        let cases: [(&str, &[u8], Outcome); 11] = [
+        let cases: [(&str, &[u8], Outcome); 12] = [
             // mysql_common's row iterator yielded empty rows forever for an
             // event claiming no columns (a hang, then 2 GB of memory).
             (
@@ -340,6 +340,13 @@ mod tests {
                 "payload header field longer than the event",
                 finding!("payload-field-longer-than-event.bin"),
                 Unreadable("longer than the event"),
+            ),
+            // A TRANSACTION_PAYLOAD naming a compression algorithm past 255:
+            // mysql_common's conversion to its error `unwrap`ped.
+            (
+                "payload compression past 255",
+                finding!("payload-compression-past-255.bin"),
+                Unreadable("unknown payload compression"),
             ),
             // A table map's metadata shorter than its column type needs
             // was indexed past its end.

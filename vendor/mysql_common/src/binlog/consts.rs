@@ -889,8 +889,10 @@ impl TryFrom<u64> for TransactionPayloadCompressionType {
         match value {
             0 => Ok(Self::ZSTD),
             255 => Ok(Self::NONE),
+            // sqlcache patch: a value past u8 panicked in `unwrap`; the
+            // error carries it saturated (it names an unknown type either way).
             x => Err(UnknownTransactionPayloadCompressionType(
-                x.try_into().unwrap(),
+                u8::try_from(x).unwrap_or(u8::MAX),
             )),
         }
     }
