@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use common::broker::Broker;
 use common::cdc::Cdc;
 use common::ignite::Ignite;
-use common::sqlcache::*;
 use common::*;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
