@@ -261,102 +261,105 @@ mod tests {
         Rows,
     }
 
+    macro_rules! finding {
+        ($file:literal) => {
+            include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
+        };
+    }
+    use self::Outcome::*;
+
+    /// Each input `fuzz/` found in `binlog_events`, and what it comes to now.
+    const FINDINGS: [(&str, &[u8], Outcome); 12] = [
+        // mysql_common's row iterator yielded empty rows forever for an
+        // event claiming no columns (a hang, then 2 GB of memory).
+        (
+            "rows of no columns",
+            finding!("rows-of-no-columns.bin"),
+            Unreadable("more rows than bytes"),
+        ),
+        // A header stating 3 GB: mysql_common allocated it and panicked
+        // on the short read; the stream refuses the packet.
+        (
+            "event states 3 GB",
+            finding!("event-states-3gb.bin"),
+            EndsAfter(1),
+        ),
+        // Shorter than the CRC32 its format description promises:
+        // `len - 4` underflowed and the slice panicked, release too
+        // (its 44th event, a USER_VAR of 22 bytes).
+        (
+            "shorter than its checksum",
+            finding!("event-shorter-than-checksum.bin"),
+            EndsAfter(43),
+        ),
+        // A DATETIME2 of zero bytes packs to i64::MIN, whose negation
+        // overflowed; it decodes (to a nonsense date) as release did.
+        (
+            "DATETIME2 of zero bytes",
+            finding!("datetime2-of-zero-bytes.bin"),
+            Rows,
+        ),
+        // A DATETIME2 whose integer part shifted to the edge of i64:
+        // adding its fraction overflowed.
+        (
+            "DATETIME2 at the edge of i64",
+            finding!("datetime2-packed-at-the-edge.bin"),
+            Rows,
+        ),
+        // A negative TIME(1)/TIME(2) with a fraction: mysql_common
+        // held the fraction unsigned and `frac -= 0x100` wrapped (a
+        // wrong value in release builds; tests/cdc.rs has the real one).
+        (
+            "negative TIME(2) with a fraction",
+            finding!("time2-negative-with-fraction.bin"),
+            Rows,
+        ),
+        // A PREVIOUS_GTIDS event counting 2^56 sources: mysql_common
+        // allocated room for them all up front and the process aborted.
+        (
+            "previous GTIDs counting 2^56",
+            finding!("previous-gtids-count-2-to-the-56.bin"),
+            Unreadable("unexpected EOF"),
+        ),
+        // A table map's DECIMAL scale above its precision underflowed.
+        (
+            "decimal scale above precision",
+            finding!("decimal-scale-above-precision.bin"),
+            Unreadable("scale above its precision"),
+        ),
+        // A DECIMAL whose last digit group holds more digits than it
+        // can: scaling it overflowed (MySQL refuses it too).
+        (
+            "decimal digits out of range",
+            finding!("decimal-digits-out-of-range.bin"),
+            Unreadable("decimal digits out of range"),
+        ),
+        // A TRANSACTION_PAYLOAD header field longer than the event:
+        // mysql_common skipped past its end and panicked slicing.
+        (
+            "payload header field longer than the event",
+            finding!("payload-field-longer-than-event.bin"),
+            Unreadable("longer than the event"),
+        ),
+        // A TRANSACTION_PAYLOAD naming a compression algorithm past 255:
+        // mysql_common's conversion to its error `unwrap`ped.
+        (
+            "payload compression past 255",
+            finding!("payload-compression-past-255.bin"),
+            Unreadable("unknown payload compression"),
+        ),
+        // A table map's metadata shorter than its column type needs
+        // was indexed past its end.
+        (
+            "column metadata too short",
+            finding!("column-metadata-too-short.bin"),
+            Unreadable("metadata shorter"),
+        ),
+    ];
+
     #[test]
     fn fuzz_findings_end_as_unreadable_or_refused_not_a_hang_or_a_panic() {
-        use Outcome::*;
-        macro_rules! finding {
-            ($file:literal) => {
-                include_bytes!(concat!("../../fuzz/regressions/binlog_events/", $file))
-            };
-        }
-        let cases: [(&str, &[u8], Outcome); 12] = [
-            // mysql_common's row iterator yielded empty rows forever for an
-            // event claiming no columns (a hang, then 2 GB of memory).
-            (
-                "rows of no columns",
-                finding!("rows-of-no-columns.bin"),
-                Unreadable("more rows than bytes"),
-            ),
-            // A header stating 3 GB: mysql_common allocated it and panicked
-            // on the short read; the stream refuses the packet.
-            (
-                "event states 3 GB",
-                finding!("event-states-3gb.bin"),
-                EndsAfter(1),
-            ),
-            // Shorter than the CRC32 its format description promises:
-            // `len - 4` underflowed and the slice panicked, release too
-            // (its 44th event, a USER_VAR of 22 bytes).
-            (
-                "shorter than its checksum",
-                finding!("event-shorter-than-checksum.bin"),
-                EndsAfter(43),
-            ),
-            // A DATETIME2 of zero bytes packs to i64::MIN, whose negation
-            // overflowed; it decodes (to a nonsense date) as release did.
-            (
-                "DATETIME2 of zero bytes",
-                finding!("datetime2-of-zero-bytes.bin"),
-                Rows,
-            ),
-            // A DATETIME2 whose integer part shifted to the edge of i64:
-            // adding its fraction overflowed.
-            (
-                "DATETIME2 at the edge of i64",
-                finding!("datetime2-packed-at-the-edge.bin"),
-                Rows,
-            ),
-            // A negative TIME(1)/TIME(2) with a fraction: mysql_common
-            // held the fraction unsigned and `frac -= 0x100` wrapped (a
-            // wrong value in release builds; tests/cdc.rs has the real one).
-            (
-                "negative TIME(2) with a fraction",
-                finding!("time2-negative-with-fraction.bin"),
-                Rows,
-            ),
-            // A PREVIOUS_GTIDS event counting 2^56 sources: mysql_common
-            // allocated room for them all up front and the process aborted.
-            (
-                "previous GTIDs counting 2^56",
-                finding!("previous-gtids-count-2-to-the-56.bin"),
-                Unreadable("unexpected EOF"),
-            ),
-            // A table map's DECIMAL scale above its precision underflowed.
-            (
-                "decimal scale above precision",
-                finding!("decimal-scale-above-precision.bin"),
-                Unreadable("scale above its precision"),
-            ),
-            // A DECIMAL whose last digit group holds more digits than it
-            // can: scaling it overflowed (MySQL refuses it too).
-            (
-                "decimal digits out of range",
-                finding!("decimal-digits-out-of-range.bin"),
-                Unreadable("decimal digits out of range"),
-            ),
-            // A TRANSACTION_PAYLOAD header field longer than the event:
-            // mysql_common skipped past its end and panicked slicing.
-            (
-                "payload header field longer than the event",
-                finding!("payload-field-longer-than-event.bin"),
-                Unreadable("longer than the event"),
-            ),
-            // A TRANSACTION_PAYLOAD naming a compression algorithm past 255:
-            // mysql_common's conversion to its error `unwrap`ped.
-            (
-                "payload compression past 255",
-                finding!("payload-compression-past-255.bin"),
-                Unreadable("unknown payload compression"),
-            ),
-            // A table map's metadata shorter than its column type needs
-            // was indexed past its end.
-            (
-                "column metadata too short",
-                finding!("column-metadata-too-short.bin"),
-                Unreadable("metadata shorter"),
-            ),
-        ];
-        for (name, bytes, outcome) in cases {
+        for (name, bytes, outcome) in FINDINGS {
             let events = read_file(bytes);
             match outcome {
                 Unreadable(why) => assert!(
