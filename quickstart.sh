@@ -67,7 +67,11 @@ mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip
     --datadir="$WORK/data" --user="$(id -un)" >"$WORK/install.log" 2>&1 \
     || { tail -n 20 "$WORK/install.log" >&2; die "mariadb-install-db failed"; }
 mkdir -p "$WORK/tmp"
-mariadbd --no-defaults --datadir="$WORK/data" --socket="$SOCK" --port="$DB_PORT" \
+# MariaDB and sqlcache run in sessions of their own (setsid), so a Ctrl-C
+# reaches this script alone and its trap stops them; in the terminal's
+# process group they could exit on the SIGINT before the trap ran, and the
+# script would report an unexpected exit instead of stopping.
+setsid mariadbd --no-defaults --datadir="$WORK/data" --socket="$SOCK" --port="$DB_PORT" \
     --bind-address=127.0.0.1 --skip-name-resolve --user="$(id -un)" --tmpdir="$WORK/tmp" \
     --log-bin="$WORK/binlog" --binlog-format=ROW --binlog-row-image=FULL \
     --binlog-row-metadata=FULL --server-id=1 \
@@ -124,7 +128,7 @@ if [[ -z $BIN ]]; then
     BIN=target/release/sqlcache
 fi
 say "starting sqlcache on 127.0.0.1:$PROXY_PORT"
-"$BIN" --config "$WORK/proxy.toml" 2>"$WORK/sqlcache.log" &
+setsid "$BIN" --config "$WORK/proxy.toml" 2>"$WORK/sqlcache.log" &
 pids+=($!)
 wait_port "$PROXY_PORT" "sqlcache" "$WORK/sqlcache.log"
 
