@@ -4,7 +4,8 @@
 //! primary (`affinity`), and a continuous query over the tokens (`watch`).
 //!
 //! Policy: a call never waits for a dial: with no live connection it fails
-//! at once and the tier skips L2. Both caches are created on connect (and
+//! at once and the tier skips L2 (`Kv::connect` alone waits, for the write
+//! path). Both caches are created on connect (and
 //! on every ping, so a restarted cluster gets them back) with
 //! OP_CACHE_GET_OR_CREATE_WITH_NAME, i.e. with the cluster's defaults or the
 //! cache templates configured there (README: expiry, backups, sync mode).
@@ -254,6 +255,10 @@ impl Kv for IgniteKv {
             c.call(r).await?;
             Ok(())
         })
+    }
+
+    fn connect(&self) -> KvFuture<'_, ()> {
+        Box::pin(async move { Ok(self.pool.connect_now().await?) })
     }
 
     fn ping(&self) -> KvFuture<'_, ()> {

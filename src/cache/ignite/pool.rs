@@ -3,7 +3,11 @@
 //! Policy: each address has `pool_size` pipelined connections, each dialled
 //! in the background and redialled with back-off the moment it dies; a call
 //! never waits for a dial (no live connection: it fails at once and the
-//! tier skips L2). A single-key request goes to a live connection whose
+//! tier skips L2). Only `connect_now` waits: it wakes every dialer out of
+//! its back-off and returns once a connection is live, or once every slot
+//! has failed an attempt begun after the call (so a failure it reports is
+//! evidence the cluster was unreachable *after* the caller's moment, which
+//! the write path relies on: `l2::L2::invalidate`). A single-key request goes to a live connection whose
 //! node (handshake id) is the key's primary in the current partition map
 //! (`affinity.rs`); with no map, a map older than the topology the server
 //! last reported, or no connection to that node, it goes to any live
@@ -15,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use super::affinity::{self, NodeId, PartitionMap};
@@ -36,6 +41,10 @@ pub(super) struct Pool {
     /// Single-key requests sent to their primary, and those sent anywhere.
     pub routed: AtomicU64,
     pub unrouted: AtomicU64,
+    /// Dial attempts begun (each attempt's number is its value before).
+    begun: AtomicU64,
+    /// Bumped whenever a dial attempt ends, either way.
+    ended: watch::Sender<u64>,
 }
 
 struct Endpoint {
@@ -47,6 +56,10 @@ struct Endpoint {
 struct Slot {
     conn: Mutex<Option<Arc<Conn>>>,
     dialing: AtomicBool,
+    /// Wakes its dialer out of a back-off sleep.
+    wake: Notify,
+    /// 1 + the number of this slot's last failed attempt (0: none yet).
+    failed: AtomicU64,
 }
 
 impl Pool {
@@ -69,6 +82,8 @@ impl Pool {
             map: Mutex::new(None),
             routed: AtomicU64::new(0),
             unrouted: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            ended: watch::Sender::new(0),
             target,
         });
         for e in 0..pool.endpoints.len() {
@@ -156,24 +171,69 @@ impl Pool {
             .count()
     }
 
+    /// Waits until a connection is live, waking every dialer now; fails
+    /// once every slot has failed a dial attempt begun after this call.
+    /// Callers bound it (a dial lasts up to `dial.timeout`).
+    pub async fn connect_now(self: &Arc<Self>) -> Result<(), IgniteError> {
+        let mut ended = self.ended.subscribe();
+        let since = self.begun.load(Ordering::SeqCst);
+        let slots = || {
+            self.endpoints
+                .iter()
+                .enumerate()
+                .flat_map(|(e, ep)| (0..ep.slots.len()).map(move |s| (e, s)))
+        };
+        for (e, s) in slots() {
+            Pool::kick(self, e, s);
+        }
+        loop {
+            ended.borrow_and_update();
+            if self.live_connections() > 0 {
+                return Ok(());
+            }
+            let failed = |(e, s): (usize, usize)| {
+                self.endpoints[e].slots[s].failed.load(Ordering::SeqCst) > since
+            };
+            if slots().all(failed) {
+                return Err(IgniteError::Unavailable);
+            }
+            if ended.changed().await.is_err() {
+                return Err(IgniteError::Unavailable);
+            }
+        }
+    }
+
+    /// `dial`, or if that slot's dialer sleeps out a back-off, wakes it.
+    fn kick(me: &Arc<Self>, e: usize, s: usize) {
+        if me.live(e, s).is_none() {
+            me.endpoints[e].slots[s].wake.notify_one();
+            Pool::dial(me, e, s);
+        }
+    }
+
     /// Dials slot `s` of endpoint `e` in the background until it connects.
     fn dial(me: &Arc<Self>, e: usize, s: usize) {
-        if me.endpoints[e].slots[s]
-            .dialing
-            .swap(true, Ordering::SeqCst)
-        {
+        let slot = &me.endpoints[e].slots[s];
+        if slot.dialing.swap(true, Ordering::SeqCst) {
             return;
         }
         let me = me.clone();
         tokio::spawn(async move {
             let addr = me.endpoints[e].addr.clone();
+            let slot = &me.endpoints[e].slots[s];
             let mut backoff = Duration::from_millis(50);
             loop {
-                match connect(&addr, &me.target, me.topology.clone()).await {
+                let attempt = me.begun.fetch_add(1, Ordering::SeqCst);
+                let dialled = connect(&addr, &me.target, me.topology.clone()).await;
+                if dialled.is_err() {
+                    slot.failed.store(attempt + 1, Ordering::SeqCst);
+                }
+                match dialled {
                     Ok(c) => {
                         info!(%addr, version = %c.version, slot = s, "connected to Ignite");
                         let c = Arc::new(c);
-                        *me.endpoints[e].slots[s].conn.lock().unwrap() = Some(c.clone());
+                        *slot.conn.lock().unwrap() = Some(c.clone());
+                        me.ended.send_modify(|n| *n += 1);
                         // Redial as soon as it dies, not at the next call.
                         let watch = Arc::downgrade(&me);
                         tokio::spawn(async move {
@@ -186,17 +246,19 @@ impl Pool {
                         break;
                     }
                     Err(err) => {
+                        me.ended.send_modify(|n| *n += 1);
                         if s == 0 {
                             warn!(%addr, error = %err, "cannot reach Ignite; retrying");
                         }
-                        tokio::time::sleep(backoff).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = slot.wake.notified() => {}
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-            me.endpoints[e].slots[s]
-                .dialing
-                .store(false, Ordering::SeqCst);
+            slot.dialing.store(false, Ordering::SeqCst);
         });
     }
 

@@ -232,6 +232,11 @@ impl Kv for Link {
         })
     }
 
+    /// A "dial" through the link fails while it is cut.
+    fn connect(&self) -> KvFuture<'_, ()> {
+        Box::pin(async move { self.check() })
+    }
+
     fn tokens(&self, tokens: Vec<i64>) -> KvFuture<'_, Vec<Option<i64>>> {
         Box::pin(async move {
             self.check()?;

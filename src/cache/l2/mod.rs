@@ -16,12 +16,20 @@
 //! * **Ordering.** An invalidation is written to the store *before* L1's
 //!   token is bumped; a lookup reads L1's guard *before* asking the store. So
 //!   an L2 hit can only fill L1 with a value that an L1 bump still covers.
-//! * **Outage.** A failed or late invalidation marks the tier down: this
-//!   proxy stops reading and filling L2 and keeps the slots it could not
-//!   deliver (past `MAX_PENDING`, "everything"). A background task retries
-//!   with back-off; it writes the pending tokens (or a new epoch) *before*
-//!   the tier is trusted again. Reads that keep failing also mark it down
-//!   (without pending slots) so a dead store costs no timeouts per query.
+//! * **Outage.** A write's invalidation is delivered before its OK, or the
+//!   store was unreachable *after* the write: a put that fails is retried
+//!   once after `Kv::connect` (which fails only when a connection attempt
+//!   begun after the write failed), and a write while the tier is down
+//!   first tries to deliver everything pending. What cannot be delivered
+//!   marks the tier down: this proxy stops reading and filling L2 and keeps
+//!   the slots (past `MAX_PENDING`, "everything"). A background task
+//!   retries with back-off (at most `MAX_BACKOFF`); it writes the pending
+//!   tokens (or a new epoch) *before* the tier is trusted again. Reads
+//!   that keep failing also mark it down (without pending slots) so a dead
+//!   store costs no timeouts per query. So a proxy never sits on an
+//!   undelivered invalidation while the store answers: a "down" proxy that
+//!   had not yet noticed the store was back was the cause of reads past
+//!   `max_lag` in `tests/chaos.rs`.
 //! * **Expiry.** Each entry carries its deadline (unix ms, checked on read);
 //!   the store may also expire it (Ignite expiry policy per put).
 //! * **Other proxies' L1.** `peers.rs`: every token write reaches every
@@ -54,6 +62,11 @@ pub const EPOCH: i64 = -1;
 pub const MAX_PENDING: usize = 100_000;
 /// Consecutive failed reads that mark the tier down.
 const READ_FAILURES_DOWN: u32 = 3;
+/// Puts of a write's tokens retried on another connection (one that died
+/// unnoticed is skipped once it fails).
+const PUT_RETRIES: usize = 2;
+/// Longest wait between recovery attempts while down.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MAGIC: &[u8; 3] = b"SC1";
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,12 @@ pub trait Kv: Send + Sync + 'static {
     fn put_tokens(&self, tokens: Vec<(i64, i64)>) -> KvFuture<'_, ()>;
     /// Stores an entry; `ttl` lets the store expire it too.
     fn put_entry(&self, key: Bytes, value: Bytes, ttl: Duration) -> KvFuture<'_, ()>;
+    /// Returns once a connection is live, or fails once a connection
+    /// attempt begun after the call has failed (the store was unreachable
+    /// after this moment). Stores without connections: at once.
+    fn connect(&self) -> KvFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
     /// A round trip proving the store answers.
     fn ping(&self) -> KvFuture<'_, ()>;
     /// The current values of `tokens` (None: absent), one round trip.
@@ -352,20 +371,16 @@ impl L2 {
         });
     }
 
-    /// Delivers an invalidation (call *before* bumping L1). On failure the
-    /// tier is down for this proxy until the slots are delivered.
+    /// Delivers an invalidation (call *before* bumping L1), within
+    /// `write_timeout`. On failure the tier is down for this proxy until the
+    /// slots are delivered.
     pub async fn invalidate(self: &Arc<Self>, slots: &[u32], everything: bool) {
         if slots.is_empty() && !everything {
             return;
         }
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
-        if !self.is_up() && self.park(slots, everything) {
-            return;
-        }
-        let tokens = new_tokens(slots.iter().copied(), everything);
-        self.peers.wrote(&tokens);
-        let put = self.kv.put_tokens(tokens);
-        if let Err(e) = self.bounded(put, self.cfg.write_timeout).await {
+        let delivered = self.bounded(self.deliver(slots, everything), self.cfg.write_timeout);
+        if let Err(e) = delivered.await {
             self.stats
                 .invalidation_errors
                 .fetch_add(1, Ordering::Relaxed);
@@ -375,6 +390,32 @@ impl L2 {
         if everything {
             self.stats.epoch_bumps.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Writes fresh tokens for `slots`; while down, parks them and delivers
+    /// everything pending now. A failed put is retried (`PUT_RETRIES`), each
+    /// time once `Kv::connect` has a connection (its failure: unreachable
+    /// since the write).
+    fn deliver<'a>(self: &'a Arc<Self>, slots: &'a [u32], everything: bool) -> KvFuture<'a, ()> {
+        Box::pin(async move {
+            if self.park(slots, everything) {
+                return match self.try_recover().await {
+                    true => Ok(()),
+                    false => Err(L2Error::Unavailable("still unreachable".into())),
+                };
+            }
+            let tokens = new_tokens(slots.iter().copied(), everything);
+            self.peers.wrote(&tokens);
+            let mut retries = 0;
+            loop {
+                match self.kv.put_tokens(tokens.clone()).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if retries == PUT_RETRIES => return Err(e),
+                    Err(_) => retries += 1,
+                }
+                self.kv.connect().await?;
+            }
+        })
     }
 
     /// `invalidate` for threads outside the runtime (the change feeds):
@@ -436,7 +477,7 @@ impl L2 {
                     break;
                 }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             me.recovering.store(false, Ordering::SeqCst);
             // A failure between the last check and the flag reset restarts it.
@@ -447,12 +488,14 @@ impl L2 {
     }
 
     /// One recovery attempt: deliver what is pending, then trust the tier.
+    /// It may run beside another (a write's `deliver` and the background
+    /// task): each removes only the slots it delivered.
     async fn try_recover(&self) -> bool {
-        if self
-            .bounded(self.kv.ping(), self.cfg.write_timeout)
-            .await
-            .is_err()
-        {
+        let answers = Box::pin(async {
+            self.kv.connect().await?;
+            self.kv.ping().await
+        });
+        if self.bounded(answers, self.cfg.write_timeout).await.is_err() {
             return false;
         }
         loop {

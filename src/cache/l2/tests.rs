@@ -245,6 +245,28 @@ async fn an_outage_parks_invalidations_and_delivers_them_before_trusting_l2() {
     assert!(a.l2().stats.recoveries.load(Ordering::Relaxed) >= 2);
 }
 
+/// A proxy that marked the tier down delivers a write's invalidation (and
+/// what it parked) before the write returns, as soon as the store answers:
+/// not at its next recovery attempt, while the other proxy serves L1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_while_down_delivers_at_once_when_the_store_answers() {
+    let kv = Arc::new(MemKv::default());
+    let (a, b) = (proxy(&kv).await, proxy(&kv).await);
+    assert_eq!(b.read(&kv, "1", "v1").await.1, "mysql");
+    assert_eq!(b.read(&kv, "1", "v1").await.1, "l1");
+    a.link.set_cut(true);
+    a.write("2").await;
+    assert!(!a.l2().is_up());
+    // Long enough for the recovery back-off to reach its ceiling.
+    tokio::time::sleep(MAX_BACKOFF * 2).await;
+    a.link.set_cut(false);
+    a.write("1").await;
+    assert!(a.l2().is_up(), "delivered by the write, not the back-off");
+    assert_eq!(a.l2().pending(), (0, false));
+    b.applied_at_least(2).await;
+    assert_eq!(b.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_parked_invalidations_become_a_new_epoch() {
     let kv = Arc::new(MemKv::default());
@@ -344,6 +366,28 @@ async fn strict_mode_confirms_every_l1_hit() {
     // Unreachable tier: nothing can be confirmed, so nothing is served from L1.
     a.link.set_cut(true);
     assert_eq!(a.read(&kv, "2", "w1").await.1, "mysql");
+}
+
+/// The feed's bound runs from when a change is on Kafka, not from another
+/// proxy's OK: an open feed gate must not let L1 skip confirmation.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_feed_gate_does_not_stand_in_for_the_subscription() {
+    let kv = Arc::new(MemKv::default());
+    let (a, b) = (proxy(&kv).await, proxy(&kv).await);
+    b.cache
+        .gate
+        .open_until(Instant::now() + Duration::from_secs(60));
+    b.read(&kv, "1", "v1").await;
+    assert_eq!(b.read(&kv, "1", "v1").await.1, "l1");
+    kv.set_mute(true);
+    let t = Instant::now();
+    while b.l2().l1_trusted() {
+        assert!(t.elapsed() < Duration::from_secs(5), "gate never closed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(b.cache.gate.is_open() && b.cache.gate.has_feed());
+    a.write("1").await;
+    assert_eq!(b.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
