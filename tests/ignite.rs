@@ -40,11 +40,20 @@ fn target(addr: &str) -> Target {
     }
 }
 
+/// `connected`, the caches created first (the conformance server is not a
+/// node that may still be starting).
+async fn created(t: Target) -> IgniteKv {
+    IgniteKv::probe(&t).await.unwrap();
+    connected(t).await
+}
+
+/// A store whose ping answers: connected, and both caches there (a
+/// fresh node's are created by the ping once it has settled).
 async fn connected(t: Target) -> IgniteKv {
     let kv = IgniteKv::new(t);
     let start = Instant::now();
-    while !kv.is_connected() {
-        assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+    while !kv.is_connected() || kv.ping().await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(15), "never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     kv
@@ -387,7 +396,7 @@ async fn older_protocol_versions_negotiate_down_on_the_conformance_server() {
     // A 1.4 server gets no expiry policy (it arrived in 1.6).
     let mut t = target(&server.addr());
     t.dial = dial;
-    let kv = connected(t).await;
+    let kv = created(t).await;
     kv.put_entry(
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
@@ -409,7 +418,7 @@ async fn older_protocol_versions_negotiate_down_on_the_conformance_server() {
 
     // Before 1.4 responses carry an int status instead of flags.
     let old = Conformance::start(&["--version", "1.2.0"]);
-    let kv = connected(target(&old.addr())).await;
+    let kv = created(target(&old.addr())).await;
     kv.put_tokens(vec![(5, 6)]).await.unwrap();
     assert_eq!(
         kv.read(Bytes::new(), vec![5]).await.unwrap().1,

@@ -424,7 +424,9 @@ async fn requests_go_to_each_keys_primary_across_a_topology_change() {
     });
     let kv = IgniteKv::new(kv_target(ignite.addrs()));
     let t = Instant::now();
-    while kv.live_connections() < 3 {
+    // Connected to every node, and the caches there (its ping creates
+    // them once the nodes have settled).
+    while kv.live_connections() < 3 || kv.ping().await.is_err() {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "not connected to every node"

@@ -5,10 +5,11 @@
 //!
 //! Policy: a call never waits for a dial: with no live connection it fails
 //! at once and the tier skips L2 (`Kv::connect` alone waits, for the write
-//! path). Both caches are created on connect (and
-//! on every ping, so a restarted cluster gets them back) with
-//! OP_CACHE_GET_OR_CREATE_WITH_NAME, i.e. with the cluster's defaults or the
-//! cache templates configured there (README: expiry, backups, sync mode).
+//! path). Every ping checks both caches answer; one that is missing (a
+//! restarted cluster) is created with OP_CACHE_GET_OR_CREATE_WITH_NAME,
+//! i.e. with the cluster's defaults or the cache templates configured there
+//! (README: expiry, backups, sync mode), once the node has settled
+//! (`pool::CREATE_SETTLE`, apache/ignite#12621).
 //! Entry puts carry an expiry policy (protocol ≥ 1.6) so Ignite frees them.
 
 pub mod affinity;
@@ -90,11 +91,13 @@ impl IgniteKv {
         }
     }
 
-    /// Connects once to the first address and creates the caches (tests,
-    /// diagnostics).
+    /// Connects once to the first address and creates the caches at once
+    /// (tests, diagnostics: on a node known to have finished starting).
     pub async fn probe(target: &Target) -> Result<Conn, IgniteError> {
         let addr = target.addresses.first().ok_or(IgniteError::Unavailable)?;
-        pool::connect(addr, target, Arc::default()).await
+        let c = pool::connect(addr, target, Arc::default()).await?;
+        pool::create_caches(&c, target).await?;
+        Ok(c)
     }
 
     /// OP_CACHE_REMOVE_KEY on the entries cache.
@@ -264,8 +267,7 @@ impl Kv for IgniteKv {
     fn ping(&self) -> KvFuture<'_, ()> {
         Box::pin(async move {
             let c = self.pool.any()?;
-            pool::ensure_caches(&c, &self.pool.target).await?;
-            Ok(())
+            Ok(self.pool.ensure_caches(&c).await?)
         })
     }
 
