@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::sqlcache::cache::ignite::codec::{self, Request};
-use ::sqlcache::cache::ignite::{tls_connector, Conn, Dial, IgniteError, IgniteKv, Target};
+use ::sqlcache::cache::ignite::{
+    tls_connector, Conn, Dial, IgniteError, IgniteKv, Target, CREATE_SETTLE,
+};
 use ::sqlcache::cache::l2::{Kv, Notice};
 use bytes::Bytes;
 use common::ignite::{Conformance, Ignite, IgniteOpts};
@@ -53,7 +55,7 @@ async fn connected(t: Target) -> IgniteKv {
     let kv = IgniteKv::new(t);
     let start = Instant::now();
     while !kv.is_connected() || kv.ping().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(15), "never answered");
+        assert!(start.elapsed() < Duration::from_secs(30), "never answered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     kv
@@ -205,7 +207,15 @@ fn hex(b: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_round_trips_on_a_real_node() {
     let ignite = Ignite::start();
+    let t = Instant::now();
     let kv = connected(target(&ignite.addr())).await;
+    // A fresh node has no caches: they are created only once the node has
+    // been known for CREATE_SETTLE (apache/ignite#12621).
+    assert!(
+        t.elapsed() >= CREATE_SETTLE,
+        "created after {:?}",
+        t.elapsed()
+    );
     kv.ping().await.unwrap();
     let key = Bytes::from_static(b"select 1\x00\xff");
     assert_eq!(

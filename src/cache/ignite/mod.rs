@@ -16,6 +16,7 @@ pub mod affinity;
 pub mod codec;
 pub mod conn;
 mod pool;
+pub use pool::CREATE_SETTLE;
 mod watch;
 
 use std::sync::atomic::Ordering;

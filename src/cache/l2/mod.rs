@@ -19,8 +19,11 @@
 //! * **Outage.** A write's invalidation is delivered before its OK, or the
 //!   store was unreachable *after* the write: a put that fails is retried
 //!   once after `Kv::connect` (which fails only when a connection attempt
-//!   begun after the write failed), and a write while the tier is down
-//!   first tries to deliver everything pending. What cannot be delivered
+//!   begun after the write failed), and a write puts its tokens even while
+//!   this proxy counts the tier down (down is one proxy's view: another may
+//!   still trust L1 on the tokens cache; a change feed's event is parked at
+//!   once instead: every proxy applies the feed itself, and a feed must not
+//!   wait on a dial per event). What cannot be delivered
 //!   marks the tier down: this proxy stops reading and filling L2 and keeps
 //!   the slots (past `MAX_PENDING`, "everything"). A background task
 //!   retries with back-off (at most `MAX_BACKOFF`); it writes the pending
@@ -115,6 +118,16 @@ pub trait Kv: Send + Sync + 'static {
     fn routing(&self) -> (u64, u64) {
         (0, 0)
     }
+}
+
+/// How hard an invalidation tries before it is parked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// A write's, before its OK: retried on a fresh connection, and while
+    /// down everything parked is delivered first (module policy: Outage).
+    BeforeOk,
+    /// A feed's: one put while up; parked at once while down.
+    Park,
 }
 
 /// Tokens an L2 fill was guarded by, in slot order, epoch last.
@@ -375,11 +388,17 @@ impl L2 {
     /// `write_timeout`. On failure the tier is down for this proxy until the
     /// slots are delivered.
     pub async fn invalidate(self: &Arc<Self>, slots: &[u32], everything: bool) {
+        self.invalidate_as(slots, everything, Delivery::BeforeOk)
+            .await
+    }
+
+    async fn invalidate_as(self: &Arc<Self>, slots: &[u32], everything: bool, how: Delivery) {
         if slots.is_empty() && !everything {
             return;
         }
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
-        let delivered = self.bounded(self.deliver(slots, everything), self.cfg.write_timeout);
+        let deliver = self.deliver(slots, everything, how);
+        let delivered = self.bounded(deliver, self.cfg.write_timeout);
         if let Err(e) = delivered.await {
             self.stats
                 .invalidation_errors
@@ -392,17 +411,24 @@ impl L2 {
         }
     }
 
-    /// Writes fresh tokens for `slots`; while down, parks them and delivers
-    /// everything pending now. A failed put is retried (`PUT_RETRIES`), each
-    /// time once `Kv::connect` has a connection (its failure: unreachable
-    /// since the write).
-    fn deliver<'a>(self: &'a Arc<Self>, slots: &'a [u32], everything: bool) -> KvFuture<'a, ()> {
+    /// Writes fresh tokens for `slots` (a feed's are only parked while
+    /// down). A write's are put even while this proxy counts the tier down:
+    /// "down" is this proxy's view (a read failed, the entries cache is
+    /// missing) while other proxies may still trust L1 on the tokens alone.
+    /// A failed put is retried (`PUT_RETRIES`), each time once
+    /// `Kv::connect` has a connection (its failure: unreachable since the
+    /// write).
+    fn deliver<'a>(
+        self: &'a Arc<Self>,
+        slots: &'a [u32],
+        everything: bool,
+        how: Delivery,
+    ) -> KvFuture<'a, ()> {
         Box::pin(async move {
-            if self.park(slots, everything) {
-                return match self.try_recover().await {
-                    true => Ok(()),
-                    false => Err(L2Error::Unavailable("still unreachable".into())),
-                };
+            // While down they are parked as well: recovery writes them again
+            // (fresh values: harmless) with everything else it holds.
+            if self.park(slots, everything) && how == Delivery::Park {
+                return Ok(());
             }
             let tokens = new_tokens(slots.iter().copied(), everything);
             self.peers.wrote(&tokens);
@@ -410,7 +436,7 @@ impl L2 {
             loop {
                 match self.kv.put_tokens(tokens.clone()).await {
                     Ok(()) => return Ok(()),
-                    Err(e) if retries == PUT_RETRIES => return Err(e),
+                    Err(e) if retries == PUT_RETRIES || how == Delivery::Park => return Err(e),
                     Err(_) => retries += 1,
                 }
                 self.kv.connect().await?;
@@ -420,13 +446,15 @@ impl L2 {
 
     /// `invalidate` for threads outside the runtime (the change feeds):
     /// waits for it, at most `write_timeout` plus a margin, then marks the
-    /// tier down if it did not finish.
+    /// tier down if it did not finish. A feed's change is applied by every
+    /// proxy itself, so it is parked at once while down (`Delivery::Park`):
+    /// a feed is never slowed to one connection attempt per event.
     pub fn invalidate_blocking(self: &Arc<Self>, slots: &[u32], everything: bool) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let me = self.clone();
         let owned = slots.to_vec();
         self.rt.spawn(async move {
-            me.invalidate(&owned, everything).await;
+            me.invalidate_as(&owned, everything, Delivery::Park).await;
             let _ = tx.send(());
         });
         if rx
