@@ -134,7 +134,13 @@ impl Conn {
                 } => {
                     // The server names its version: offer the newest we
                     // speak that is no newer (VERSIONS is newest first).
-                    match codec::VERSIONS.iter().find(|c| **c <= server && **c < v) {
+                    // A server that speaks ours refused for another reason
+                    // (credentials; a node still starting refuses every
+                    // handshake): stepping down would only leave a
+                    // connection without what later versions bring (node
+                    // ids, expiry) once it is accepted.
+                    let older = codec::VERSIONS.iter().find(|c| **c <= server && **c < v);
+                    match older.filter(|_| server < v) {
                         Some(next) => v = *next,
                         None => {
                             return Err(IgniteError::Handshake(format!(

@@ -7,7 +7,9 @@
 //! its back-off and returns once a connection is live, or once every slot
 //! has failed an attempt begun after the call (so a failure it reports is
 //! evidence the cluster was unreachable *after* the caller's moment, which
-//! the write path relies on: `l2::L2::invalidate`). A single-key request goes to a live connection whose
+//! the write path relies on: `l2::L2::invalidate`).
+//!
+//! A single-key request goes to a live connection whose
 //! node (handshake id) is the key's primary in the current partition map
 //! (`affinity.rs`); with no map, a map older than the topology the server
 //! last reported, or no connection to that node, it goes to any live
@@ -64,8 +66,9 @@ pub(super) struct Pool {
     begun: AtomicU64,
     /// Bumped whenever a dial attempt ends, either way.
     ended: watch::Sender<u64>,
-    /// When this pool first reached each node (address, handshake id).
-    seen: Mutex<HashMap<(String, Option<NodeId>), Instant>>,
+    /// Per address, the node last reached there (handshake id) and when
+    /// this pool first reached it: a restarted node has a new id.
+    seen: Mutex<HashMap<String, (Option<NodeId>, Instant)>>,
 }
 
 struct Endpoint {
@@ -253,11 +256,12 @@ impl Pool {
                 match dialled {
                     Ok(c) => {
                         info!(%addr, version = %c.version, slot = s, "connected to Ignite");
-                        me.seen
-                            .lock()
-                            .unwrap()
-                            .entry((c.addr.clone(), c.node))
-                            .or_insert_with(Instant::now);
+                        let mut seen = me.seen.lock().unwrap();
+                        match seen.get(&c.addr) {
+                            Some((node, _)) if *node == c.node => {}
+                            _ => drop(seen.insert(c.addr.clone(), (c.node, Instant::now()))),
+                        }
+                        drop(seen);
                         let c = Arc::new(c);
                         *slot.conn.lock().unwrap() = Some(c.clone());
                         me.ended.send_modify(|n| *n += 1);
@@ -374,12 +378,10 @@ impl Pool {
         if !missing {
             return Ok(());
         }
-        let first = self
-            .seen
-            .lock()
-            .unwrap()
-            .get(&(c.addr.clone(), c.node))
-            .copied();
+        let first = match self.seen.lock().unwrap().get(&c.addr) {
+            Some(&(node, at)) if node == c.node => Some(at),
+            _ => None,
+        };
         if first.is_none_or(|t| t.elapsed() < CREATE_SETTLE) {
             return Err(IgniteError::Protocol(
                 "caches missing; node too new to create them",

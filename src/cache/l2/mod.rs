@@ -18,8 +18,8 @@
 //!   an L2 hit can only fill L1 with a value that an L1 bump still covers.
 //! * **Outage.** A write's invalidation is delivered before its OK, or the
 //!   store was unreachable *after* the write: a put that fails is retried
-//!   once after `Kv::connect` (which fails only when a connection attempt
-//!   begun after the write failed), and a write puts its tokens even while
+//!   after `Kv::connect` (which fails only when a connection attempt begun
+//!   after the write failed), and a write puts its tokens even while
 //!   this proxy counts the tier down (down is one proxy's view: another may
 //!   still trust L1 on the tokens cache; a change feed's event is parked at
 //!   once instead: every proxy applies the feed itself, and a feed must not
@@ -123,8 +123,8 @@ pub trait Kv: Send + Sync + 'static {
 /// How hard an invalidation tries before it is parked.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Delivery {
-    /// A write's, before its OK: retried on a fresh connection, and while
-    /// down everything parked is delivered first (module policy: Outage).
+    /// A write's, before its OK: put even while down, retried on a fresh
+    /// connection (module policy: Outage).
     BeforeOk,
     /// A feed's: one put while up; parked at once while down.
     Park,
@@ -516,8 +516,8 @@ impl L2 {
     }
 
     /// One recovery attempt: deliver what is pending, then trust the tier.
-    /// It may run beside another (a write's `deliver` and the background
-    /// task): each removes only the slots it delivered.
+    /// Each run removes only the slots it delivered (slots parked
+    /// meanwhile wait for the next round of its loop).
     async fn try_recover(&self) -> bool {
         let answers = Box::pin(async {
             self.kv.connect().await?;
