@@ -262,12 +262,15 @@ async fn a_write_while_down_delivers_at_once_when_the_store_answers() {
     a.link.set_cut(false);
     let slot = Tag::row("d", "t", "1").slot() as i64;
     let before = kv.token(slot);
+    let applied = b.l2().peers.stats.applied.load(Ordering::Relaxed);
     a.write("1").await;
     assert_ne!(
         kv.token(slot),
         before,
         "delivered by the write, not the back-off"
     );
+    // B's L1 learns of it through its subscription (within max_lag).
+    b.applied_at_least(applied + 1).await;
     assert_eq!(b.read(&kv, "1", "v2").await, ("v2".into(), "mysql"));
     // What it parked follows with its recovery.
     a.wait_up().await;
