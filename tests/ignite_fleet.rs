@@ -14,7 +14,7 @@ use ::sqlcache::cache::ignite::codec::{self, Obj, Request};
 use ::sqlcache::cache::ignite::{Conn, Dial, IgniteKv, Target};
 use ::sqlcache::cache::l2::Kv;
 use bytes::Bytes;
-use common::ignite::{Ignite, IgniteOpts};
+use common::ignite::{proxy_section, rows_table, Ignite, IgniteOpts};
 use common::sqlcache::*;
 use common::*;
 use mysql_async::prelude::*;
@@ -24,13 +24,7 @@ use mysql_async::Conn as MyConn;
 const MAX_LAG: Duration = Duration::from_millis(1000);
 
 fn section(addrs: &[String], mode: &str) -> String {
-    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "\n[cache.ignite]\nenabled = true\naddresses = [{}]\ntimeout = \"300ms\"\nwrite_timeout = \"1s\"\n\
-         coherence = \"{mode}\"\nmax_lag = \"{}ms\"\nheartbeat = \"100ms\"\n",
-        list.join(", "),
-        MAX_LAG.as_millis()
-    )
+    proxy_section(addrs, mode, MAX_LAG)
 }
 
 async fn wait_trusted(c: &mut MyConn, strict: bool) {
@@ -46,19 +40,12 @@ async fn fills(c: &mut MyConn) -> u64 {
     status(c, "l2_fills").await.parse().unwrap()
 }
 
-fn table(name: &str, rows: u32) {
-    mariadb().sql_socket(&format!(
-        "DROP TABLE IF EXISTS test.{name}; CREATE TABLE test.{name} (id INT PRIMARY KEY, v VARCHAR(20)); \
-         INSERT INTO test.{name} SELECT seq, '0' FROM test.seq_1_to_{rows};"
-    ));
-}
-
 /// The issue's sequence: A fills, B is served from L2 then L1, A writes,
 /// and B (events) sees the new row within `max_lag`; S (strict) at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_through_one_proxy_reaches_every_other_proxys_l1() {
     let db = mariadb();
-    table("fl1", 40);
+    rows_table("fl1", 40);
     let ignite = Ignite::start();
     let addrs = ignite.addrs();
     let a = Proxy::start_with(db.port, "", &section(&addrs, "events"), "");
@@ -280,7 +267,7 @@ fn assert_clean(what: &str, (reads, bad, errors): (usize, Vec<String>, Vec<Strin
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_writers_and_readers_on_two_proxies_see_nothing_staler_than_the_bound() {
     let db = mariadb();
-    table("fl2", ROWS);
+    rows_table("fl2", ROWS);
     let ignite = Ignite::start();
     let a = Proxy::start_with(db.port, "", &section(&ignite.addrs(), "events"), "");
     let b = Proxy::start_with(db.port, "", &section(&ignite.addrs(), "events"), "");
@@ -296,7 +283,7 @@ async fn concurrent_writers_and_readers_on_two_proxies_see_nothing_staler_than_t
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_loses_a_node_under_load_and_restarts_without_a_stale_read() {
     let db = mariadb();
-    table("fl3", ROWS);
+    rows_table("fl3", ROWS);
     let ignite = tokio::task::block_in_place(|| {
         Ignite::start_with(IgniteOpts {
             nodes: 3,

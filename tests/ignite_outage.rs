@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::ignite::Ignite;
+use common::ignite::{proxy_section, rows_table, Ignite};
 use common::relay::Relay;
 use common::sqlcache::*;
 use common::*;
@@ -20,18 +20,7 @@ use mysql_async::Conn as MyConn;
 const MAX_LAG: Duration = Duration::from_millis(1000);
 
 fn ignite_section(addr: &str) -> String {
-    format!(
-        "\n[cache.ignite]\nenabled = true\naddresses = [\"{addr}\"]\ntimeout = \"300ms\"\n\
-         write_timeout = \"1s\"\ncoherence = \"events\"\nmax_lag = \"{}ms\"\nheartbeat = \"100ms\"\n",
-        MAX_LAG.as_millis()
-    )
-}
-
-fn table(name: &str) {
-    mariadb().sql_socket(&format!(
-        "DROP TABLE IF EXISTS test.{name}; CREATE TABLE test.{name} (id INT PRIMARY KEY, v VARCHAR(20)); \
-         INSERT INTO test.{name} SELECT seq, '0' FROM test.seq_1_to_5;"
-    ));
+    proxy_section(&[addr.to_owned()], "events", MAX_LAG)
 }
 
 async fn wait_status(c: &mut MyConn, key: &str, want: &str, what: &'static str) {
@@ -63,7 +52,7 @@ async fn read_after_bound(cb: &mut MyConn, t: &str, acked: Instant) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_healthy_feed_does_not_stand_in_for_the_dead_subscription() {
     let db = mariadb();
-    table("io1");
+    rows_table("io1", 5);
     let broker = Broker::start();
     broker.create_topic("io1_quiet", 1);
     let ignite = Ignite::start();
@@ -105,7 +94,7 @@ async fn a_healthy_feed_does_not_stand_in_for_the_dead_subscription() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_back_from_a_partition_delivers_before_its_ok() {
     let db = mariadb();
-    table("io2");
+    rows_table("io2", 5);
     let ignite = Ignite::start();
     let relay = Relay::start(ignite.addr()).await;
     let a = Proxy::start_with(

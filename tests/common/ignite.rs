@@ -350,3 +350,24 @@ impl Drop for Conformance {
         self.stop();
     }
 }
+
+/// The `[cache.ignite]` section of a proxy sharing `addrs` in coherence
+/// `mode`, with the fleet tests' timings (300 ms reads, 1 s writes, 100 ms
+/// heartbeat) and `max_lag`.
+pub fn proxy_section(addrs: &[String], mode: &str, max_lag: Duration) -> String {
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "\n[cache.ignite]\nenabled = true\naddresses = [{}]\ntimeout = \"300ms\"\nwrite_timeout = \"1s\"\n\
+         coherence = \"{mode}\"\nmax_lag = \"{}ms\"\nheartbeat = \"100ms\"\n",
+        list.join(", "),
+        max_lag.as_millis()
+    )
+}
+
+/// `test.{name}` made anew: `rows` rows of (id, v = '0') on the shared MariaDB.
+pub fn rows_table(name: &str, rows: u32) {
+    super::mariadb().sql_socket(&format!(
+        "DROP TABLE IF EXISTS test.{name}; CREATE TABLE test.{name} (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO test.{name} SELECT seq, '0' FROM test.seq_1_to_{rows};"
+    ));
+}

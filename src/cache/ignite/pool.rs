@@ -249,11 +249,7 @@ impl Pool {
             let mut backoff = Duration::from_millis(50);
             loop {
                 let attempt = me.begun.fetch_add(1, Ordering::SeqCst);
-                let dialled = connect(&addr, &me.target, me.topology.clone()).await;
-                if dialled.is_err() {
-                    slot.failed.store(attempt + 1, Ordering::SeqCst);
-                }
-                match dialled {
+                match connect(&addr, &me.target, me.topology.clone()).await {
                     Ok(c) => {
                         info!(%addr, version = %c.version, slot = s, "connected to Ignite");
                         let mut seen = me.seen.lock().unwrap();
@@ -277,6 +273,7 @@ impl Pool {
                         break;
                     }
                     Err(err) => {
+                        slot.failed.store(attempt + 1, Ordering::SeqCst);
                         me.ended.send_modify(|n| *n += 1);
                         if s == 0 {
                             warn!(%addr, error = %err, "cannot reach Ignite; retrying");
