@@ -402,6 +402,8 @@ impl Cache {
     }
 
     /// Bumps tags (and everything) in this process only, counted by origin.
+    /// Each tag is counted after its token is bumped (`SHOW SQLCACHE
+    /// TABLES` relies on it: `admin::tables`).
     fn bump(&self, tags: &[Tag], everything: bool, origin: Origin) {
         for tag in tags {
             self.tokens.invalidate(tag);

@@ -93,7 +93,7 @@ impl TableStats {
     pub fn invalidations(&self) -> [u64; 4] {
         self.invalidations
             .each_ref()
-            .map(|a| a.load(Ordering::Relaxed))
+            .map(|a| a.load(Ordering::Acquire))
     }
 }
 
@@ -133,7 +133,9 @@ impl Tables {
         };
         let map = self.read();
         if let Some(t) = map.get(&(db.clone(), table.clone())) {
-            t.invalidations[source as usize].fetch_add(1, Ordering::Relaxed);
+            // Release, paired with `invalidations`' Acquire: whoever sees
+            // the count also sees the tokens bumped before it.
+            t.invalidations[source as usize].fetch_add(1, Ordering::Release);
         }
     }
 
