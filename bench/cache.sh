@@ -8,7 +8,9 @@
 #  2. single-thread p50 latency, direct vs sqlcache;
 #  3. mixed: point selects + a few % single-row UPDATEs (text protocol),
 #     sqlcache vs MariaDB's query cache, with sqlcache's hit ratio.
-# Prints qps, p95, CPU µs/query of sqlcache and mariadbd, and ratios.
+# Prints qps, p95, CPU µs/query of sqlcache (user and system for hits,
+# prepared and text) and mariadbd, the event-loop floor measured in the same
+# run (bench/floor.c loaded), and ratios.
 #
 # usage: bench/cache.sh [seconds per run, default 15]
 set -euo pipefail
@@ -32,22 +34,24 @@ proxy_port=$PROXY_PORT
 proxy_pid=$PROXY_PID
 pids+=("$proxy_pid")
 
-sb() { # PORT THREADS SECS SCRIPT [args] -> "qps p95 queries" (p95 or the --percentile given)
+sb() { # PORT THREADS SECS SCRIPT [args] -> "qps p95 queries sysbench_user_us" (p95 or the --percentile given)
     local port=$1 threads=$2 secs=$3 script=$4 out
     shift 4
-    out=$(sysbench "$script" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+    # `times` in the subshell: the CPU of its children, i.e. sysbench's.
+    out=$( (sysbench "$script" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
         --mysql-user=root --mysql-password= --mysql-db=sbtest --tables=1 --table-size=10000 \
-        --threads="$threads" --time="$secs" "$@" run)
-    echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); q=$3; n=$2} /th percentile:/ {p=$3} END {print q, p, n}'
+        --threads="$threads" --time="$secs" "$@" run; times))
+    echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); q=$3; n=$2} /th percentile:/ {p=$3}
+        /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ {t=$1} END {split(t, a, /[ms]/); print q, p, n, (a[1]*60+a[2])*1e6/n}'
 }
-measure() { # PORT THREADS SCRIPT [args] -> "qps pXX proxy_us db_us"
-    local port=$1 threads=$2 script=$3 p0 d0 p1 d1 qps pct n
+measure() { # PORT THREADS SCRIPT [args] -> "qps pXX proxy_us db_us proxy_user_us proxy_sys_us sysbench_user_us"
+    local port=$1 threads=$2 script=$3 p0 d0 p1 d1 u0 u1 qps pct n sbu
     shift 3
-    p0=$(cpu_ticks "$proxy_pid"); d0=$(cpu_ticks "$MARIADB_PID")
-    read -r qps pct n <<<"$(sb "$port" "$threads" "$SECS" "$script" "$@")"
-    p1=$(cpu_ticks "$proxy_pid"); d1=$(cpu_ticks "$MARIADB_PID")
-    awk -v q="$qps" -v p="$pct" -v n="$n" -v pp=$((p1 - p0)) -v dd=$((d1 - d0)) -v hz="$CLK_TCK" \
-        'BEGIN{printf "%s %s %.1f %.1f\n", q, p, pp/hz*1e6/n, dd/hz*1e6/n}'
+    p0=$(cpu_ticks "$proxy_pid"); d0=$(cpu_ticks "$MARIADB_PID"); u0=$(awk '{print $14}' "/proc/$proxy_pid/stat")
+    read -r qps pct n sbu <<<"$(sb "$port" "$threads" "$SECS" "$script" "$@")"
+    p1=$(cpu_ticks "$proxy_pid"); d1=$(cpu_ticks "$MARIADB_PID"); u1=$(awk '{print $14}' "/proc/$proxy_pid/stat")
+    awk -v q="$qps" -v p="$pct" -v n="$n" -v pp=$((p1 - p0)) -v dd=$((d1 - d0)) -v uu=$((u1 - u0)) -v hz="$CLK_TCK" -v sbu="$sbu" \
+        'BEGIN{printf "%s %s %.1f %.1f %.1f %.1f %.1f\n", q, p, pp/hz*1e6/n, dd/hz*1e6/n, uu/hz*1e6/n, (pp-uu)/hz*1e6/n, sbu}'
 }
 status() { mariadb --no-defaults -h127.0.0.1 -P"$proxy_port" -uroot --batch --skip-column-names -e "SHOW SQLCACHE STATUS" | awk -v k="$1" '$1==k {print $2}'; }
 
@@ -59,14 +63,20 @@ sb "$db_port" 4 3 oltp_point_select >/dev/null
 sb "$proxy_port" 4 5 oltp_point_select >/dev/null
 sb "$proxy_port" 4 5 oltp_point_select --db-ps-mode=disable >/dev/null
 
-read -r d_qps d_p95 _ d_db <<<"$(measure "$db_port" 4 oltp_point_select --percentile=95)"
-read -r p_qps p_p95 p_cpu p_db <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
+read -r d_qps d_p95 _ d_db _ <<<"$(measure "$db_port" 4 oltp_point_select --percentile=95)"
+read -r p_qps p_p95 p_cpu p_db p_user p_sys p_think <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
+read -r t_qps _ t_cpu _ t_user t_sys _ <<<"$(measure "$proxy_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+# The event-loop floor in the same run: bench/floor.c with as many threads
+# as the proxy's workers and clients that spend sysbench's own user CPU
+# per query between requests.
+cc -O2 -pthread -o "$work/floor" bench/floor.c
+floor=$("$work/floor" loaded 4 "$(nproc)" "$SECS" "$p_think")
 qc ON
 sb "$db_port" 4 3 oltp_point_select --db-ps-mode=disable >/dev/null
-read -r q_qps q_p95 _ q_db <<<"$(measure "$db_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+read -r q_qps q_p95 _ q_db _ <<<"$(measure "$db_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
 qc OFF
-read -r d1_qps d1_p50 _ _ <<<"$(measure "$db_port" 1 oltp_point_select --percentile=50)"
-read -r p1_qps p1_p50 _ _ <<<"$(measure "$proxy_port" 1 oltp_point_select --percentile=50)"
+read -r d1_qps d1_p50 _ _ _ <<<"$(measure "$db_port" 1 oltp_point_select --percentile=50)"
+read -r p1_qps p1_p50 _ _ _ <<<"$(measure "$proxy_port" 1 oltp_point_select --percentile=50)"
 
 echo
 echo "warm cache: oltp_point_select, 4 threads, ${SECS}s per run"
@@ -76,15 +86,19 @@ printf '%-34s %10s %8s %16s %16s\n' "sqlcache (warm)" "$p_qps" "$p_p95" "$p_cpu"
 printf '%-34s %10s %8s %16s %16s\n' "direct, MariaDB query cache ON*" "$q_qps" "$q_p95" - "$q_db"
 echo "  * text protocol: MariaDB's query cache does not serve prepared statements"
 awk -v p="$p_qps" -v d="$d_qps" -v q="$q_qps" 'BEGIN{printf "sqlcache / direct qps: %.2fx (target >= 2.2x); sqlcache / query cache: %.2fx (target >= 1.15x)\n", p/d, p/q}'
-echo "sqlcache CPU per hit: $p_cpu us (target <= 12)"
+echo "sqlcache CPU per hit: prepared $p_cpu us (user $p_user, sys $p_sys), text $t_cpu us (user $t_user, sys $t_sys) (target <= 8)"
+echo "$floor"
+echo "  (clients spend $p_think us of user CPU between requests: sysbench's own, measured in the prepared run)"
+awk -v p="$p_cpu" -v t="$t_cpu" -v f="$(echo "$floor" | sed 's/.*: \([0-9.]*\) µs CPU per request.*/\1/')" \
+    'BEGIN{printf "hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
 awk -v p="$p1_p50" -v d="$d1_p50" 'BEGIN{printf "single thread p50: direct %s ms, sqlcache %s ms: %.2fx (target <= 0.6x)\n", d, p, p/d}'
 
 # Mixed: 3% single-row updates, text protocol on both sides.
 h0=$(status hits); m0=$(status misses)
-read -r mx_qps _ mx_cpu mx_db <<<"$(measure "$proxy_port" 4 bench/mixed.lua --percentile=95)"
+read -r mx_qps _ mx_cpu mx_db _ <<<"$(measure "$proxy_port" 4 bench/mixed.lua --percentile=95)"
 h1=$(status hits); m1=$(status misses)
 qc ON
-read -r mq_qps _ _ mq_db <<<"$(measure "$db_port" 4 bench/mixed.lua --percentile=95)"
+read -r mq_qps _ _ mq_db _ <<<"$(measure "$db_port" 4 bench/mixed.lua --percentile=95)"
 qcs=$(mariadb --no-defaults -uroot --socket="$work/db/sock" --batch --skip-column-names -e \
     "SHOW GLOBAL STATUS WHERE Variable_name IN ('Qcache_hits','Com_select')" | awk '{v[$1]=$2} END {h=v["Qcache_hits"]; s=v["Com_select"]; if (h+s>0) printf "%.3f", h/(h+s); else print "n/a"}')
 qc OFF

@@ -7,10 +7,23 @@
  *    the floor of a busy proxy;
  *  - ping-pong: one request at a time, the server waits in poll for each —
  *    what a single-client run pays on top (the sleep and the wake-up).
+ * and, with `loaded`, the floor of an event-loop server under a load like
+ * sysbench's: THREADS server threads, each with its own epoll set (level
+ * triggered: epoll_wait, one recv, one send per request — the syscalls a
+ * proxy hit makes), CLIENTS client threads in another process, each
+ * sending one request, reading the reply and spending THINK_US of CPU
+ * before the next (sysbench's own work per query), all on this machine's
+ * cores. CPU of the server threads only (getrusage RUSAGE_THREAD).
  *
  * usage: floor [requests, default 20000]   (bench/hit_profile.sh builds it)
+ *        floor loaded CLIENTS THREADS SECONDS THINK_US   (bench/cache.sh)
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -86,7 +99,113 @@ static double run(long n, int ahead) {
     return (US(after) - US(before)) / n;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+struct server { int ep, conns; long served; double user, sys; };
+
+/* One server thread: answers every complete request on its connections
+ * until all of them are closed. */
+static void *serve(void *arg) {
+    struct server *sv = arg;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_THREAD, &r0);
+    char reply[REPLY], buf[4096];
+    memset(reply, 'x', sizeof reply);
+    static __thread int partial[65536];
+    struct epoll_event ev[64];
+    while (sv->conns > 0) {
+        int k = epoll_wait(sv->ep, ev, 64, -1);
+        if (k < 0) die("epoll_wait");
+        for (int i = 0; i < k; i++) {
+            int fd = ev[i].data.fd;
+            ssize_t got = recv(fd, buf, sizeof buf, 0);
+            if (got <= 0) { close(fd); sv->conns--; continue; }
+            partial[fd] += (int)got;
+            for (; partial[fd] >= REQ; partial[fd] -= REQ, sv->served++)
+                if (send(fd, reply, REPLY, 0) != REPLY) die("send");
+        }
+    }
+    getrusage(RUSAGE_THREAD, &r1);
+#define TV(t) ((t).tv_sec * 1e6 + (t).tv_usec)
+    sv->user = TV(r1.ru_utime) - TV(r0.ru_utime);
+    sv->sys = TV(r1.ru_stime) - TV(r0.ru_stime);
+    return NULL;
+}
+
+static int port_of_loaded;
+static double think_s, until_s;
+
+static void *client(void *arg) {
+    (void)arg;
+    int c = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = (in_port_t)port_of_loaded};
+    if (connect(c, (struct sockaddr *)&a, sizeof a)) die("connect");
+    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char req[REQ], reply[REPLY];
+    memset(req, 'q', sizeof req);
+    while (now_s() < until_s) {
+        if (send(c, req, REQ, 0) != REQ) die("send");
+        full(c, reply, REPLY);
+        for (double t = now_s() + think_s; now_s() < t;) {}
+    }
+    close(c);
+    return NULL;
+}
+
+/* The event-loop floor under load (see the header). */
+static int loaded(int clients, int threads, double secs, double think_us) {
+    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, clients) ||
+        getsockname(l, (struct sockaddr *)&a, &len))
+        die("listen");
+    if (fork() == 0) {
+        port_of_loaded = a.sin_port;
+        think_s = think_us / 1e6;
+        until_s = now_s() + secs;
+        pthread_t t[clients];
+        for (int i = 0; i < clients; i++) pthread_create(&t[i], NULL, client, NULL);
+        for (int i = 0; i < clients; i++) pthread_join(t[i], NULL);
+        exit(0);
+    }
+    struct server sv[threads];
+    memset(sv, 0, sizeof sv);
+    for (int i = 0; i < threads; i++)
+        if ((sv[i].ep = epoll_create1(0)) < 0) die("epoll_create1");
+    for (int i = 0; i < clients; i++) {
+        int s = accept(l, NULL, NULL);
+        if (s < 0 || s >= 65536) die("accept");
+        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        fcntl(s, F_SETFL, O_NONBLOCK);
+        struct epoll_event e = {.events = EPOLLIN, .data.fd = s};
+        if (epoll_ctl(sv[i % threads].ep, EPOLL_CTL_ADD, s, &e)) die("epoll_ctl");
+        sv[i % threads].conns++;
+    }
+    pthread_t t[threads];
+    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, serve, &sv[i]);
+    long served = 0;
+    double user = 0, sys = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        served += sv[i].served, user += sv[i].user, sys += sv[i].sys;
+    }
+    wait(NULL);
+    if (served == 0) { fprintf(stderr, "no request served\n"); return 1; }
+    printf("floor (loopback TCP, epoll_wait + recv + send per request, %d clients, %d threads): "
+           "%.1f µs CPU per request (user %.1f, sys %.1f), %.0f requests/s\n",
+           clients, threads, (user + sys) / served, user / served, sys / served, served / secs);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "loaded") == 0)
+        return loaded(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]));
     long n = argc > 1 ? atol(argv[1]) : 20000;
     double waiting = run(n, 1), pingpong = run(n, 0);
     printf("floor (loopback TCP, recv + send per request): %.1f µs CPU with the request waiting, "
