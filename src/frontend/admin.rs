@@ -42,7 +42,8 @@ impl Session {
                 self.write_rows(&["Variable_name", "Value"], &rows)
             }
             Some(Own::Last) => {
-                let rows = pairs(vec![("route".into(), self.last.to_string())]);
+                let last = self.last.clone().and_then(Routed::describe);
+                let rows = pairs(vec![("route".into(), last.unwrap_or("none".into()).into())]);
                 self.write_rows(&["Variable_name", "Value"], &rows)
             }
             Some(Own::Queries) => {

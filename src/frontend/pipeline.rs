@@ -198,12 +198,12 @@ impl Session {
         let timeout = self.shared.cfg.backend.query_timeout;
         match sent {
             Sent::Text(sql) => match bounded(timeout, c.conn.query_iter(*sql)).await {
-                Ok(qr) => self.relay(qr, false).await.map(Ok),
+                Ok(qr) => self.relay(qr).await.map(Ok),
                 Err(f) => Ok(Err(f)),
             },
             Sent::Binary(stmt, wire) => {
                 match bounded(timeout, c.conn.exec_iter_encoded(stmt, wire)).await {
-                    Ok(qr) => self.relay(qr, true).await.map(Ok),
+                    Ok(qr) => self.relay(qr).await.map(Ok),
                     Err(f) => Ok(Err(f)),
                 }
             }
@@ -274,10 +274,9 @@ impl Session {
     pub(super) async fn relay<P: mysql_async::prelude::Protocol>(
         &mut self,
         qr: QueryResult<'_, '_, P>,
-        binary: bool,
     ) -> Result<Relayed, ProtoError> {
         let (mark, flushes) = (self.conn.buf().len(), self.conn.flushes());
-        let mut r = Relay::new(&mut self.conn, self.login.caps, binary, self.status);
+        let mut r = Relay::new(&mut self.conn, self.login.caps, self.status);
         let (outcome, insert_id, last) = r.run(qr).await?;
         Ok(Relayed {
             outcome,

@@ -105,7 +105,7 @@ async fn fill(shared: &Shared, r: &Recipe) -> Result<(Bytes, crate::cache::Guard
         let mut out = PacketConn::new(sink, usize::MAX);
         // A response's first packet follows the command (sequence 0).
         out.set_seq(1);
-        let mut relay = Relay::new(&mut out, r.caps, r.params.is_some(), r.status);
+        let mut relay = Relay::new(&mut out, r.caps, r.status);
         let (outcome, _, last) = if let Some(params) = &r.params {
             let stmt = c
                 .statement(r.vars.db.as_deref(), &r.sql)

@@ -1,9 +1,10 @@
 //! Relays a mysql_async query result to the client.
 //!
-//! Policy: column definitions are relayed verbatim; rows are re-encoded from
-//! the decoded values (text: length-encoded strings as received; binary: by
-//! column type) and streamed — the buffer is flushed every few hundred KiB, so
-//! a result of any size passes in bounded memory. Every result of a multi-
+//! Policy: column definitions and rows are relayed verbatim (rows are not
+//! decoded: a row packet's payload is copied into the client's buffer under
+//! the client's sequence numbers, re-split if it is 16 MiB or more) and
+//! streamed — the buffer is flushed every few hundred KiB, so a result of
+//! any size passes in bounded memory. Every result of a multi-
 //! result response (multi-statements, CALL) is relayed with
 //! SERVER_MORE_RESULTS_EXISTS on all but the last. The last packet carries the
 //! server's own final status flags; earlier ones carry the flags known before
@@ -42,7 +43,6 @@ pub enum End {
 pub struct Relay<'c, S> {
     pub out: &'c mut PacketConn<S>,
     pub caps: CapabilityFlags,
-    pub binary: bool,
     /// Flags known before the statement (used for intermediate packets).
     pub status: StatusFlags,
     /// Row sets and OK results relayed, and the most warnings seen: a
@@ -56,13 +56,11 @@ impl<'c, S> Relay<'c, S> {
     pub fn new(
         out: &'c mut PacketConn<S>,
         caps: CapabilityFlags,
-        binary: bool,
         status: StatusFlags,
     ) -> Self {
         Relay {
             out,
             caps,
-            binary,
             status,
             row_sets: 0,
             ok_results: 0,
@@ -121,19 +119,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Relay<'_, S> {
             }
             self.write_columns(&cols);
             loop {
-                match qr.next().await {
-                    Ok(Some(row)) => {
-                        let m = self.out.begin();
-                        let values = row.unwrap_raw();
-                        if self.binary {
-                            wire::binary_row(self.out.buf(), &cols, &values);
-                        } else {
-                            wire::text_row(self.out.buf(), &values);
-                        }
-                        self.out.finish(m);
-                        self.out.flush_if_full().await?;
-                    }
-                    Ok(None) => break,
+                let out = &mut *self.out;
+                let row = qr
+                    .next_raw_with(|payload| {
+                        let m = out.begin();
+                        out.buf().extend_from_slice(payload);
+                        out.finish(m);
+                    })
+                    .await;
+                match row {
+                    Ok(true) => self.out.flush_if_full().await?,
+                    Ok(false) => break,
                     Err(e) => return self.fail(e, None, last_insert_id).await,
                 }
             }

@@ -1,16 +1,13 @@
 //! Payload encoders and decoders for the packets the proxy writes itself.
 //!
-//! Policy: the proxy writes OK / ERR / EOF packets, result-set framing and row
-//! encodings itself (byte layouts from the MySQL client/server protocol);
-//! column definitions come verbatim from the backend through `mysql_common`'s
-//! `Column` serializer. Binary-protocol values are encoded by *column type*,
-//! not by the decoded `Value` variant, because `mysql_common` widens every
-//! integer to 64 bits when decoding.
+//! Policy: the proxy writes OK / ERR / EOF packets and result-set framing
+//! itself (byte layouts from the MySQL client/server protocol); column
+//! definitions come verbatim from the backend through `mysql_common`'s
+//! `Column` serializer, and relayed rows are the backend's own payloads
+//! (`relay`), never re-encoded from decoded values.
 
 use mysql_common::constants::{ColumnFlags, ColumnType, StatusFlags};
 use mysql_common::packets::Column;
-use mysql_common::proto::MySerialize;
-use mysql_common::value::Value;
 
 pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
     match v {
@@ -99,55 +96,6 @@ pub fn column(buf: &mut Vec<u8>, col: &Column) {
     buf.extend_from_slice(&col.flags().bits().to_le_bytes());
     buf.push(col.decimals());
     buf.extend_from_slice(&[0, 0]);
-}
-
-/// A text-protocol row: each value a length-encoded string, NULL as 0xFB.
-pub fn text_row(buf: &mut Vec<u8>, values: &[Option<Value>]) {
-    for v in values {
-        match v {
-            None | Some(Value::NULL) => buf.push(0xFB),
-            Some(Value::Bytes(b)) => put_lenenc_bytes(buf, b),
-            // Text results only decode to bytes; anything else is rendered.
-            Some(other) => put_lenenc_bytes(buf, other.as_sql(false).trim_matches('\'').as_bytes()),
-        }
-    }
-}
-
-/// A binary-protocol row: 0x00, NULL bitmap (offset 2), then values by type.
-pub fn binary_row(buf: &mut Vec<u8>, columns: &[Column], values: &[Option<Value>]) {
-    buf.push(0x00);
-    let bitmap_at = buf.len();
-    buf.resize(bitmap_at + (columns.len() + 7 + 2) / 8, 0);
-    for (i, (col, v)) in columns.iter().zip(values).enumerate() {
-        match v {
-            None | Some(Value::NULL) => {
-                let bit = i + 2;
-                buf[bitmap_at + bit / 8] |= 1 << (bit % 8);
-            }
-            Some(v) => binary_value(buf, col.column_type(), v),
-        }
-    }
-}
-
-/// Encodes one non-NULL value for a column of type `ty`.
-pub fn binary_value(buf: &mut Vec<u8>, ty: ColumnType, v: &Value) {
-    use ColumnType::*;
-    let int = match v {
-        Value::Int(x) => Some(*x as u64),
-        Value::UInt(x) => Some(*x),
-        _ => None,
-    };
-    match (ty, int) {
-        (MYSQL_TYPE_TINY, Some(x)) => buf.push(x as u8),
-        (MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR, Some(x)) => {
-            buf.extend_from_slice(&(x as u16).to_le_bytes())
-        }
-        (MYSQL_TYPE_LONG | MYSQL_TYPE_INT24, Some(x)) => {
-            buf.extend_from_slice(&(x as u32).to_le_bytes())
-        }
-        (MYSQL_TYPE_LONGLONG, Some(x)) => buf.extend_from_slice(&x.to_le_bytes()),
-        _ => v.serialize(buf),
-    }
 }
 
 /// Binary-protocol parameter types sent by a client (`type`, `flags` bytes):
@@ -275,30 +223,6 @@ mod tests {
             let mut b = Vec::new();
             put_lenenc_int(&mut b, v);
             assert_eq!(b, want, "{v}");
-        }
-    }
-
-    #[test]
-    fn binary_integers_are_encoded_at_column_width() {
-        let cases: [(ColumnType, Value, &[u8]); 5] = [
-            (ColumnType::MYSQL_TYPE_TINY, Value::Int(-1), &[0xFF]),
-            (ColumnType::MYSQL_TYPE_SHORT, Value::Int(2), &[2, 0]),
-            (ColumnType::MYSQL_TYPE_YEAR, Value::Int(2024), &[0xE8, 0x07]),
-            (
-                ColumnType::MYSQL_TYPE_LONG,
-                Value::Int(4294967295),
-                &[0xFF; 4],
-            ),
-            (
-                ColumnType::MYSQL_TYPE_LONGLONG,
-                Value::UInt(u64::MAX),
-                &[0xFF; 8],
-            ),
-        ];
-        for (ty, v, want) in cases {
-            let mut b = Vec::new();
-            binary_value(&mut b, ty, &v);
-            assert_eq!(b, want, "{ty:?}");
         }
     }
 

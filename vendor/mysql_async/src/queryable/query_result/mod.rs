@@ -190,6 +190,39 @@ where
         Ok(())
     }
 
+    /// sqlcache patch: the next row of the current result set as the
+    /// server sent it (the packet's payload, passed to `f`) without decoding
+    /// it, or `false` once the set is done (then, as with `next`, the next
+    /// set, if any, becomes current). The same steps as `next`.
+    pub async fn next_raw_with<F: FnOnce(&[u8])>(&mut self, f: F) -> Result<bool> {
+        loop {
+            match self.conn.as_mut().use_pending_result()?.cloned() {
+                Some(PendingResult::Pending(meta)) => {
+                    if meta.columns().is_empty() {
+                        self.conn.as_mut().set_pending_result(None)?;
+                    } else {
+                        let packet = match self.conn.as_mut().read_packet().await {
+                            Ok(packet) => packet,
+                            Err(err) => {
+                                self.conn.as_mut().set_pending_result(None)?;
+                                return Err(err);
+                            }
+                        };
+                        if !P::is_last_result_set_packet(self.conn.capabilities(), &packet) {
+                            f(&packet);
+                            return Ok(true);
+                        }
+                        self.conn.as_mut().set_pending_result(None)?;
+                    }
+                    self.next_set().await?;
+                    return Ok(false);
+                }
+                Some(PendingResult::Taken(meta)) => self.skip_taken(meta).await?,
+                None => return Ok(false),
+            }
+        }
+    }
+
     #[doc(hidden)]
     pub async fn next(&mut self) -> Result<Option<Row>> {
         loop {
