@@ -53,11 +53,7 @@ pub struct Relay<'c, S> {
 }
 
 impl<'c, S> Relay<'c, S> {
-    pub fn new(
-        out: &'c mut PacketConn<S>,
-        caps: CapabilityFlags,
-        status: StatusFlags,
-    ) -> Self {
+    pub fn new(out: &'c mut PacketConn<S>, caps: CapabilityFlags, status: StatusFlags) -> Self {
         Relay {
             out,
             caps,
