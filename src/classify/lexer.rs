@@ -32,10 +32,12 @@ pub struct Lexed<'a> {
 
 impl<'a> Lexed<'a> {
     pub fn new(sql: &'a str) -> Self {
-        Lexed {
-            sql,
-            tokens: Lexer::new(sql).collect(),
-        }
+        // About one token per 4 bytes of SQL: one allocation for most
+        // statements instead of a doubling series; capped, as a long string
+        // literal is one token however long it is.
+        let mut tokens = Vec::with_capacity((sql.len() / 4 + 4).min(64));
+        tokens.extend(Lexer::new(sql));
+        Lexed { sql, tokens }
     }
 }
 
