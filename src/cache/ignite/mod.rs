@@ -96,7 +96,7 @@ impl IgniteKv {
     /// (tests, diagnostics: on a node known to have finished starting).
     pub async fn probe(target: &Target) -> Result<Conn, IgniteError> {
         let addr = target.addresses.first().ok_or(IgniteError::Unavailable)?;
-        let c = pool::connect(addr, target, Arc::default()).await?;
+        let c = Conn::connect(addr, &target.dial, Arc::default()).await?;
         pool::create_caches(&c, target).await?;
         Ok(c)
     }

@@ -249,15 +249,10 @@ impl Pool {
             let mut backoff = Duration::from_millis(50);
             loop {
                 let attempt = me.begun.fetch_add(1, Ordering::SeqCst);
-                match connect(&addr, &me.target, me.topology.clone()).await {
+                match Conn::connect(&addr, &me.target.dial, me.topology.clone()).await {
                     Ok(c) => {
                         info!(%addr, version = %c.version, slot = s, "connected to Ignite");
-                        let mut seen = me.seen.lock().unwrap();
-                        match seen.get(&c.addr) {
-                            Some((node, _)) if *node == c.node => {}
-                            _ => drop(seen.insert(c.addr.clone(), (c.node, Instant::now()))),
-                        }
-                        drop(seen);
+                        me.reached(&c);
                         let c = Arc::new(c);
                         *slot.conn.lock().unwrap() = Some(c.clone());
                         me.ended.send_modify(|n| *n += 1);
@@ -343,15 +338,24 @@ async fn follow_map(pool: std::sync::Weak<Pool>) {
     }
 }
 
-pub(super) async fn connect(
-    addr: &str,
-    t: &Target,
-    topology: Arc<Topology>,
-) -> Result<Conn, IgniteError> {
-    Conn::connect(addr, &t.dial, topology).await
-}
-
 impl Pool {
+    /// Notes when this pool first reached `c`'s node at its address (a
+    /// restarted node has a new id, so its clock starts again).
+    fn reached(&self, c: &Conn) {
+        let mut seen = self.seen.lock().unwrap();
+        if seen.get(&c.addr).is_none_or(|(node, _)| *node != c.node) {
+            seen.insert(c.addr.clone(), (c.node, Instant::now()));
+        }
+    }
+
+    /// Whether `c`'s node was first reached `CREATE_SETTLE` ago or more.
+    fn settled(&self, c: &Conn) -> bool {
+        match self.seen.lock().unwrap().get(&c.addr) {
+            Some(&(node, at)) => node == c.node && at.elapsed() >= CREATE_SETTLE,
+            None => false,
+        }
+    }
+
     /// Checks both caches answer on `c`; creates them if one is missing
     /// and `c`'s node was first reached `CREATE_SETTLE` ago or more.
     pub async fn ensure_caches(&self, c: &Conn) -> Result<(), IgniteError> {
@@ -375,11 +379,7 @@ impl Pool {
         if !missing {
             return Ok(());
         }
-        let first = match self.seen.lock().unwrap().get(&c.addr) {
-            Some(&(node, at)) if node == c.node => Some(at),
-            _ => None,
-        };
-        if first.is_none_or(|t| t.elapsed() < CREATE_SETTLE) {
+        if !self.settled(c) {
             return Err(IgniteError::Protocol(
                 "caches missing; node too new to create them",
             ));

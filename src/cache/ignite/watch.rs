@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::codec::{self, EntryEvent, Obj};
-use super::pool::{connect, Pool};
+use super::conn::Conn;
+use super::pool::Pool;
 use super::IgniteError;
 use crate::cache::l2::Notice;
 
@@ -42,7 +43,7 @@ async fn open(
     addr: &str,
 ) -> Result<mpsc::UnboundedReceiver<Notice>, IgniteError> {
     let t = &pool.target;
-    let c = connect(addr, t, pool.topology.clone()).await?;
+    let c = Conn::connect(addr, &t.dial, pool.topology.clone()).await?;
     let mut frames = c.take_notifications().ok_or(IgniteError::Closed)?;
     let seen = pool.topology.changes();
     let q = codec::continuous_query(pool.tokens_id);
