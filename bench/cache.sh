@@ -9,8 +9,9 @@
 #  3. mixed: point selects + a few % single-row UPDATEs (text protocol),
 #     sqlcache vs MariaDB's query cache, with sqlcache's hit ratio.
 # Prints qps, p95, CPU µs/query of sqlcache (user and system for hits,
-# prepared and text) and mariadbd, the event-loop floor measured in the same
-# run (bench/floor.c loaded), and ratios.
+# prepared and text, over TCP and over the proxy's Unix socket) and
+# mariadbd, the event-loop floor of each transport measured in the same run
+# (bench/floor.c loaded), and ratios.
 #
 # usage: bench/cache.sh [seconds per run, default 15]
 set -euo pipefail
@@ -27,18 +28,20 @@ start_mariadb "$work/db" "$db_port" --query-cache-type=0 --query-cache-size=64M
 pids+=("$MARIADB_PID")
 qc() { mariadb --no-defaults -uroot --socket="$work/db/sock" -e "SET GLOBAL query_cache_type = $1; RESET QUERY CACHE"; }
 
-start_proxy "$work" "$db_port" '[cache]
+SQLCACHE_SOCKET="$work/proxy.sock" start_proxy "$work" "$db_port" '[cache]
 max_memory = "256MiB"
 ttl = "10m"'
 proxy_port=$PROXY_PORT
 proxy_pid=$PROXY_PID
 pids+=("$proxy_pid")
 
-sb() { # PORT THREADS SECS SCRIPT [args] -> "qps p95 queries sysbench_user_us" (p95 or the --percentile given)
-    local port=$1 threads=$2 secs=$3 script=$4 out
+sb() { # PORT|SOCKET THREADS SECS SCRIPT [args] -> "qps p95 queries sysbench_user_us" (p95 or the --percentile given)
+    local port=$1 threads=$2 secs=$3 script=$4 out to
     shift 4
+    to=(--mysql-host=127.0.0.1 --mysql-port="$port")
+    [[ $port == /* ]] && to=(--mysql-host=localhost --mysql-socket="$port")
     # `times` in the subshell: the CPU of its children, i.e. sysbench's.
-    out=$( (sysbench "$script" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$port" \
+    out=$( (sysbench "$script" --db-driver=mysql "${to[@]}" \
         --mysql-user=root --mysql-password= --mysql-db=sbtest --tables=1 --table-size=10000 \
         --threads="$threads" --time="$secs" "$@" run; times))
     echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); q=$3; n=$2} /th percentile:/ {p=$3}
@@ -66,11 +69,15 @@ sb "$proxy_port" 4 5 oltp_point_select --db-ps-mode=disable >/dev/null
 read -r d_qps d_p95 _ d_db _ <<<"$(measure "$db_port" 4 oltp_point_select --percentile=95)"
 read -r p_qps p_p95 p_cpu p_db p_user p_sys p_think <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
 read -r t_qps _ t_cpu _ t_user t_sys _ <<<"$(measure "$proxy_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+sock="$work/proxy.sock"
+read -r u_qps _ u_cpu _ u_user u_sys _ <<<"$(measure "$sock" 4 oltp_point_select --percentile=95)"
+read -r ut_qps _ ut_cpu _ ut_user ut_sys _ <<<"$(measure "$sock" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
 # The event-loop floor in the same run: bench/floor.c with as many threads
 # as the proxy's workers and clients that spend sysbench's own user CPU
 # per query between requests.
 cc -O2 -pthread -o "$work/floor" bench/floor.c
 floor=$("$work/floor" loaded 4 "$(nproc)" "$SECS" "$p_think")
+ufloor=$("$work/floor" loaded 4 "$(nproc)" "$SECS" "$p_think" unix)
 qc ON
 sb "$db_port" 4 3 oltp_point_select --db-ps-mode=disable >/dev/null
 read -r q_qps q_p95 _ q_db _ <<<"$(measure "$db_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
@@ -86,11 +93,16 @@ printf '%-34s %10s %8s %16s %16s\n' "sqlcache (warm)" "$p_qps" "$p_p95" "$p_cpu"
 printf '%-34s %10s %8s %16s %16s\n' "direct, MariaDB query cache ON*" "$q_qps" "$q_p95" - "$q_db"
 echo "  * text protocol: MariaDB's query cache does not serve prepared statements"
 awk -v p="$p_qps" -v d="$d_qps" -v q="$q_qps" 'BEGIN{printf "sqlcache / direct qps: %.2fx (target >= 2.2x); sqlcache / query cache: %.2fx (target >= 1.15x)\n", p/d, p/q}'
-echo "sqlcache CPU per hit: prepared $p_cpu us (user $p_user, sys $p_sys), text $t_cpu us (user $t_user, sys $t_sys) (target <= 8)"
+floor_us() { echo "$1" | sed 's/.*: \([0-9.]*\) µs CPU per request.*/\1/'; }
+echo "sqlcache CPU per hit, TCP: prepared $p_cpu us (user $p_user, sys $p_sys), text $t_cpu us (user $t_user, sys $t_sys) (target <= 8)"
 echo "$floor"
+awk -v p="$p_cpu" -v t="$t_cpu" -v f="$(floor_us "$floor")" \
+    'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
+echo "sqlcache CPU per hit, Unix socket: prepared $u_cpu us (user $u_user, sys $u_sys), text $ut_cpu us (user $ut_user, sys $ut_sys) (target <= 8); qps $u_qps prepared, $ut_qps text"
+echo "$ufloor"
+awk -v p="$u_cpu" -v t="$ut_cpu" -v f="$(floor_us "$ufloor")" \
+    'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
 echo "  (clients spend $p_think us of user CPU between requests: sysbench's own, measured in the prepared run)"
-awk -v p="$p_cpu" -v t="$t_cpu" -v f="$(echo "$floor" | sed 's/.*: \([0-9.]*\) µs CPU per request.*/\1/')" \
-    'BEGIN{printf "hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
 awk -v p="$p1_p50" -v d="$d1_p50" 'BEGIN{printf "single thread p50: direct %s ms, sqlcache %s ms: %.2fx (target <= 0.6x)\n", d, p, p/d}'
 
 # Mixed: 3% single-row updates, text protocol on both sides.

@@ -13,10 +13,12 @@
  * proxy hit makes), CLIENTS client threads in another process, each
  * sending one request, reading the reply and spending THINK_US of CPU
  * before the next (sysbench's own work per query), all on this machine's
- * cores. CPU of the server threads only (getrusage RUSAGE_THREAD).
+ * cores. CPU of the server threads only (getrusage RUSAGE_THREAD). With
+ * `unix` after THINK_US, the same over a Unix socket (what a client of the
+ * proxy's `proxy.socket` pays for).
  *
  * usage: floor [requests, default 20000]   (bench/hit_profile.sh builds it)
- *        floor loaded CLIENTS THREADS SECONDS THINK_US   (bench/cache.sh)
+ *        floor loaded CLIENTS THREADS SECONDS THINK_US [unix]   (bench/cache.sh)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +34,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,16 +139,16 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-static int port_of_loaded;
+/* Where the loaded server listens: loopback TCP or a Unix socket. */
+static struct sockaddr_storage listen_addr;
+static socklen_t listen_len;
 static double think_s, until_s;
 
 static void *client(void *arg) {
     (void)arg;
-    int c = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                            .sin_port = (in_port_t)port_of_loaded};
-    if (connect(c, (struct sockaddr *)&a, sizeof a)) die("connect");
-    setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int c = socket(listen_addr.ss_family, SOCK_STREAM, 0), one = 1;
+    if (c < 0 || connect(c, (struct sockaddr *)&listen_addr, listen_len)) die("connect");
+    if (listen_addr.ss_family == AF_INET) setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char req[REQ], reply[REPLY];
     memset(req, 'q', sizeof req);
     while (now_s() < until_s) {
@@ -157,16 +160,34 @@ static void *client(void *arg) {
     return NULL;
 }
 
-/* The event-loop floor under load (see the header). */
-static int loaded(int clients, int threads, double secs, double think_us) {
-    int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, clients) ||
-        getsockname(l, (struct sockaddr *)&a, &len))
+/* A listening socket on loopback TCP (any port) or on a fresh Unix socket
+ * path; its address is left in listen_addr. */
+static int listen_on(int unix_socket, int backlog) {
+    int l;
+    if (unix_socket) {
+        struct sockaddr_un *u = (struct sockaddr_un *)&listen_addr;
+        u->sun_family = AF_UNIX;
+        snprintf(u->sun_path, sizeof u->sun_path, "/tmp/sqlcache-floor.%d.sock", (int)getpid());
+        unlink(u->sun_path);
+        listen_len = sizeof *u;
+        l = socket(AF_UNIX, SOCK_STREAM, 0);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&listen_addr;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        listen_len = sizeof *a;
+        l = socket(AF_INET, SOCK_STREAM, 0);
+    }
+    if (l < 0 || bind(l, (struct sockaddr *)&listen_addr, listen_len) || listen(l, backlog) ||
+        getsockname(l, (struct sockaddr *)&listen_addr, &listen_len))
         die("listen");
+    return l;
+}
+
+/* The event-loop floor under load (see the header). */
+static int loaded(int clients, int threads, double secs, double think_us, int unix_socket) {
+    int l = listen_on(unix_socket, clients), one = 1;
     if (fork() == 0) {
-        port_of_loaded = a.sin_port;
         think_s = think_us / 1e6;
         until_s = now_s() + secs;
         pthread_t t[clients];
@@ -181,7 +202,7 @@ static int loaded(int clients, int threads, double secs, double think_us) {
     for (int i = 0; i < clients; i++) {
         int s = accept(l, NULL, NULL);
         if (s < 0 || s >= 65536) die("accept");
-        setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!unix_socket) setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         fcntl(s, F_SETFL, O_NONBLOCK);
         struct epoll_event e = {.events = EPOLLIN, .data.fd = s};
         if (epoll_ctl(sv[i % threads].ep, EPOLL_CTL_ADD, s, &e)) die("epoll_ctl");
@@ -196,16 +217,18 @@ static int loaded(int clients, int threads, double secs, double think_us) {
         served += sv[i].served, user += sv[i].user, sys += sv[i].sys;
     }
     wait(NULL);
+    if (unix_socket) unlink(((struct sockaddr_un *)&listen_addr)->sun_path);
     if (served == 0) { fprintf(stderr, "no request served\n"); return 1; }
-    printf("floor (loopback TCP, epoll_wait + recv + send per request, %d clients, %d threads): "
+    printf("floor (%s, epoll_wait + recv + send per request, %d clients, %d threads): "
            "%.1f µs CPU per request (user %.1f, sys %.1f), %.0f requests/s\n",
-           clients, threads, (user + sys) / served, user / served, sys / served, served / secs);
+           unix_socket ? "Unix socket" : "loopback TCP", clients, threads, (user + sys) / served, user / served, sys / served, served / secs);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && strcmp(argv[1], "loaded") == 0)
-        return loaded(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]));
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "loaded") == 0)
+        return loaded(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]),
+                      argc == 7 && strcmp(argv[6], "unix") == 0);
     long n = argc > 1 ? atol(argv[1]) : 20000;
     double waiting = run(n, 1), pingpong = run(n, 0);
     printf("floor (loopback TCP, recv + send per request): %.1f µs CPU with the request waiting, "

@@ -52,13 +52,15 @@ sb_run() {
 }
 
 # start_proxy WORKDIR DB_PORT [extra toml] -> sets PROXY_PORT, PROXY_PID
-# (runs $SQLCACHE_BIN if set, else the release build)
+# (runs $SQLCACHE_BIN if set, else the release build; also listens on the
+# Unix socket $SQLCACHE_SOCKET if set)
 start_proxy() {
     local work=$1 db_port=$2 extra=${3:-}
     PROXY_PORT=$(free_port)
     cat >"$work/proxy.toml" <<TOML
 [proxy]
 listen = "127.0.0.1:$PROXY_PORT"
+${SQLCACHE_SOCKET:+socket = \"$SQLCACHE_SOCKET\"}
 workers = ${SQLCACHE_WORKERS:-0}
 max_connections = ${SQLCACHE_MAX_CONNECTIONS:-4096}
 [backend]

@@ -224,13 +224,14 @@ mod tests {
     #[test]
     fn every_bad_value_is_named() {
         let c = Config::parse(
-            "[proxy]\nlisten='nope'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n[accounts]\nsource='config'\n",
+            "[proxy]\nlisten='nope'\nsocket='/tmp/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'\nmax_connections=0\n[backend]\npool_max=0\n[log]\nlevel='=bad=['\n[accounts]\nsource='config'\n",
             "t",
         )
         .unwrap();
         let err = c.validate("t").unwrap_err().to_string();
         for key in [
             "proxy.listen",
+            "proxy.socket: `/tmp/xxx",
             "proxy.max_connections",
             "backend.pool_max",
             "users:",

@@ -131,7 +131,7 @@ pub async fn handshake(
         return Err(ProtoError::Malformed("pre-4.1 client".into()));
     }
     let require_tls = cfg.proxy.tls.as_ref().is_some_and(|t| t.required);
-    if require_tls && !conn_is_tls(&conn) {
+    if require_tls && !conn.stream_ref().is_secure() {
         let why = "Connections using insecure transport are prohibited (proxy.tls.required)";
         refuse(&mut conn, (3159, "HY000", why)).await?;
         return Err(ProtoError::Tls("client did not use TLS".into()));
@@ -311,10 +311,6 @@ async fn refuse(
     wire::err(&mut b, code, state, why);
     conn.write_packet(&b);
     conn.flush().await
-}
-
-fn conn_is_tls(c: &PacketConn<ClientStream>) -> bool {
-    c.stream_ref().is_tls()
 }
 
 /// Largest client packet accepted (MySQL's own hard limit).

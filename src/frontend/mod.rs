@@ -5,7 +5,7 @@
 //! fills) become replies, and the route record (`route.rs`) is kept; the
 //! parts it serves with are built elsewhere (`assembly.rs`). Threading is one single-threaded tokio runtime per worker
 //! (`proxy.workers`, default one per CPU): the acceptor hands each accepted
-//! socket to a worker round-robin, and the session lives on that worker until
+//! socket (TCP, or the Unix socket `proxy.socket`: `listen.rs`) to a worker round-robin, and the session lives on that worker until
 //! it closes, so a statement never crosses threads (measured here: 44 µs of
 //! proxy CPU per forwarded point select with tokio's work-stealing runtime
 //! on two threads, 34 µs on one — the difference was thread wake-ups). Up to
@@ -20,6 +20,7 @@ pub mod admin;
 pub mod auth;
 pub mod caching;
 pub mod commands;
+pub mod listen;
 pub mod packet;
 pub mod pipeline;
 pub mod refresh;
@@ -46,22 +47,7 @@ use crate::config::Config;
 pub use session::Shared;
 
 /// An accepted socket and its `max_connections` slot.
-type Accepted = (std::net::TcpStream, OwnedSemaphorePermit);
-
-/// Binds the client listener with a deep accept queue: a burst of clients
-/// (an application pool starting) must wait in the kernel, not be dropped
-/// (tokio's default backlog of 1024 lost connections in a 2,000-client burst).
-fn listen(addr: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = addr.parse()?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    Ok(socket.listen(8192)?)
-}
+type Accepted = (listen::Handoff, OwnedSemaphorePermit);
 
 /// A worker: serves the sockets it is handed until told to exit.
 async fn worker(
@@ -70,9 +56,9 @@ async fn worker(
     stop: watch::Receiver<bool>,
     mut exit: watch::Receiver<bool>,
 ) {
-    while let Some((std, permit)) = rx.recv().await {
-        let tcp = match tokio::net::TcpStream::from_std(std) {
-            Ok(t) => t,
+    while let Some((handoff, permit)) = rx.recv().await {
+        let client = match handoff.register() {
+            Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot register a connection");
                 continue;
@@ -81,7 +67,7 @@ async fn worker(
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            session::serve(shared, tcp, stop).await;
+            session::serve(shared, client, stop).await;
             drop(permit);
         });
     }
@@ -112,7 +98,7 @@ async fn serve_admin(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Answers a client over `max_connections` with error 1040 and closes.
-async fn refuse(mut tcp: tokio::net::TcpStream) {
+async fn refuse(client: listen::Incoming) {
     let mut b = Vec::new();
     wire::err(
         &mut b,
@@ -122,12 +108,15 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
     );
     let mut pkt = vec![b.len() as u8, (b.len() >> 8) as u8, 0, 0];
     pkt.extend_from_slice(&b);
-    let _ = tcp.write_all(&pkt).await;
+    let _ = match client {
+        listen::Incoming::Tcp(mut s) => s.write_all(&pkt).await,
+        listen::Incoming::Unix(mut s) => s.write_all(&pkt).await,
+    };
 }
 
 /// A bound proxy, ready to serve.
 pub struct Proxy {
-    listener: TcpListener,
+    listener: listen::Listeners,
     shared: Arc<Shared>,
     /// The change feed, if configured; stops when dropped.
     feed: Option<crate::invalidation::FeedHandle>,
@@ -145,7 +134,7 @@ impl Proxy {
             Some(t) => Some(stream::tls_acceptor(&t.cert, &t.key).map_err(anyhow::Error::msg)?),
             None => None,
         };
-        let listener = listen(&cfg.proxy.listen)?;
+        let listener = listen::Listeners::bind(&cfg.proxy.listen, cfg.proxy.socket.as_deref())?;
         let crate::assembly::Parts {
             backend,
             cache,
@@ -209,7 +198,7 @@ impl Proxy {
         });
         let (senders, threads) = start_workers(&shared, &stop_rx, &exit_rx)?;
         start_side_tasks(&shared).await?;
-        info!(listen = %self.listener.local_addr()?, backend = %shared.backend.addr(), workers = senders.len(), "sqlcache listening");
+        info!(listen = %self.listener.local_addr()?, socket = ?shared.cfg.proxy.socket, backend = %shared.backend.addr(), workers = senders.len(), "sqlcache listening");
         accept(&self.listener, &slots, &senders, shutdown).await;
         info!("shutting down: no longer accepting");
         drop(self.listener);
@@ -296,7 +285,7 @@ async fn start_side_tasks(shared: &Arc<Shared>) -> anyhow::Result<()> {
 /// Accepts until `shutdown`: each socket goes to the next worker, or gets
 /// error 1040 when every `max_connections` slot is taken.
 async fn accept(
-    listener: &TcpListener,
+    listener: &listen::Listeners,
     slots: &Arc<Semaphore>,
     senders: &[mpsc::UnboundedSender<Accepted>],
     shutdown: impl Future<Output = ()>,
@@ -304,7 +293,7 @@ async fn accept(
     tokio::pin!(shutdown);
     let mut next = 0usize;
     loop {
-        let (tcp, _) = tokio::select! {
+        let client = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -317,12 +306,12 @@ async fn accept(
             _ = &mut shutdown => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(tcp));
+            tokio::spawn(refuse(client));
             continue;
         };
-        match tcp.into_std() {
-            Ok(std) => {
-                let _ = senders[next % senders.len()].send((std, permit));
+        match client.into_std() {
+            Ok(handoff) => {
+                let _ = senders[next % senders.len()].send((handoff, permit));
                 next = next.wrapping_add(1);
             }
             Err(e) => warn!(error = %e, "cannot hand over a connection"),

@@ -154,15 +154,22 @@ pub struct Session {
 /// Drives one accepted client connection from handshake to close.
 pub async fn serve(
     shared: Arc<Shared>,
-    tcp: tokio::net::TcpStream,
+    client: super::listen::Incoming,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use super::listen::Incoming;
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (peer, stream, tls) = match client {
+        Incoming::Tcp(tcp) => {
+            let _ = tcp.set_nodelay(true);
+            let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            (peer, ClientStream::Plain(tcp), shared.tls.clone())
+        }
+        Incoming::Unix(unix) => ("localhost".into(), ClientStream::Unix(unix), None),
+    };
     let span = info_span!("conn", id, peer = %peer);
     async move {
-        let _ = tcp.set_nodelay(true);
-        let conn = PacketConn::new(ClientStream::Plain(tcp), auth::cfg_max_packet());
+        let conn = PacketConn::new(stream, auth::cfg_max_packet());
         let version = match shared.backend.server_version().await {
             Ok(v) => v,
             Err(e) => {
@@ -174,7 +181,7 @@ pub async fn serve(
             conn,
             &shared.cfg,
             &shared.accounts,
-            shared.tls.as_ref(),
+            tls.as_ref(),
             &version,
             id,
         )

@@ -1,21 +1,25 @@
-//! The client byte stream: plain TCP, or TLS after an SSL request.
+//! The client byte stream: plain TCP, TLS after an SSL request, or the
+//! Unix socket (`proxy.socket`; TLS is not offered there: the socket is
+//! local, and like MySQL it counts as secure transport).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
 pub enum ClientStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl ClientStream {
-    pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+    /// TLS, or a Unix socket: what `proxy.tls.required` accepts.
+    pub fn is_secure(&self) -> bool {
+        matches!(self, ClientStream::Tls(_) | ClientStream::Unix(_))
     }
 }
 
@@ -28,6 +32,7 @@ impl AsyncRead for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -41,6 +46,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -48,6 +54,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -55,6 +62,7 @@ impl AsyncWrite for ClientStream {
         match self.get_mut() {
             ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
