@@ -9,7 +9,8 @@
 //!   and on (`tests/go/`);
 //! * Node `mysql2`, `query` and `execute` (`tests/node/compare.js`).
 //!
-//! Each program prints `N passed, M failed`; the test asserts no failure.
+//! Go and Node run twice: over TCP and on the proxy's Unix socket
+//! (`proxy.socket`). Each program prints `N passed, M failed`; the test asserts no failure.
 
 mod common;
 
@@ -36,30 +37,49 @@ fn setup() -> &'static MariaDb {
     db
 }
 
-/// Runs a client program against a fresh proxy and MariaDB.
-fn client_check(what: &str, mut cmd: Command) {
+/// Runs a client program against a fresh proxy and MariaDB: over TCP, and
+/// with `on_socket` once more on the proxy's Unix socket (the program is
+/// given its path in place of the port).
+fn client_check(what: &str, cmd: impl Fn() -> Command, on_socket: bool) {
     let db = setup();
-    let proxy = Proxy::start(db, "", "");
-    cmd.arg(proxy.port.to_string()).arg(db.port.to_string());
-    run_check(what, &mut cmd, || proxy.log_text());
+    let socket = tempdir().join("sqlcache.sock");
+    let keys = format!("socket = \"{}\"", socket.display());
+    let proxy = Proxy::start_with(db.port, &keys, "", "");
+    let mut targets = vec![proxy.port.to_string()];
+    if on_socket {
+        targets.push(socket.display().to_string());
+    }
+    for to in targets {
+        let mut c = cmd();
+        c.arg(&to).arg(db.port.to_string());
+        run_check(&format!("{what} via {to}"), &mut c, || proxy.log_text());
+    }
 }
 
 #[test]
 fn jdbc_connectors_hikari_and_transactions_match_direct() {
-    let mut cmd = Command::new(jvm::java());
-    cmd.arg("-cp")
-        .arg(jvm::classpath("clients"))
-        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-        .arg(jvm::source("JdbcCompare.java"));
-    client_check("JdbcCompare.java", cmd);
+    let cmd = || {
+        let mut cmd = Command::new(jvm::java());
+        cmd.arg("-cp")
+            .arg(jvm::classpath("clients"))
+            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+            .arg(jvm::source("JdbcCompare.java"));
+        cmd
+    };
+    // TCP only: MySQL Connector/J reaches a Unix socket only through an
+    // extra library (junixsocket).
+    client_check("JdbcCompare.java", cmd, false);
 }
 
 #[test]
 fn go_sql_driver_matches_direct_with_and_without_interpolation() {
-    let mut cmd = Command::new("go");
-    cmd.args(["run", "."])
-        .current_dir(format!("{}/tests/go", env!("CARGO_MANIFEST_DIR")));
-    client_check("tests/go (go-sql-driver/mysql)", cmd);
+    let cmd = || {
+        let mut cmd = Command::new("go");
+        cmd.args(["run", "."])
+            .current_dir(format!("{}/tests/go", env!("CARGO_MANIFEST_DIR")));
+        cmd
+    };
+    client_check("tests/go (go-sql-driver/mysql)", cmd, true);
 }
 
 #[test]
@@ -71,7 +91,10 @@ fn node_mysql2_query_and_execute_match_direct() {
             .is_dir(),
         "mysql2 is not installed in {dir}: run `npm ci --prefix tests/node` (.ci/run does)"
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(format!("{dir}/compare.js"));
-    client_check("tests/node/compare.js (mysql2)", cmd);
+    let cmd = || {
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{dir}/compare.js"));
+        cmd
+    };
+    client_check("tests/node/compare.js (mysql2)", cmd, true);
 }

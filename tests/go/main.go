@@ -1,7 +1,8 @@
 // go-sql-driver/mysql through the proxy compared with straight to MariaDB,
 // with interpolateParams off (server-side prepared statements) and on
 // (client-side interpolation, text protocol). Expects table test.jt
-// (tests/clients.rs creates it). Usage: go run . PROXY_PORT DIRECT_PORT
+// (tests/clients.rs creates it). Usage: go run . PROXY DIRECT_PORT, PROXY a
+// port or the proxy's Unix socket path.
 // Prints one line per check and "N passed, M failed"; exits 1 on failure.
 package main
 
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -68,8 +70,13 @@ func result(c *sql.Conn, q string, args ...any) ([]string, error) {
 	return out, rows.Err()
 }
 
-func open(port string, interpolate bool) *sql.Conn {
-	dsn := fmt.Sprintf("root@tcp(127.0.0.1:%s)/test?interpolateParams=%v", port, interpolate)
+// open connects to a port on 127.0.0.1, or to a Unix socket path.
+func open(to string, interpolate bool) *sql.Conn {
+	addr := "tcp(127.0.0.1:" + to + ")"
+	if strings.HasPrefix(to, "/") {
+		addr = "unix(" + to + ")"
+	}
+	dsn := fmt.Sprintf("root@%s/test?interpolateParams=%v", addr, interpolate)
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		panic(err)

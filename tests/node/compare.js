@@ -28,8 +28,9 @@ async function result(conn, method, sql, args) {
 }
 
 async function compare(proxyPort, directPort, method) {
-  const opts = port => ({ host: '127.0.0.1', port: Number(port), user: 'root', password: '',
-    database: 'test', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true });
+  // A port on 127.0.0.1, or a Unix socket path.
+  const opts = to => ({ ...(to.startsWith('/') ? { socketPath: to } : { host: '127.0.0.1', port: Number(to) }),
+    user: 'root', password: '', database: 'test', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true });
   const p = await mysql.createConnection(opts(proxyPort));
   const d = await mysql.createConnection(opts(directPort));
   const same = async (what, sql, args) => {
@@ -49,7 +50,7 @@ async function compare(proxyPort, directPort, method) {
 
 (async () => {
   const [proxy, direct] = process.argv.slice(2);
-  assert(proxy && direct, 'usage: node compare.js PROXY_PORT DIRECT_PORT');
+  assert(proxy && direct, 'usage: node compare.js PROXY_PORT|PROXY_SOCKET DIRECT_PORT');
   await compare(proxy, direct, 'query');
   await compare(proxy, direct, 'execute');
   console.log(`${passed} passed, ${failed} failed`);
