@@ -47,14 +47,19 @@ sb() { # PORT|SOCKET THREADS SECS SCRIPT [args] -> "qps p95 queries sysbench_use
     echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); q=$3; n=$2} /th percentile:/ {p=$3}
         /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ {t=$1} END {split(t, a, /[ms]/); print q, p, n, (a[1]*60+a[2])*1e6/n}'
 }
-measure() { # PORT THREADS SCRIPT [args] -> "qps pXX proxy_us db_us proxy_user_us proxy_sys_us sysbench_user_us"
-    local port=$1 threads=$2 script=$3 p0 d0 p1 d1 u0 u1 qps pct n sbu
+# The proxy's context switches so far, all threads: "voluntary involuntary".
+switches() { cat /proc/"$proxy_pid"/task/*/status | awk '/^voluntary_ctxt/ {v+=$2} /^nonvoluntary_ctxt/ {n+=$2} END {print v, n}'; }
+measure() { # PORT THREADS SCRIPT [args] -> "qps pXX proxy_us db_us proxy_user_us proxy_sys_us sysbench_user_us proxy_switches_per_q proxy_voluntary_per_q"
+    local port=$1 threads=$2 script=$3 p0 d0 p1 d1 u0 u1 qps pct n sbu v0 i0 v1 i1
     shift 3
+    read -r v0 i0 <<<"$(switches)"
     p0=$(cpu_ticks "$proxy_pid"); d0=$(cpu_ticks "$MARIADB_PID"); u0=$(awk '{print $14}' "/proc/$proxy_pid/stat")
     read -r qps pct n sbu <<<"$(sb "$port" "$threads" "$SECS" "$script" "$@")"
     p1=$(cpu_ticks "$proxy_pid"); d1=$(cpu_ticks "$MARIADB_PID"); u1=$(awk '{print $14}' "/proc/$proxy_pid/stat")
+    read -r v1 i1 <<<"$(switches)"
     awk -v q="$qps" -v p="$pct" -v n="$n" -v pp=$((p1 - p0)) -v dd=$((d1 - d0)) -v uu=$((u1 - u0)) -v hz="$CLK_TCK" -v sbu="$sbu" \
-        'BEGIN{printf "%s %s %.1f %.1f %.1f %.1f %.1f\n", q, p, pp/hz*1e6/n, dd/hz*1e6/n, uu/hz*1e6/n, (pp-uu)/hz*1e6/n, sbu}'
+        -v cs=$((v1 - v0 + i1 - i0)) -v vc=$((v1 - v0)) \
+        'BEGIN{printf "%s %s %.1f %.1f %.1f %.1f %.1f %.2f %.2f\n", q, p, pp/hz*1e6/n, dd/hz*1e6/n, uu/hz*1e6/n, (pp-uu)/hz*1e6/n, sbu, cs/n, vc/n}'
 }
 status() { mariadb --no-defaults -h127.0.0.1 -P"$proxy_port" -uroot --batch --skip-column-names -e "SHOW SQLCACHE STATUS" | awk -v k="$1" '$1==k {print $2}'; }
 
@@ -67,11 +72,11 @@ sb "$proxy_port" 4 5 oltp_point_select >/dev/null
 sb "$proxy_port" 4 5 oltp_point_select --db-ps-mode=disable >/dev/null
 
 read -r d_qps d_p95 _ d_db _ <<<"$(measure "$db_port" 4 oltp_point_select --percentile=95)"
-read -r p_qps p_p95 p_cpu p_db p_user p_sys p_think <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
-read -r t_qps _ t_cpu _ t_user t_sys _ <<<"$(measure "$proxy_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+read -r p_qps p_p95 p_cpu p_db p_user p_sys p_think p_cs p_vcs <<<"$(measure "$proxy_port" 4 oltp_point_select --percentile=95)"
+read -r t_qps _ t_cpu _ t_user t_sys _ t_cs t_vcs <<<"$(measure "$proxy_port" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
 sock="$work/proxy.sock"
-read -r u_qps _ u_cpu _ u_user u_sys _ <<<"$(measure "$sock" 4 oltp_point_select --percentile=95)"
-read -r ut_qps _ ut_cpu _ ut_user ut_sys _ <<<"$(measure "$sock" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
+read -r u_qps _ u_cpu _ u_user u_sys _ u_cs u_vcs <<<"$(measure "$sock" 4 oltp_point_select --percentile=95)"
+read -r ut_qps _ ut_cpu _ ut_user ut_sys _ ut_cs ut_vcs <<<"$(measure "$sock" 4 oltp_point_select --db-ps-mode=disable --percentile=95)"
 # The event-loop floor in the same run: bench/floor.c with as many threads
 # as the proxy's workers and clients that spend sysbench's own user CPU
 # per query between requests.
@@ -95,10 +100,12 @@ echo "  * text protocol: MariaDB's query cache does not serve prepared statement
 awk -v p="$p_qps" -v d="$d_qps" -v q="$q_qps" 'BEGIN{printf "sqlcache / direct qps: %.2fx (target >= 2.2x); sqlcache / query cache: %.2fx (target >= 1.15x)\n", p/d, p/q}'
 floor_us() { echo "$1" | sed 's/.*: \([0-9.]*\) µs CPU per request.*/\1/'; }
 echo "sqlcache CPU per hit, TCP: prepared $p_cpu us (user $p_user, sys $p_sys), text $t_cpu us (user $t_user, sys $t_sys) (target <= 8)"
+echo "  context switches per hit: prepared $p_cs (voluntary $p_vcs), text $t_cs (voluntary $t_vcs)"
 echo "$floor"
 awk -v p="$p_cpu" -v t="$t_cpu" -v f="$(floor_us "$floor")" \
     'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
 echo "sqlcache CPU per hit, Unix socket: prepared $u_cpu us (user $u_user, sys $u_sys), text $ut_cpu us (user $ut_user, sys $ut_sys) (target <= 8); qps $u_qps prepared, $ut_qps text"
+echo "  context switches per hit: prepared $u_cs (voluntary $u_vcs), text $ut_cs (voluntary $ut_vcs)"
 echo "$ufloor"
 awk -v p="$u_cpu" -v t="$ut_cpu" -v f="$(floor_us "$ufloor")" \
     'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'

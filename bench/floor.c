@@ -108,7 +108,7 @@ static double now_s(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-struct server { int ep, conns; long served; double user, sys; };
+struct server { int ep, conns; long served; double user, sys; long vcs, ivcs; };
 
 /* One server thread: answers every complete request on its connections
  * until all of them are closed. */
@@ -136,6 +136,8 @@ static void *serve(void *arg) {
 #define TV(t) ((t).tv_sec * 1e6 + (t).tv_usec)
     sv->user = TV(r1.ru_utime) - TV(r0.ru_utime);
     sv->sys = TV(r1.ru_stime) - TV(r0.ru_stime);
+    sv->vcs = r1.ru_nvcsw - r0.ru_nvcsw;
+    sv->ivcs = r1.ru_nivcsw - r0.ru_nivcsw;
     return NULL;
 }
 
@@ -212,16 +214,21 @@ static int loaded(int clients, int threads, double secs, double think_us, int un
     for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, serve, &sv[i]);
     long served = 0;
     double user = 0, sys = 0;
+    long vcs = 0, ivcs = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(t[i], NULL);
         served += sv[i].served, user += sv[i].user, sys += sv[i].sys;
+        vcs += sv[i].vcs, ivcs += sv[i].ivcs;
     }
     wait(NULL);
     if (unix_socket) unlink(((struct sockaddr_un *)&listen_addr)->sun_path);
     if (served == 0) { fprintf(stderr, "no request served\n"); return 1; }
     printf("floor (%s, epoll_wait + recv + send per request, %d clients, %d threads): "
-           "%.1f µs CPU per request (user %.1f, sys %.1f), %.0f requests/s\n",
-           unix_socket ? "Unix socket" : "loopback TCP", clients, threads, (user + sys) / served, user / served, sys / served, served / secs);
+           "%.1f µs CPU per request (user %.1f, sys %.1f), %.0f requests/s, "
+           "context switches per request %.2f (voluntary %.2f)\n",
+           unix_socket ? "Unix socket" : "loopback TCP", clients, threads,
+           (user + sys) / served, user / served, sys / served, served / secs,
+           (double)(vcs + ivcs) / served, (double)vcs / served);
     return 0;
 }
 

@@ -79,8 +79,13 @@ fn current_worker() -> usize {
     WORKER.with(Cell::get)
 }
 
-/// A borrowed backend connection.
-pub struct BackendConn {
+/// A borrowed backend connection: boxed, so handing it between the pool,
+/// a session and a statement moves a pointer, not the whole record
+/// (several moves per forwarded statement; `bench/hit_profile.sh`).
+pub struct BackendConn(Box<Parts>);
+
+/// What a backend connection carries.
+pub struct Parts {
     /// The worker whose runtime owns the socket.
     worker: usize,
     pub conn: Conn,
@@ -91,10 +96,27 @@ pub struct BackendConn {
     epoch: u64,
     key: PoolKey,
     /// Server-side statements by database ("" = none) then SQL text; two
-    /// levels so a lookup borrows instead of building a key.
-    stmts: HashMap<String, HashMap<Vec<u8>, Prepared>>,
+    /// levels so a lookup borrows instead of building a key. foldhash
+    /// (seeded per process): looked up on every execution, and at most
+    /// `STMT_CACHE_MAX` entries, so a crafted key set costs little.
+    stmts: HashMap<String, HashMap<Vec<u8>, Prepared, Fold>, Fold>,
     idle_since: Instant,
     _permit: OwnedSemaphorePermit,
+}
+
+type Fold = foldhash::fast::RandomState;
+
+impl std::ops::Deref for BackendConn {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for BackendConn {
+    fn deref_mut(&mut self) -> &mut Parts {
+        &mut self.0
+    }
 }
 
 const STMT_CACHE_MAX: usize = 512;
@@ -261,7 +283,8 @@ impl Backend {
         password: &str,
         db: Option<&str>,
     ) -> Result<BackendConn, BackendError> {
-        let start = Instant::now();
+        // Read the clock only once a wait begins (not on the usual path).
+        let mut start = None;
         loop {
             if let Some(c) = self.take_healthy(key, db, true).await {
                 return Ok(c);
@@ -270,17 +293,17 @@ impl Backend {
                 let opts = self.opts(&key.user, password, key.found_rows);
                 let epoch = self.epoch();
                 let conn = self.connect_raw(opts).await?;
-                return Ok(BackendConn {
+                return Ok(BackendConn(Box::new(Parts {
                     worker: current_worker(),
                     conn,
                     applied: Applied::fresh(),
                     dirty: false,
                     epoch,
                     key: key.clone(),
-                    stmts: HashMap::new(),
+                    stmts: HashMap::default(),
                     idle_since: Instant::now(),
                     _permit: permit,
-                });
+                })));
             }
             if let Some(c) = self.take_healthy(key, db, false).await {
                 return Ok(c);
@@ -288,7 +311,7 @@ impl Backend {
             if self.evict_other(key) {
                 continue;
             }
-            let waited = start.elapsed();
+            let waited = start.get_or_insert_with(Instant::now).elapsed();
             if waited >= self.cfg.acquire_timeout {
                 return Err(BackendError::PoolExhausted(self.cfg.pool_max, waited));
             }
@@ -305,7 +328,8 @@ impl Backend {
         db: Option<&str>,
         local_only: bool,
     ) -> Option<BackendConn> {
-        while let Some(mut c) = self.take_idle(key, db, local_only) {
+        let now = Instant::now();
+        while let Some(mut c) = self.take_idle(key, db, local_only, now) {
             let epoch = self.epoch();
             if c.epoch != epoch {
                 if c.reset().await.is_err() {
@@ -316,7 +340,8 @@ impl Backend {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Some(c);
             }
-            if c.idle_since.elapsed() < PING_AFTER || c.conn.ping().await.is_ok() {
+            let idle = now.saturating_duration_since(c.idle_since);
+            if idle < PING_AFTER || c.conn.ping().await.is_ok() {
                 return Some(c);
             }
         }
@@ -324,12 +349,17 @@ impl Backend {
     }
 
     /// Best idle match: this worker's and on `db` first.
-    fn take_idle(&self, key: &PoolKey, db: Option<&str>, local_only: bool) -> Option<BackendConn> {
+    fn take_idle(
+        &self,
+        key: &PoolKey,
+        db: Option<&str>,
+        local_only: bool,
+        now: Instant,
+    ) -> Option<BackendConn> {
         let me = current_worker();
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(key)?;
-        let now = Instant::now();
-        list.retain(|c| now.duration_since(c.idle_since) < self.cfg.idle_timeout);
+        list.retain(|c| now.saturating_duration_since(c.idle_since) < self.cfg.idle_timeout);
         let on_db = |c: &BackendConn| c.applied.db.as_ref().map(|d| d.as_deref()) == Some(db);
         let found = list
             .iter()
@@ -414,7 +444,7 @@ impl Backend {
     }
 }
 
-impl BackendConn {
+impl Parts {
     /// COM_RESET_CONNECTION: drops temporary tables, user variables, locks,
     /// prepared statements and rolls back; tracked state becomes unknown.
     pub async fn reset(&mut self) -> Result<(), BackendError> {

@@ -884,6 +884,16 @@ impl Conn {
 
     /// Returns `true` for ProgressReport packet.
     fn handle_packet(&mut self, packet: &PooledBuf) -> Result<bool> {
+        // sqlcache patch: a packet that starts with neither the OK header
+        // tried below (0xFE while a result is pending, else 0x00) nor the
+        // ERR header (0xFF) parses as neither (a column count, a column
+        // definition, a row): skip both attempts, each of which allocates
+        // an io::Error when it fails.
+        let ok_header = if self.has_pending_result() { 0xFE } else { 0x00 };
+        match packet.first() {
+            Some(&b) if b == ok_header || b == 0xFF => {}
+            _ => return Ok(false),
+        }
         let ok_packet = if self.has_pending_result() {
             if self.has_capabilities(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
                 ParseBuf(packet)
