@@ -106,6 +106,7 @@ awk -v p="$p_cpu" -v t="$t_cpu" -v f="$(floor_us "$floor")" \
     'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
 echo "sqlcache CPU per hit, Unix socket: prepared $u_cpu us (user $u_user, sys $u_sys), text $ut_cpu us (user $ut_user, sys $ut_sys) (target <= 8); qps $u_qps prepared, $ut_qps text"
 echo "  context switches per hit: prepared $u_cs (voluntary $u_vcs), text $ut_cs (voluntary $ut_vcs)"
+awk -v u="$u_qps" -v d="$d_qps" 'BEGIN{printf "  sqlcache on the Unix socket / direct (TCP) qps: %.2fx\n", u/d}'
 echo "$ufloor"
 awk -v p="$u_cpu" -v t="$ut_cpu" -v f="$(floor_us "$ufloor")" \
     'BEGIN{printf "  hit / floor: prepared %.2fx, text %.2fx\n", p/f, t/f}'
