@@ -12,7 +12,7 @@ use serde::Deserialize;
 pub struct ProxyConfig {
     pub listen: String,
     /// Also listen on this Unix socket: clients on the same host (a
-    /// sidecar's application) skip the TCP stack, which is most of a cache
+    /// sidecar's application) skip the TCP stack, about a fifth of a cache
     /// hit's CPU (`bench/cache.sh`). Created world-connectable, as
     /// mariadbd's own socket (logins are checked as on TCP); a stale file
     /// left by a crash is replaced, a live one is an error.

@@ -3,15 +3,17 @@
 //! Policy: this layer translates protocol ↔ domain. A statement's bytes
 //! become a `pipeline::Stmt`, the cache's answers (`cache::plan`, hits,
 //! fills) become replies, and the route record (`route.rs`) is kept; the
-//! parts it serves with are built elsewhere (`assembly.rs`). Threading is one single-threaded tokio runtime per worker
-//! (`proxy.workers`, default one per CPU): the acceptor hands each accepted
-//! socket (TCP, or the Unix socket `proxy.socket`: `listen.rs`) to a worker round-robin, and the session lives on that worker until
-//! it closes, so a statement never crosses threads (measured here: 44 µs of
-//! proxy CPU per forwarded point select with tokio's work-stealing runtime
-//! on two threads, 34 µs on one — the difference was thread wake-ups). Up to
-//! `proxy.max_connections` clients are served (one more gets error 1040). On
-//! shutdown the acceptor stops, sessions are told to close when idle, and the
-//! proxy waits up to `proxy.shutdown_timeout` for busy ones. Worker threads
+//! parts it serves with are built elsewhere (`assembly.rs`). Threading is
+//! one single-threaded tokio runtime per worker (`proxy.workers`, default
+//! one per CPU): the acceptor hands each accepted socket (TCP, or the Unix
+//! socket `proxy.socket`: `listen.rs`) to a worker round-robin, and the
+//! session lives on that worker until it closes, so a statement never
+//! crosses threads (measured here: 44 µs of proxy CPU per forwarded point
+//! select with tokio's work-stealing runtime on two threads, 34 µs on one —
+//! the difference was thread wake-ups). Up to `proxy.max_connections`
+//! clients are served over both listeners (one more gets error 1040). On
+//! shutdown the acceptor stops, sessions are told to close when idle, and
+//! the proxy waits up to `proxy.shutdown_timeout` for busy ones. Worker threads
 //! get `WORKER_STACK_BYTES`, the main thread's usual 8 MiB (worker 0 runs on
 //! it), not Rust's 2 MiB default: classification recurses (see `classify`).
 
