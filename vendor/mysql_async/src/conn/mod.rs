@@ -306,6 +306,9 @@ impl Conn {
 
     /// Handles OK packet.
     pub(crate) fn handle_ok(&mut self, ok_packet: OkPacket<'static>) {
+        // sqlcache patch: the last IO time, taken when a response ends
+        // rather than on every packet read (see `io/read_packet.rs`).
+        self.touch();
         self.inner.status = ok_packet.status_flags();
         self.inner.last_err_packet = None;
         self.inner.last_ok_packet = Some(ok_packet);
@@ -313,6 +316,7 @@ impl Conn {
 
     /// Handles ERR packet.
     pub(crate) fn handle_err(&mut self, err_packet: ErrPacket<'_>) -> Result<()> {
+        self.touch(); // sqlcache patch: see `handle_ok`.
         match err_packet {
             ErrPacket::Error(err) => {
                 self.inner.status = StatusFlags::empty();

@@ -44,10 +44,10 @@ impl Future for ReadPacket<'_, '_> {
         };
 
         match packet_opt {
-            Some(packet) => {
-                self.0.as_mut().touch();
-                Poll::Ready(Ok(packet))
-            }
+            // sqlcache patch: no `touch()` (a clock read) per packet; the
+            // last IO time is taken when a response ends (`handle_ok`,
+            // `handle_err`), which is all the pool's expiry reads.
+            Some(packet) => Poll::Ready(Ok(packet)),
             None => Poll::Ready(Err(Error::new(
                 ErrorKind::UnexpectedEof,
                 "connection closed",
