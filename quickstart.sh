@@ -63,10 +63,12 @@ trap 'exit 130' INT TERM
 DB_PORT=$(free_port)
 SOCK="$WORK/mysqld.sock"
 say "starting a private MariaDB on 127.0.0.1:$DB_PORT (data in $WORK)"
-mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip-test-db \
-    --datadir="$WORK/data" --user="$(id -un)" >"$WORK/install.log" 2>&1 \
-    || { tail -n 20 "$WORK/install.log" >&2; die "mariadb-install-db failed"; }
+# Its own temp directory: bootstraps sharing /tmp can remove each other's
+# temporary tables and fail ("Unknown table 'mysql.tmp_user_sys'").
 mkdir -p "$WORK/tmp"
+mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip-test-db \
+    --datadir="$WORK/data" --tmpdir="$WORK/tmp" --user="$(id -un)" >"$WORK/install.log" 2>&1 \
+    || { grep -E "ERROR|Error" "$WORK/install.log" >&2; tail -n 20 "$WORK/install.log" >&2; die "mariadb-install-db failed"; }
 # MariaDB and sqlcache run in sessions of their own (setsid), so a Ctrl-C
 # reaches this script alone and its trap stops them; in the terminal's
 # process group they could exit on the SIGINT before the trap ran, and the

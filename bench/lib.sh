@@ -16,9 +16,10 @@ wait_port() {
 start_mariadb() {
     local dir=$1 port=$2
     shift 2
-    mkdir -p "$dir"
+    mkdir -p "$dir/install-tmp"
+    # A temp directory of its own (see tests/common/mod.rs `install`).
     mariadb-install-db --no-defaults --auth-root-authentication-method=normal --skip-test-db \
-        --datadir="$dir/data" --user=root >"$dir/install.log" 2>&1
+        --datadir="$dir/data" --tmpdir="$dir/install-tmp" --user=root >"$dir/install.log" 2>&1
     mariadbd --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$port" \
         --bind-address=127.0.0.1 --skip-name-resolve --log-bin="$dir/binlog" --binlog-format=ROW \
         --binlog-row-image=FULL --binlog-row-metadata=FULL --server-id=1 --user=root \
