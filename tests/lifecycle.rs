@@ -71,15 +71,7 @@ fn check_config_accepts_the_shipped_file_and_names_every_bad_key() {
 #[test]
 fn tls_is_offered_and_can_be_required() {
     let db = mariadb();
-    let dir = tempdir();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("k.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let tls = format!(
-        "\n[proxy.tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
-        dir.join("c.pem").display(),
-        dir.join("k.pem").display()
-    );
+    let tls = required_tls();
     let proxy = Proxy::start_with(db.port, "", &tls, "");
     let out = cli(
         proxy.port,

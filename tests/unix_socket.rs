@@ -130,15 +130,7 @@ fn the_cli_and_pymysql_on_the_socket_answer_as_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_is_secure_transport_and_shares_max_connections() {
     let db = mariadb();
-    let dir = tempdir();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("k.pem"), cert.key_pair.serialize_pem()).unwrap();
-    let tls = format!(
-        "\n[proxy.tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
-        dir.join("c.pem").display(),
-        dir.join("k.pem").display()
-    );
+    let tls = required_tls();
     let path = socket_path();
     let proxy = socket_proxy(db, &path, "max_connections = 2", &tls);
     // TCP without TLS is refused; the socket, like MySQL's, is not.

@@ -127,7 +127,7 @@ pub struct Backend {
     cfg: BackendConfig,
     /// Idle connections by account (foldhash: looked up twice per
     /// forwarded statement, SipHash cost about 100 instructions each).
-    idle: Mutex<HashMap<PoolKey, Vec<BackendConn>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<PoolKey, Vec<BackendConn>, Fold>>,
     permits: Arc<Semaphore>,
     returned: Notify,
     server_version: Mutex<Option<String>>,

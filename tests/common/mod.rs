@@ -410,6 +410,20 @@ pub fn spawn_watched(command: &str, after_start: &str, on_exit: &str, what: &str
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
 }
 
+/// A `[proxy.tls]` table with `required = true` and a fresh self-signed
+/// certificate (for `Proxy::start_with`'s backend_extra, the last table).
+pub fn required_tls() -> String {
+    let dir = tempdir();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("k.pem"), cert.key_pair.serialize_pem()).unwrap();
+    format!(
+        "\n[proxy.tls]\ncert = \"{}\"\nkey = \"{}\"\nrequired = true\n",
+        dir.join("c.pem").display(),
+        dir.join("k.pem").display()
+    )
+}
+
 pub fn tempdir() -> PathBuf {
     let d = tempfile::Builder::new()
         .prefix("sqlcache-test-")
